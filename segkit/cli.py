@@ -1,0 +1,52 @@
+"""The ``segkit`` command: LightningCLI's fit/validate/test/predict plus ``segkit summary``.
+
+    segkit fit --config configs/voc.yaml --data.root DIR
+    segkit validate --config configs/voc.yaml --ckpt_path CKPT
+    segkit summary --encoder xception65 --size 513
+"""
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from .data import VOCDataModule
+from .task import SegmentationTask
+
+
+class SegkitCLI(LightningCLI):
+    """LightningCLI with the class count and names linked from the DataModule and best/last checkpoints."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/mIoU",
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-step{step}-mIoU{val/mIoU:.4f}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+
+    def after_fit(self) -> None:
+        cb = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
+            print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.4f}): {cb.best_model_path}", flush=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] == "summary":
+        from jsonargparse import CLI
+
+        from .summary import summary
+
+        CLI(summary, args=argv[1:])
+        return
+    SegkitCLI(SegmentationTask, VOCDataModule, subclass_mode_data=True, args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Segmentation metrics from one confusion matrix accumulated over a whole split.
+
+As the Pascal VOC and Cityscapes benchmarks do, IoU is computed per class from the confusion matrix summed
+over every pixel of every image (and across processes), never averaged over batches or images. A class
+absent from both the ground truth and the predictions has no IoU (NaN) and is left out of the mean.
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+class ConfusionMatrix(Metric):
+    """(num_classes, num_classes) int64 matrix, rows = ground truth, columns = prediction.
+
+    Pixels whose target is outside ``0..num_classes-1`` (the 255 ignore label) are not counted. The update is
+    one ``bincount`` on the device, with no host synchronisation; states are summed across processes.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
+                       dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """preds: (B, H, W) class indices or (B, K, H, W) logits; target: (B, H, W)."""
+        if preds.ndim == target.ndim + 1:
+            preds = preds.argmax(dim=1)
+        if preds.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(target.shape)}")
+        k = self.num_classes
+        target = target.reshape(-1).long()
+        valid = (target >= 0) & (target < k)
+        # invalid pixels go to an extra bin k*k that is dropped: no boolean indexing, no device sync
+        index = torch.where(valid, target * k + preds.reshape(-1).long().clamp(0, k - 1), k * k)
+        self.confmat += torch.bincount(index, minlength=k * k + 1)[: k * k].reshape(k, k)
+
+    def compute(self) -> torch.Tensor:
+        return self.confmat
+
+
+def segmentation_scores(confmat: torch.Tensor) -> dict[str, torch.Tensor | float]:
+    """Per-class IoU and accuracy, mIoU, pixel accuracy, mean class accuracy and frequency-weighted IoU."""
+    cm = confmat.double()
+    tp = cm.diag()
+    gt = cm.sum(1)  # pixels of each class in the ground truth
+    pred = cm.sum(0)
+    union = gt + pred - tp
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
+    total = cm.sum()
+    freq = gt / total.clamp(min=1)
+    return {
+        "per_class_iou": iou,
+        "per_class_acc": acc,
+        "mIoU": float(iou.nanmean()) if (union > 0).any() else float("nan"),
+        "pixel_acc": float(tp.sum() / total) if total > 0 else float("nan"),
+        "mean_acc": float(acc.nanmean()) if (gt > 0).any() else float("nan"),
+        "fwIoU": float((freq[union > 0] * iou[union > 0]).sum()),
+        "num_pixels": int(confmat.sum()),
+    }
+
+
+def format_iou_table(class_names: list[str] | tuple[str, ...], scores: dict, prefix: str = "val",
+                     heading: str = "") -> str:
+    """A plain-text table of per-class IoU and accuracy (in %) followed by the summary metrics."""
+    width = max(14, *(len(n) for n in class_names))
+    lines = [heading or f"{prefix}: per-class IoU", f"{'class':<{width}}  {'IoU':>7}  {'acc':>7}", "-" * (width + 18)]
+    for name, iou, acc in zip(class_names, scores["per_class_iou"].tolist(), scores["per_class_acc"].tolist()):
+        lines.append(f"{name:<{width}}  {100 * iou:7.2f}  {100 * acc:7.2f}")
+    lines.append("-" * (width + 18))
+    for key in ("mIoU", "pixel_acc", "mean_acc"):
+        lines.append(f"{prefix + '/' + key:<{width}}  {100 * scores[key]:7.2f}")
+    return "\n".join(lines)

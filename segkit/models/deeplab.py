@@ -1,0 +1,79 @@
+"""DeepLabV3+ (Chen et al., 2018): encoder with atrous convolution, ASPP and a decoder.
+
+The model returns logits at the input resolution for any input size; it knows nothing about training,
+data or logging, and is usable on its own like a timm or torchvision model.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .aspp import ASPP
+from .decoder import DeepLabV3PlusDecoder, resize
+from .encoders import build_encoder
+
+# ASPP rates of the paper at output stride 16; they scale inversely with the output stride (12/24/36 at 8).
+PAPER_RATES_OS16 = (6, 12, 18)
+
+
+def default_atrous_rates(output_stride: int) -> tuple[int, ...]:
+    return tuple(max(1, r * 16 // output_stride) for r in PAPER_RATES_OS16)
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabV3+ semantic segmentation model.
+
+    Args:
+        num_classes: number of classes (21 for Pascal VOC, 19 for Cityscapes).
+        encoder: ``xception41``/``xception65``/``xception71`` (Modified Aligned Xception), ``xception_tiny``
+            (small variant for CPU demos and tests), any segmentation-models-pytorch encoder name
+            (``resnet101``, ``mobilenet_v2``...) or ``tu-<timm model>``.
+        output_stride: encoder output stride, 8, 16 or 32.
+        pretrained: encoder weights: a local file, a timm name (``xception65.tf_in1k``) or an smp weights
+            name (``imagenet``); None for random initialization.
+        atrous_rates: ASPP rates at ``output_stride``; default 6/12/18 scaled by 16 / output_stride.
+        decoder_channels: ASPP and decoder width (256 in the paper).
+        low_level_channels: low-level projection width (48 in the paper).
+        dropout: dropout after the ASPP projection (0.1 in the official implementation).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: str = "xception65",
+        output_stride: int = 16,
+        pretrained: str | None = None,
+        atrous_rates: Sequence[int] | None = None,
+        decoder_channels: int = 256,
+        low_level_channels: int = 48,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.encoder = build_encoder(encoder, output_stride, pretrained)
+        rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
+        self._rates_at = (rates, output_stride)  # rates are defined at this output stride
+        self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
+        self.decoder = DeepLabV3PlusDecoder(
+            self.encoder.low_channels, num_classes, decoder_channels, low_level_channels, decoder_channels
+        )
+
+    @property
+    def output_stride(self) -> int:
+        return self.encoder.output_stride
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switches encoder dilation and ASPP rates for a new output stride, keeping the weights.
+
+        A model trained at output stride 16 with rates 6/12/18 is evaluated at 8 with rates 12/24/36, the
+        paper's evaluation protocol.
+        """
+        self.encoder.set_output_stride(output_stride)
+        rates, base = self._rates_at
+        self.aspp.set_atrous_rates([max(1, round(r * base / output_stride)) for r in rates])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.encoder(x)  # low: (B, C_low, H/4, W/4), out: (B, C_out, H/OS, W/OS)
+        logits = self.decoder(self.aspp(feats["out"]), feats["low"])  # (B, K, H/4, W/4)
+        return resize(logits, x.shape[-2:])  # (B, K, H, W)

@@ -1,0 +1,50 @@
+"""Parameter and multiply-add counts of a DeepLabV3+ model at a given input size."""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import DeepLabV3Plus
+
+
+def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, int]:
+    """Multiply-adds of one forward pass, total and per top-level module.
+
+    Counted by PyTorch's FlopCounterMode, which counts convolutions and matrix products (FLOPs = 2 x MACs);
+    batch norm, activations, pooling and bilinear resizing are not counted.
+    """
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(batch, 3, *size))
+    flops = counter.get_flop_counts()
+    per_module = {name.split(".", 1)[1]: sum(v.values()) // 2 for name, v in flops.items() if name.count(".") == 1}
+    return {"total": counter.get_total_flops() // 2, **per_module}
+
+
+def summary(
+    encoder: str = "xception65",
+    num_classes: int = 21,
+    size: int = 513,
+    output_stride: int = 16,
+    decoder_channels: int = 256,
+) -> dict[str, float]:
+    """Prints the parameters and multiply-adds of DeepLabV3+ at a square input size.
+
+    Args:
+        encoder: encoder name.
+        num_classes: number of classes.
+        size: input height and width.
+        output_stride: encoder output stride.
+        decoder_channels: ASPP and decoder width.
+    """
+    model = DeepLabV3Plus(num_classes, encoder, output_stride, decoder_channels=decoder_channels)
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in model.named_children()}
+    macs = count_macs(model, (size, size))
+    print(f"DeepLabV3+ {encoder}, {num_classes} classes, input {size}x{size}, output stride {output_stride}")
+    print(f"{'module':<10} {'params (M)':>11} {'mult-adds (G)':>14}")
+    for name in params:
+        print(f"{name:<10} {params[name] / 1e6:11.2f} {macs.get(name, 0) / 1e9:14.2f}")
+    total_params = sum(params.values())
+    print(f"{'total':<10} {total_params / 1e6:11.2f} {macs['total'] / 1e9:14.2f}")
+    return {"params": total_params, "macs": macs["total"]}

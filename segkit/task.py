@@ -1,0 +1,184 @@
+"""The LightningModule: DeepLabV3+ with the paper's training recipe.
+
+Loss: pixel-wise cross-entropy ignoring label 255, optionally with hard-pixel mining (the official
+``top_k_percent_pixels``: keep the largest k% of the pixel losses). Optimizer: SGD with momentum 0.9 and
+weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor depthwise
+weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
+linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
+from .models import DeepLabV3Plus
+
+IGNORE_INDEX = 255
+
+
+def hard_pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, top_k_percent: float = 100.0) -> torch.Tensor:
+    """Cross-entropy over non-ignored pixels; with ``top_k_percent < 100`` only the hardest k% of all pixels count.
+
+    Like the official implementation, k% is taken of all pixels of the batch and ignored pixels have zero loss.
+    """
+    if top_k_percent >= 100.0:
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    losses = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none").flatten()
+    k = max(1, int(losses.numel() * top_k_percent / 100.0))
+    return losses.topk(k).values.mean()
+
+
+def poly_lr_lambda(max_steps: int, power: float = 0.9, warmup_steps: int = 0):
+    """LR factor at a step: linear warmup, then ``(1 - step / max_steps) ** power``."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, 1.0 - step / max_steps) ** power
+    return factor
+
+
+def _decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weights to decay, parameters not to decay): decay only non-depthwise convolution/linear weights."""
+    decay, no_decay = [], []
+    for m in module.modules():
+        for name, p in m.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            depthwise = isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+            if name == "weight" and isinstance(m, (nn.Conv2d, nn.Linear)) and not depthwise:
+                decay.append(p)
+            else:
+                no_decay.append(p)
+    return decay, no_decay
+
+
+class SegmentationTask(L.LightningModule):
+    """Trains and evaluates a :class:`~segkit.models.DeepLabV3Plus`.
+
+    Args:
+        num_classes: number of classes (linked from the DataModule by the CLI).
+        class_names: class names for logs and tables (linked from the DataModule by the CLI).
+        encoder: encoder name (see DeepLabV3Plus).
+        output_stride: training output stride (16 in the paper's recipe).
+        pretrained: encoder weights (file, timm name or smp weights name), or None.
+        atrous_rates: ASPP rates; default 6/12/18 at OS16, 12/24/36 at OS8.
+        decoder_channels: ASPP and decoder width (256 in the paper).
+        eval_output_stride: output stride for validation/test (e.g. 8 for a model trained at 16); default: same.
+        lr: base learning rate (0.007 for VOC in the paper).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay on convolution weights (4e-5 in the official Xception recipe).
+        poly_power: exponent of the poly schedule.
+        warmup_steps: linear warmup iterations.
+        encoder_lr_mult: LR multiplier for the encoder parameters.
+        top_k_percent_pixels: hard-pixel mining; 100 = plain cross-entropy.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 21,
+        class_names: list[str] | None = None,
+        encoder: str = "xception65",
+        output_stride: int = 16,
+        pretrained: str | None = None,
+        atrous_rates: list[int] | None = None,
+        decoder_channels: int = 256,
+        eval_output_stride: int | None = None,
+        lr: float = 0.007,
+        momentum: float = 0.9,
+        weight_decay: float = 4e-5,
+        poly_power: float = 0.9,
+        warmup_steps: int = 0,
+        encoder_lr_mult: float = 1.0,
+        top_k_percent_pixels: float = 100.0,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"model.class_names has {len(class_names)} names for num_classes={num_classes}")
+        if not 0 < top_k_percent_pixels <= 100:
+            raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
+        self.save_hyperparameters()
+        self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+        self.model = DeepLabV3Plus(num_classes, encoder, output_stride, pretrained, atrous_rates, decoder_channels)
+        self.val_confmat = ConfusionMatrix(num_classes)
+        self.test_confmat = ConfusionMatrix(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # training -----------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])  # (B, K, H, W)
+        loss = hard_pixel_cross_entropy(logits, batch["mask"], self.hparams.top_k_percent_pixels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[-1]["lr"])
+        return loss
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = []
+        for module, mult in ((self.model.encoder, hp.encoder_lr_mult), (nn.ModuleList([self.model.aspp, self.model.decoder]), 1.0)):
+            decay, no_decay = _decay_split(module)
+            groups.append({"params": decay, "lr": hp.lr * mult, "weight_decay": hp.weight_decay})
+            groups.append({"params": no_decay, "lr": hp.lr * mult, "weight_decay": 0.0})
+        optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=hp.lr, momentum=hp.momentum)
+        max_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(max_steps):
+            raise ValueError("the poly LR schedule needs a finite length: set trainer.max_steps or trainer.max_epochs")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, poly_lr_lambda(int(max_steps), hp.poly_power, hp.warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # evaluation ---------------------------------------------------------------------------------------
+    def _set_eval_stride(self, evaluating: bool) -> None:
+        eval_os = self.hparams.eval_output_stride
+        if eval_os is not None:
+            self.model.set_output_stride(eval_os if evaluating else self.hparams.output_stride)
+
+    def on_validation_start(self) -> None:
+        self._set_eval_stride(True)
+
+    def on_validation_end(self) -> None:
+        self._set_eval_stride(False)
+
+    def on_test_start(self) -> None:
+        self._set_eval_stride(True)
+
+    def on_predict_start(self) -> None:
+        self._set_eval_stride(True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["image"])
+        self.log("val/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX),
+                 batch_size=len(batch["name"]), sync_dist=True)
+        self.val_confmat.update(logits.argmax(1), batch["mask"])
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.test_confmat.update(self(batch["image"]).argmax(1), batch["mask"])
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[torch.Tensor]:
+        """Class-index maps (H, W) uint8, one per image at its original size."""
+        preds = self(batch["image"]).argmax(1).to(torch.uint8)
+        return [p[:h, :w] for p, (h, w) in zip(preds, batch["size"].tolist())]
+
+    def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
+        scores = segmentation_scores(metric.compute())  # summed over all processes
+        metric.reset()
+        self.log(f"{prefix}/mIoU", scores["mIoU"])
+        self.log(f"{prefix}/pixel_acc", scores["pixel_acc"])
+        for name, iou in zip(self.class_names, scores["per_class_iou"].tolist()):
+            self.log(f"{prefix}/IoU/{name}", iou)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            step = f" after step {self.global_step}" if self.trainer.state.fn == "fit" else ""
+            heading = f"{prefix}: per-class IoU{step}, {int(scores['num_pixels'])} labelled pixels"
+            print("\n" + format_iou_table(self.class_names, scores, prefix, heading), flush=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores(self.val_confmat, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores(self.test_confmat, "test")

@@ -1,0 +1,170 @@
+"""Data tests: the synthetic set, the VOC reader, the albumentations pipelines and clear errors."""
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from segkit.data import (
+    SYNTHETIC_CLASSES, VOCDataModule, VOCSegmentation, eval_transform, make_synthetic_voc, pad_collate,
+    train_transform, voc_palette,
+)
+from segkit.data.synthetic import write_palette_png
+from segkit.metrics import ConfusionMatrix, segmentation_scores
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_synthetic_is_deterministic_and_in_voc_layout(tmp_path):
+    a = make_synthetic_voc(tmp_path / "a", num_train=4, num_val=2, size_range=(64, 80), seed=3)
+    b = make_synthetic_voc(tmp_path / "b", num_train=4, num_val=2, size_range=(64, 80), seed=3)
+    c = make_synthetic_voc(tmp_path / "c", num_train=4, num_val=2, size_range=(64, 80), seed=4)
+    assert _digest(a) == _digest(b) != _digest(c)
+    assert (a / "ImageSets/Segmentation/train.txt").read_text().split() == [f"synth_train_{i:05d}" for i in range(4)]
+    with Image.open(a / "SegmentationClass/synth_val_00000.png") as mask:
+        assert mask.mode == "P"  # palette PNG, as VOC
+        assert mask.getpalette()[3:6] == [128, 0, 0]
+        values = set(np.unique(np.array(mask)).tolist())
+    assert values <= set(range(len(SYNTHETIC_CLASSES))) | {255}
+    assert 255 in values  # object borders are ignored, as in VOC
+    assert (a / "JPEGImages/synth_val_00000.jpg").is_file()
+
+
+def test_synthetic_never_overwrites_foreign_data(tmp_path):
+    (tmp_path / "VOCdevkit").mkdir()
+    (tmp_path / "VOCdevkit" / "mine.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="not written by segkit"):
+        make_synthetic_voc(tmp_path, num_train=2, num_val=1)
+    assert (tmp_path / "VOCdevkit" / "mine.txt").read_text() == "user data"
+
+
+def test_voc_palette_matches_devkit():
+    pal = voc_palette()
+    assert pal[0].tolist() == [0, 0, 0]
+    assert pal[1].tolist() == [128, 0, 0]
+    assert pal[15].tolist() == [192, 128, 128]  # person
+    assert pal[255].tolist() == [224, 224, 192]  # the border colour of VOC masks
+
+
+def test_train_pipeline_pads_mask_with_255():
+    image = np.full((40, 50, 3), 200, np.uint8)
+    mask = np.ones((40, 50), np.uint8)
+    t = train_transform(64, scale_range=(1.0, 1.0))
+    out = t(image=image, mask=mask)
+    img, m = out["image"], out["mask"].long()
+    assert img.shape == (3, 64, 64) and img.dtype == torch.float32
+    assert m.shape == (64, 64) and m.dtype == torch.int64
+    assert (m == 255).sum() == 64 * 64 - 40 * 50
+    assert (m == 1).sum() == 40 * 50
+    # padded image pixels hold the mean pixel (127.5 rounded to 128 in uint8), which normalizes to ~0
+    assert torch.allclose(img[:, m == 255], torch.zeros(1), atol=1 / 255)
+    assert torch.allclose(img[:, m == 1], torch.tensor(200 / 127.5 - 1), atol=1e-6)
+
+
+def test_train_pipeline_scales_with_nearest_masks():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    mask = rng.choice(np.array([0, 3, 255], np.uint8), size=(100, 120))
+    t = train_transform(48, scale_range=(0.5, 2.0))
+    for _ in range(10):
+        m = t(image=image, mask=mask)["mask"]
+        assert m.shape == (48, 48)
+        assert set(torch.unique(m).tolist()) <= {0, 3, 255}  # no interpolated label values
+
+
+def test_eval_pipeline_keeps_labels(tiny_voc):
+    ds = VOCSegmentation(tiny_voc, "val", num_classes=5, transform=eval_transform())
+    raw_image, raw_mask = ds.load(0)
+    sample = ds[0]
+    assert sample["image"].shape == (3, *raw_mask.shape)
+    assert sample["mask"].dtype == torch.int64
+    assert torch.equal(sample["mask"], torch.from_numpy(raw_mask).long())
+
+
+def test_pad_collate_pads_with_ignore():
+    a = {"image": torch.ones(3, 4, 5), "mask": torch.zeros(4, 5, dtype=torch.long), "name": "a"}
+    b = {"image": torch.ones(3, 6, 3), "mask": torch.ones(6, 3, dtype=torch.long), "name": "b"}
+    batch = pad_collate([a, b])
+    assert batch["image"].shape == (2, 3, 6, 5)
+    assert batch["mask"].shape == (2, 6, 5)
+    assert (batch["mask"][0, 4:] == 255).all() and (batch["mask"][1, :, 3:] == 255).all()
+    assert (batch["image"][0, :, 4:] == 0).all()
+    assert batch["size"].tolist() == [[4, 5], [6, 3]]
+
+
+def _copy_voc(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst / "VOCdevkit" / "VOC2012"
+
+
+def test_bad_files_raise_errors_naming_them(tiny_voc, tmp_path):
+    voc = _copy_voc(tiny_voc, tmp_path / "voc")
+    ids = (voc / "ImageSets/Segmentation/train.txt").read_text().split()
+    ds = VOCSegmentation(tmp_path / "voc", "train", num_classes=5)
+    # corrupt JPEG
+    (voc / "JPEGImages" / f"{ids[0]}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ValueError, match=f"{ids[0]}.jpg"):
+        ds[0]
+    # size mismatch
+    write_palette_png(np.zeros((10, 10), np.uint8), voc / "SegmentationClass" / f"{ids[1]}.png")
+    with pytest.raises(ValueError, match=f"size mismatch.*{ids[1]}"):
+        ds[1]
+    # label outside the class range
+    image = cv2.imread(str(voc / "JPEGImages" / f"{ids[2]}.jpg"))
+    bad = np.zeros(image.shape[:2], np.uint8)
+    bad[0, 0] = 7
+    write_palette_png(bad, voc / "SegmentationClass" / f"{ids[2]}.png")
+    with pytest.raises(ValueError, match=rf"{ids[2]}.png holds values \[7\]"):
+        ds[2]
+    # missing mask
+    (voc / "SegmentationClass" / f"{ids[3]}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{ids[3]}.png"):
+        ds[3]
+
+
+def test_missing_root_is_explained(tmp_path):
+    dm = VOCDataModule(root=str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match="VOCdevkit/VOC2012/JPEGImages"):
+        dm.prepare_data()
+
+
+def test_datamodule_batches(tiny_voc):
+    dm = VOCDataModule(root=str(tiny_voc), batch_size=4, val_batch_size=2, crop_size=48, num_workers=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 48, 48)
+    assert batch["mask"].dtype == torch.int64
+    assert len(dm.train_dataloader()) == 12 // 4
+    names = [n for b in dm.val_dataloader() for n in b["name"]]
+    assert sorted(names) == sorted(dm.val_set.ids)  # every val image exactly once
+
+
+def test_colour_baseline_fails_on_synthetic(tmp_path):
+    """A per-pixel colour classifier (nearest class-mean RGB) must score below 0.5 mIoU: classes need context."""
+    root = tmp_path / "synth"
+    make_synthetic_voc(root, num_train=60, num_val=30, seed=0)
+    k = len(SYNTHETIC_CLASSES)
+    sums, counts = np.zeros((k, 3)), np.zeros(k)
+    for image, mask in (VOCSegmentation(root, "train", num_classes=k).load(i) for i in range(60)):
+        for c in range(k):
+            sel = mask == c
+            sums[c] += image[sel].sum(0)
+            counts[c] += sel.sum()
+    means = sums / counts[:, None]
+    metric = ConfusionMatrix(k)
+    val = VOCSegmentation(root, "val", num_classes=k)
+    for i in range(len(val)):
+        image, mask = val.load(i)
+        dist = ((image[:, :, None, :].astype(float) - means[None, None]) ** 2).sum(-1)
+        metric.update(torch.from_numpy(dist.argmin(-1)), torch.from_numpy(mask).long())
+    miou = segmentation_scores(metric.compute())["mIoU"]
+    assert miou < 0.5, miou

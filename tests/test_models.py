@@ -1,0 +1,209 @@
+"""Model tests: shapes, gradients, parity with timm's Aligned Xception, output-stride switching, weights."""
+import pytest
+import timm
+import torch
+from torch import nn
+
+from segkit.models import AlignedXception, DeepLabV3Plus
+from segkit.models.layers import SeparableConv2d
+from segkit.summary import count_macs
+
+
+def _randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
+    """Random batch-norm statistics and affine parameters, so parity is not hidden by identity BNs."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("arch", ["xception65", "xception71"])
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_timm_parity(arch, output_stride):
+    gen = torch.Generator().manual_seed(0)
+    ref = timm.create_model(arch, pretrained=False, output_stride=output_stride, num_classes=0).eval()
+    _randomize_bn(ref, gen)
+    ours = AlignedXception(arch, output_stride=output_stride).eval()
+    missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected
+    if missing:
+        # timm builds Xception-71's 728->728 entry block without its projection shortcut once its stride is
+        # turned into dilation (OS8). The official model and the ImageNet checkpoints keep that 1x1 conv; with
+        # it set to identity both networks compute the same function.
+        assert output_stride == 8 and arch == "xception71"
+        assert {k.rsplit(".", 2)[0] for k in missing} == {"blocks.4.shortcut"}
+        sc = ours.blocks[4].shortcut
+        sc.conv.weight.data.copy_(torch.eye(728)[:, :, None, None])
+        sc.bn.weight.data.fill_(1.0)
+        sc.bn.bias.data.zero_()
+        sc.bn.running_mean.zero_()
+        sc.bn.running_var.fill_(1.0 - sc.bn.eps)
+
+    feats = {}
+    modules = dict(ref.named_modules())
+    low_name = next(f["module"] for f in ref.feature_info if f["reduction"] == 4)
+    out_name = ref.feature_info[-1]["module"]
+    modules[low_name].register_forward_hook(lambda m, i, o: feats.__setitem__("low", o.clone()))
+    modules[out_name].register_forward_hook(lambda m, i, o: feats.__setitem__("out", o.clone()))
+    x = torch.randn(2, 3, 97, 129, generator=gen)
+    with torch.no_grad():
+        ref(x)
+        got = ours(x)
+    for key in ("low", "out"):
+        assert got[key].shape == feats[key].shape
+        rel = (got[key] - feats[key]).abs().max() / feats[key].abs().max()
+        assert rel < 1e-4, (key, float(rel))
+    assert got["low"].shape[-2:] == (25, 33)  # stride 4
+    assert got["out"].shape[-2:] == ((7, 9) if output_stride == 16 else (13, 17))
+
+
+@pytest.mark.parametrize("output_stride,feat", [(8, 8), (16, 4), (32, 2)])
+def test_output_shapes(output_stride, feat):
+    model = DeepLabV3Plus(5, "xception_tiny", output_stride).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert model(x).shape == (2, 5, 64, 64)
+        feats = model.encoder(x)
+    assert feats["low"].shape[-2:] == (16, 16)
+    assert feats["out"].shape[-2:] == (feat, feat)
+
+
+def test_513_input_xception65():
+    model = DeepLabV3Plus(21, "xception65", 16).eval()
+    x = torch.randn(1, 3, 513, 513)
+    with torch.no_grad():
+        feats = model.encoder(x)
+        out = model(x)
+    assert feats["low"].shape[-2:] == (129, 129)
+    assert feats["out"].shape[-2:] == (33, 33)
+    assert out.shape == (1, 21, 513, 513)
+
+
+def test_odd_sizes_and_batch():
+    model = DeepLabV3Plus(3, "xception_tiny", 16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 3, 75, 131)).shape == (3, 3, 75, 131)
+
+
+def test_every_parameter_gets_a_gradient():
+    model = DeepLabV3Plus(4, "xception_tiny", 16).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    nn.functional.cross_entropy(out, torch.randint(0, 4, (2, 64, 64))).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_set_output_stride_keeps_weights_and_matches_fresh_model():
+    torch.manual_seed(0)
+    model = DeepLabV3Plus(4, "xception_tiny", 16).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 3, 64, 64)
+    assert model.encoder(x)["out"].shape[-2:] == (4, 4)
+    assert model.aspp.atrous_rates == (6, 12, 18)
+    model.set_output_stride(8)
+    assert model.encoder(x)["out"].shape[-2:] == (8, 8)
+    assert model.aspp.atrous_rates == (12, 24, 36)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    fresh = DeepLabV3Plus(4, "xception_tiny", 8).eval()
+    fresh.load_state_dict(before)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), fresh(x))
+    model.set_output_stride(16)
+    assert model.encoder(x)["out"].shape[-2:] == (4, 4)
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        model.set_output_stride(4)
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "mobilenet_v2", "tu-resnet18"])
+def test_smp_encoders(encoder):
+    model = DeepLabV3Plus(3, encoder, 16).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert model(x).shape == (1, 3, 64, 64)
+        assert model.encoder(x)["out"].shape[-2:] == (4, 4)
+        assert model.encoder(x)["low"].shape[-2:] == (16, 16)
+        model.set_output_stride(8)
+        assert model.encoder(x)["out"].shape[-2:] == (8, 8)
+        assert model.aspp.atrous_rates == (12, 24, 36)
+        fresh = DeepLabV3Plus(3, encoder, 8).eval()
+        fresh.load_state_dict(model.state_dict())
+        torch.testing.assert_close(model(x), fresh(x))
+
+
+def test_unknown_encoder_lists_choices():
+    with pytest.raises(ValueError, match="xception65"):
+        DeepLabV3Plus(3, "no_such_encoder")
+
+
+def test_separable_conv_order():
+    """depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU, checked against explicit functional ops."""
+    torch.manual_seed(0)
+    conv = SeparableConv2d(4, 6, 3, dilation=2).eval()
+    x = torch.randn(1, 4, 9, 9)
+    f = nn.functional
+    y = f.conv2d(x, conv.conv_dw.weight, padding=2, dilation=2, groups=4)
+    y = f.relu(f.batch_norm(y, conv.bn_dw.running_mean, conv.bn_dw.running_var, conv.bn_dw.weight, conv.bn_dw.bias))
+    y = f.conv2d(y, conv.conv_pw.weight)
+    y = f.relu(f.batch_norm(y, conv.bn_pw.running_mean, conv.bn_pw.running_var, conv.bn_pw.weight, conv.bn_pw.bias))
+    torch.testing.assert_close(conv(x), y)
+
+
+def _timm_weights(tmp_path, suffix):
+    ref = timm.create_model("xception41", pretrained=False)
+    state = ref.state_dict()  # includes the classifier head, as a real ImageNet checkpoint does
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path, state
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_pretrained_from_file(tmp_path, suffix):
+    path, state = _timm_weights(tmp_path, suffix)
+    model = DeepLabV3Plus(3, "xception41", pretrained=str(path))
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    # a segkit model state dict (encoder.* keys) works as well
+    seg = tmp_path / "segkit.pt"
+    torch.save(model.state_dict(), seg)
+    again = DeepLabV3Plus(3, "xception41", pretrained=str(seg))
+    assert torch.equal(again.encoder.stem[0].conv.weight, model.encoder.stem[0].conv.weight)
+
+
+def test_pretrained_mismatch_names_keys(tmp_path):
+    path, _ = _timm_weights(tmp_path, ".pth")
+    with pytest.raises(ValueError, match=r"missing keys .*blocks\.\d+"):
+        DeepLabV3Plus(3, "xception65", pretrained=str(path))  # 41 has fewer middle-flow blocks
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        DeepLabV3Plus(3, "xception41", pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_pretrained_timm_name_goes_through_timm(monkeypatch):
+    calls = []
+    real = timm.create_model
+
+    def fake_create_model(name, pretrained=False, **kwargs):  # offline stand-in for the hub download
+        calls.append((name, pretrained))
+        return real(name.split(".")[0], pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", fake_create_model)
+    DeepLabV3Plus(3, "xception41", pretrained="xception41.tf_in1k")
+    assert calls == [("xception41.tf_in1k", True)]
+
+
+def test_count_macs_by_hand():
+    model = nn.Sequential()
+    model.add_module("conv", nn.Conv2d(3, 8, 3, padding=1, bias=False))
+    model.add_module("dw", nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
+    macs = count_macs(model, (10, 10))
+    assert macs["total"] == 8 * 3 * 9 * 100 + 8 * 9 * 100

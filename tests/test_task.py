@@ -1,0 +1,96 @@
+"""Training-recipe tests: loss, poly schedule, parameter groups, and resuming from a checkpoint."""
+import math
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segkit.data import SyntheticVOCDataModule
+from segkit.task import SegmentationTask, _decay_split, hard_pixel_cross_entropy, poly_lr_lambda
+
+
+def test_poly_schedule_values():
+    f = poly_lr_lambda(100, 0.9)
+    assert f(0) == 1.0
+    assert math.isclose(f(50), 0.5 ** 0.9)
+    assert f(100) == 0.0
+    w = poly_lr_lambda(100, 0.9, warmup_steps=10)
+    assert math.isclose(w(0), 0.1) and math.isclose(w(9), 1.0)
+    assert math.isclose(w(10), 0.9 ** 0.9)
+
+
+def test_hard_pixel_mining_keeps_the_largest_losses():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0, 0] = 255
+    plain = hard_pixel_cross_entropy(logits, target)
+    assert torch.isclose(plain, F.cross_entropy(logits, target, ignore_index=255))
+    losses = F.cross_entropy(logits, target, ignore_index=255, reduction="none").flatten()
+    top = losses.sort(descending=True).values[:10].mean()  # 25% of 40 pixels
+    assert torch.isclose(hard_pixel_cross_entropy(logits, target, 25.0), top)
+
+
+def test_weight_decay_only_on_dense_conv_weights():
+    task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32)
+    decay, no_decay = _decay_split(task.model)
+    decay_ids = {id(p) for p in decay}
+    assert id(task.model.encoder.stem[0].conv.weight) in decay_ids
+    assert id(task.model.aspp.atrous[0].conv_pw.weight) in decay_ids
+    assert id(task.model.aspp.atrous[0].conv_dw.weight) not in decay_ids  # depthwise: official regularize_depthwise=False
+    assert id(task.model.decoder.classifier.bias) not in decay_ids
+    assert id(task.model.aspp.project.bn.weight) not in decay_ids
+    assert len(decay) + len(no_decay) == len(list(task.model.parameters()))
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+class _Record(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        opt, sched = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
+        self.step = trainer.global_step
+        self.last_epoch = sched.last_epoch
+        self.lrs = [g["lr"] for g in opt.param_groups]
+        # in optimizer order, which is how the checkpoint numbers its state
+        self.momentum = [opt.state[p]["momentum_buffer"].clone() for g in opt.param_groups for p in g["params"]]
+
+
+def _setup(tmp_path, tiny_voc):
+    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
+                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01, encoder_lr_mult=0.5)
+    return dm, task
+
+
+def test_resume_restores_step_optimizer_and_schedule(tmp_path, tiny_voc):
+    L.seed_everything(0)
+    dm, task = _setup(tmp_path, tiny_voc)
+    kw = dict(max_steps=8, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+              num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(callbacks=[_StopAt(5)], enable_checkpointing=False, **kw)
+    trainer.fit(task, dm)
+    ckpt = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["global_step"] == 5
+
+    dm2, task2 = _setup(tmp_path, tiny_voc)
+    rec = _Record()
+    L.Trainer(callbacks=[rec], enable_checkpointing=False, **kw).fit(task2, dm2, ckpt_path=ckpt)
+    assert rec.step == 5
+    assert rec.last_epoch == 5
+    factor = (1 - 5 / 8) ** 0.9
+    assert rec.lrs == pytest.approx([0.01 * 0.5 * factor] * 2 + [0.01 * factor] * 2)
+    state = saved["optimizer_states"][0]["state"]
+    saved_buffers = [state[i]["momentum_buffer"] for i in sorted(state)]
+    assert len(rec.momentum) == len(saved_buffers) == len(list(task2.parameters()))
+    for got, want in zip(rec.momentum, saved_buffers):
+        assert torch.equal(got, want)
