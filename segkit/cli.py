@@ -33,7 +33,7 @@ class SegkitCLI(LightningCLI):
     def after_fit(self) -> None:
         cb = self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
-            print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.4f}): {cb.best_model_path}", flush=True)
+            print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.6f}): {cb.best_model_path}", flush=True)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,0 +1,94 @@
+"""CLI tests: the configs parse with their overrides, `segkit fit` trains on a VOC-layout folder, the demo."""
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from segkit.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ["demo.yaml", "voc.yaml", "voc_aug.yaml"]
+
+
+def _print_config(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", *args, "--print_config"])
+    assert e.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_voc_config_holds_the_paper_recipe(capsys):
+    cfg = _print_config(capsys, "--config", str(REPO / "configs/voc.yaml"))
+    model, data = cfg["model"], cfg["data"]["init_args"]
+    assert model["encoder"] == "xception65" and model["output_stride"] == 16
+    assert model["atrous_rates"] == [6, 12, 18]
+    assert model["lr"] == 0.007 and model["momentum"] == 0.9 and model["poly_power"] == 0.9
+    assert data["crop_size"] == 513 and data["batch_size"] == 16 and data["scale_range"] == [0.5, 2.0]
+    assert cfg["trainer"]["max_steps"] == 30000
+    aug = _print_config(capsys, "--config", str(REPO / "configs/voc_aug.yaml"))
+    assert aug["data"]["init_args"]["augmented"] is True and aug["model"] == model
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_overrides_work_in_every_config(capsys, config, tmp_path):
+    cfg = _print_config(
+        capsys, "--config", str(REPO / "configs" / config), "--data.root", str(tmp_path), "--data.batch_size", "3",
+        "--data.crop_size", "65", "--data.num_workers", "0", "--model.encoder", "resnet18",
+        "--model.output_stride", "8", "--model.pretrained", "weights.pth", "--trainer.max_steps", "7",
+        "--trainer.accelerator", "cpu",
+    )
+    data = cfg["data"]["init_args"]
+    assert (data["root"], data["batch_size"], data["crop_size"], data["num_workers"]) == (str(tmp_path), 3, 65, 0)
+    assert (cfg["model"]["encoder"], cfg["model"]["output_stride"], cfg["model"]["pretrained"]) == ("resnet18", 8, "weights.pth")
+    assert cfg["trainer"]["max_steps"] == 7 and cfg["trainer"]["accelerator"] == "cpu"
+
+
+def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
+    main([
+        "fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), "--trainer.max_steps", "2",
+        "--model.encoder", "xception_tiny", "--model.pretrained", "null", "--data.crop_size", "64",
+        "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
+        "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+    ])
+    out = capsys.readouterr().out
+    assert "val: per-class IoU after step 2" in out
+    for name in ("background", "aeroplane", "tvmonitor", "val/mIoU", "val/pixel_acc"):
+        assert name in out
+    best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
+    assert best and Path(best.group(2)).is_file()
+    ckpt = torch.load(best.group(2), weights_only=False, map_location="cpu")
+    assert ckpt["global_step"] == 2
+    assert any(k.startswith("val/IoU/") for k in Path(best.group(2)).parents[1].joinpath("metrics.csv").read_text().split(","))
+    assert (Path(best.group(2)).parent / "last.ckpt").is_file()
+
+
+def _run(*args, cwd):
+    proc = subprocess.run([sys.executable, "-m", "segkit.cli", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_trains_to_080_miou_and_validates_the_same(tmp_path):
+    """The README's demo: `segkit fit --config configs/demo.yaml` (about 3-4 minutes on 2 CPU cores)."""
+    config = str(REPO / "configs/demo.yaml")
+    start = time.perf_counter()
+    out = _run("fit", "--config", config, "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    print(f"demo fit took {time.perf_counter() - start:.0f} s")
+    best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
+    assert best, out[-2000:]
+    score, ckpt = float(best.group(1)), best.group(2)
+    assert score >= 0.80, out[-2000:]
+    assert Path(ckpt).is_file()
+    assert "checkerboard" in out  # the per-class table was printed
+
+    out = _run("validate", "--config", config, "--ckpt_path", ckpt, cwd=tmp_path)
+    validated = re.findall(r"^\s*val/mIoU\s+(0\.\d{5,}|1\.0+)\s*$", out, re.M)  # Lightning's results table
+    assert validated, out[-2000:]
+    assert abs(float(validated[-1]) - score) < 1e-6
