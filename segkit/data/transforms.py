@@ -1,0 +1,45 @@
+"""albumentations pipelines of the DeepLab recipe.
+
+Train (official DeepLab ``input_preprocess``): random scale in [0.5, 2.0] (bilinear image, nearest mask),
+pad to the crop size at the bottom/right with the mean pixel (mask with 255, ignored), random crop, random
+horizontal flip, normalize. Eval: the full image, normalize only; labels are never resized.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+
+from .voc import IGNORE_INDEX
+
+# Inception-style normalization of the TF-trained Xception weights (timm xception*.tf_in1k): x / 127.5 - 1.
+XCEPTION_MEAN = (0.5, 0.5, 0.5)
+XCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+def train_transform(
+    crop_size: int,
+    scale_range: Sequence[float] = (0.5, 2.0),
+    mean: Sequence[float] = XCEPTION_MEAN,
+    std: Sequence[float] = XCEPTION_STD,
+) -> A.Compose:
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"data.scale_range must be (min, max) with 0 < min <= max, got {list(scale_range)}")
+    mean_pixel = tuple(255.0 * m for m in mean)
+    return A.Compose([
+        A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
+                      mask_interpolation=cv2.INTER_NEAREST, p=1.0),
+        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="top_left",
+                      border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=IGNORE_INDEX),
+        A.RandomCrop(crop_size, crop_size),
+        A.HorizontalFlip(p=0.5),
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+        ToTensorV2(),
+    ])
+
+
+def eval_transform(mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD) -> A.Compose:
+    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
