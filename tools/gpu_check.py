@@ -79,27 +79,38 @@ def train_step_bench(encoder: str, size: int, batch: int, dtype: str, device: to
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    def peak_gib() -> float:
+        return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+
+    def reset_peak() -> None:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    for _ in range(3):  # warm-up, including cuDNN's algorithm search and its trial workspaces
         step()
     sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak()
     start = time.perf_counter()
     for _ in range(steps):
         step()
     sync(device)
     dt = (time.perf_counter() - start) / steps
+    train_peak = peak_gib()  # steady state: weights, gradients, momentum and activations of one step
+
+    model.eval()
     with torch.no_grad(), autocast:
-        model.eval()
-        model(x[:1])
+        for _ in range(2):
+            model(x)
         sync(device)
+        reset_peak()
         start = time.perf_counter()
         for _ in range(steps):
             model(x)
         sync(device)
     infer = (time.perf_counter() - start) / steps
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return {"step_s": dt, "train_img_s": batch / dt, "infer_img_s": batch / infer, "peak_gib": peak}
+    infer_peak = peak_gib()
+    return {"step_s": dt, "train_img_s": batch / dt, "train_peak_gib": train_peak,
+            "infer_img_s": batch / infer, "infer_peak_gib": infer_peak}
 
 
 def fit_check(root: Path, crop: int, batch: int, encoder: str, steps: int, accelerator: str) -> dict:
@@ -146,8 +157,9 @@ def main() -> None:
         r = train_step_bench(encoder, size, batch, dtype, device, steps)
         results[f"bench_{dtype}"] = r
         rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
-                     f"({r['train_img_s']:.1f} img/s), peak {r['peak_gib']:.1f} GiB"))
-        rows.append((f"{encoder} {size}px batch {batch} {dtype}: inference", f"{r['infer_img_s']:.1f} img/s"))
+                     f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
+        rows.append((f"{encoder} {size}px batch {batch} {dtype}: inference",
+                     f"{r['infer_img_s']:.1f} img/s, peak {r['infer_peak_gib']:.1f} GiB"))
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

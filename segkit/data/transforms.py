@@ -6,13 +6,16 @@ horizontal flip, normalize. Eval: the full image, normalize only; labels are nev
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-import albumentations as A
-import cv2
-from albumentations.pytorch import ToTensorV2
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
 
-from .voc import IGNORE_INDEX
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+
+from .voc import IGNORE_INDEX  # noqa: E402
 
 # Inception-style normalization of the TF-trained Xception weights (timm xception*.tf_in1k): x / 127.5 - 1.
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
