@@ -100,6 +100,7 @@ def test_every_parameter_gets_a_gradient():
 def test_set_output_stride_keeps_weights_and_matches_fresh_model():
     torch.manual_seed(0)
     model = DeepLabV3Plus(4, "xception_tiny", 16).eval()
+    params = [id(p) for p in model.parameters()]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 3, 64, 64)
     assert model.encoder(x)["out"].shape[-2:] == (4, 4)
@@ -108,6 +109,7 @@ def test_set_output_stride_keeps_weights_and_matches_fresh_model():
     assert model.encoder(x)["out"].shape[-2:] == (8, 8)
     assert model.aspp.atrous_rates == (12, 24, 36)
     after = model.state_dict()
+    assert [id(p) for p in model.parameters()] == params
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     fresh = DeepLabV3Plus(4, "xception_tiny", 8).eval()
@@ -128,7 +130,9 @@ def test_smp_encoders(encoder):
         assert model(x).shape == (1, 3, 64, 64)
         assert model.encoder(x)["out"].shape[-2:] == (4, 4)
         assert model.encoder(x)["low"].shape[-2:] == (16, 16)
+        params = [id(p) for p in model.parameters()]
         model.set_output_stride(8)
+        assert [id(p) for p in model.parameters()] == params  # in place: an optimizer keeps its parameters
         assert model.encoder(x)["out"].shape[-2:] == (8, 8)
         assert model.aspp.atrous_rates == (12, 24, 36)
         fresh = DeepLabV3Plus(3, encoder, 8).eval()

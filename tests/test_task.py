@@ -94,3 +94,27 @@ def test_resume_restores_step_optimizer_and_schedule(tmp_path, tiny_voc):
     assert len(rec.momentum) == len(saved_buffers) == len(list(task2.parameters()))
     for got, want in zip(rec.momentum, saved_buffers):
         assert torch.equal(got, want)
+
+
+def test_eval_output_stride_switches_for_validation_only():
+    task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32, eval_output_stride=8)
+    assert task.model.output_stride == 16
+    task.on_validation_start()
+    assert task.model.output_stride == 8 and task.model.aspp.atrous_rates == (12, 24, 36)
+    task.on_validation_end()
+    assert task.model.output_stride == 16 and task.model.aspp.atrous_rates == (6, 12, 18)
+
+
+def test_predict_returns_maps_at_original_sizes():
+    from segkit.data import pad_collate
+
+    task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32).eval()
+    samples = [{"image": torch.randn(3, 40, 48), "mask": torch.zeros(40, 48, dtype=torch.long), "name": "a"},
+               {"image": torch.randn(3, 64, 56), "mask": torch.zeros(64, 56, dtype=torch.long), "name": "b"}]
+    with torch.no_grad():
+        preds = task.predict_step(pad_collate(samples), 0)
+        alone = task(samples[1]["image"][None]).argmax(1)[0]
+    assert [tuple(p.shape) for p in preds] == [(40, 48), (64, 56)]
+    assert preds[0].dtype == torch.uint8 and int(preds[0].max()) < 3
+    # the largest image is not padded, so its prediction equals whole-image inference
+    assert torch.equal(preds[1].long(), alone)

@@ -43,12 +43,21 @@ class SmpEncoder(nn.Module):
                              f"smp said: {e}") from None
 
     def set_output_stride(self, output_stride: int) -> None:
+        """Copies the strides, dilations and paddings of an encoder built at ``output_stride`` in place.
+
+        The parameters stay the same objects (an optimizer holding them keeps working).
+        """
         if output_stride == self.output_stride:
             return
-        ref = next(self.body.parameters())
-        body = self._build(self.name, output_stride, None)
-        body.load_state_dict(self.body.state_dict())
-        self.body = body.to(device=ref.device, dtype=ref.dtype).train(self.training)
+        template = dict(self._build(self.name, output_stride, None).named_modules())
+        modules = dict(self.body.named_modules())
+        if template.keys() != modules.keys() or any(type(template[k]) is not type(m) for k, m in modules.items()):
+            raise ValueError(f"encoder '{self.name}' changes its structure with the output stride; "
+                             f"build the model with output_stride={output_stride} instead")
+        for name, module in modules.items():
+            for attr in ("stride", "dilation", "padding"):
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and hasattr(module, attr):
+                    setattr(module, attr, getattr(template[name], attr))
         self.output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
