@@ -168,3 +168,16 @@ def test_colour_baseline_fails_on_synthetic(tmp_path):
         metric.update(torch.from_numpy(dist.argmin(-1)), torch.from_numpy(mask).long())
     miou = segmentation_scores(metric.compute())["mIoU"]
     assert miou < 0.5, miou
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_same_seed_same_augmentations(tiny_voc, num_workers):
+    def first_batches(seed):
+        torch.manual_seed(seed)
+        dm = VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=num_workers)
+        dm.setup("fit")
+        return [b["image"] for b, _ in zip(dm.train_dataloader(), range(3))]
+
+    a, b, c = first_batches(0), first_batches(0), first_batches(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))

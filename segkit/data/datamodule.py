@@ -33,6 +33,21 @@ def pad_collate(samples: list[dict]) -> dict:
     }
 
 
+def seed_augmentations(dataset, seed: int) -> None:
+    """Seeds the dataset's albumentations pipeline, which draws from its own generators, not the global ones."""
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed % 2**32)
+
+
+def worker_init(worker_id: int) -> None:
+    """Each DataLoader worker seeds its augmentations from its torch seed (base seed + worker id), which
+    follows the global seed (``seed_everything``): the same seed gives the same augmentations, and no two
+    workers repeat each other."""
+    info = torch.utils.data.get_worker_info()
+    seed_augmentations(info.dataset, info.seed)
+
+
 class VOCDataModule(L.LightningDataModule):
     """Pascal VOC 2012 segmentation.
 
@@ -96,6 +111,7 @@ class VOCDataModule(L.LightningDataModule):
             split, masks = ("train_aug", "SegmentationClassAug") if self.augmented else ("train", "SegmentationClass")
             self.train_set = self._split(
                 split, masks, train_transform(self.crop_size, self.scale_range, self.mean, self.std))
+            seed_augmentations(self.train_set, torch.initial_seed())  # for num_workers=0
         if self.val_set is None:
             self.val_set = self._split("val", "SegmentationClass", eval_transform(self.mean, self.std))
 
@@ -109,6 +125,7 @@ class VOCDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=pad_collate,
+            worker_init_fn=worker_init if train else None,
         )
 
     def train_dataloader(self) -> DataLoader:
