@@ -3,6 +3,8 @@
     segkit fit --config configs/voc.yaml --data.root DIR
     segkit validate --config configs/voc.yaml --ckpt_path CKPT
     segkit summary --encoder xception65 --size 513
+    segkit data check --config configs/cityscapes.yaml --data.root DIR
+    segkit data sbd --sbd_root DIR --voc_root DIR
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sys
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from .data import VOCDataModule
+from .data import SegmentationDataModule
 from .task import SegmentationTask
 
 
@@ -45,7 +47,14 @@ def main(args: list[str] | None = None) -> None:
 
         CLI(summary, args=argv[1:])
         return
-    SegkitCLI(SegmentationTask, VOCDataModule, subclass_mode_data=True, args=args)
+    if argv and argv[0] == "data":
+        if len(argv) < 2 or argv[1] not in ("check", "sbd"):
+            sys.exit("usage: segkit data check --config FILE [--data.root DIR] | segkit data sbd --sbd_root DIR --voc_root DIR")
+        from .data import check, sbd
+
+        (check if argv[1] == "check" else sbd).main(argv[2:])
+        return
+    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""LightningDataModules: Pascal VOC 2012 (optionally SBD-augmented) and the synthetic VOC-layout set."""
+"""LightningDataModules: Pascal VOC 2012 (optionally SBD-augmented), Cityscapes, and synthetic sets in both layouts."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from torch.utils.data import ConcatDataset, Dataset
+
+from .base import IGNORE_INDEX
+from .cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation, find_cityscapes_split
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
 from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, train_transform
-from .voc import IGNORE_INDEX, VOC_CLASSES, VOCSegmentation, find_voc_dir
+from .voc import VOC_CLASSES, VOCSegmentation, find_voc_dir
 
 
 def pad_collate(samples: list[dict]) -> dict:
@@ -35,9 +39,10 @@ def pad_collate(samples: list[dict]) -> dict:
 
 def seed_augmentations(dataset, seed: int) -> None:
     """Seeds the dataset's albumentations pipeline, which draws from its own generators, not the global ones."""
-    transform = getattr(dataset, "transform", None)
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed % 2**32)
+    for part in getattr(dataset, "datasets", [dataset]):  # a ConcatDataset seeds each part
+        transform = getattr(part, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed % 2**32)
 
 
 def worker_init(worker_id: int) -> None:
@@ -48,44 +53,42 @@ def worker_init(worker_id: int) -> None:
     seed_augmentations(info.dataset, info.seed)
 
 
-class VOCDataModule(L.LightningDataModule):
-    """Pascal VOC 2012 segmentation.
+class SegmentationDataModule(L.LightningDataModule):
+    """Loaders, pipelines and the evaluation rules shared by every data set.
+
+    Subclasses name their ``class_names`` and build their splits in :meth:`make_split`.
 
     Args:
-        root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
-        augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
-            ``train`` (1,464 images) with ``SegmentationClass``.
+        root: data root.
         batch_size: training batch size per device.
         val_batch_size: evaluation batch size per device (full images, padded within a batch).
-        crop_size: square training crop (513 in the paper).
-        scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
+        crop_size: square training crop.
+        scale_range: random scale range of the training pipeline.
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
         std: normalization std (RGB, 0-1).
         num_workers: DataLoader worker processes per device.
         pin_memory: pin host memory; default: when CUDA is available.
     """
 
-    class_names: tuple[str, ...] = VOC_CLASSES
+    class_names: tuple[str, ...] = ()
 
     def __init__(
         self,
-        root: str = "data/voc",
-        augmented: bool = False,
-        batch_size: int = 16,
-        val_batch_size: int = 1,
-        crop_size: int = 513,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
-        num_workers: int = min(4, os.cpu_count() or 1),
-        pin_memory: bool | None = None,
+        root: str,
+        batch_size: int,
+        val_batch_size: int,
+        crop_size: int,
+        scale_range: tuple[float, float],
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        num_workers: int,
+        pin_memory: bool | None,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("crop_size", crop_size)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
         self.root = root
-        self.augmented = augmented
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.crop_size = crop_size
@@ -93,29 +96,31 @@ class VOCDataModule(L.LightningDataModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.train_set: VOCSegmentation | None = None
-        self.val_set: VOCSegmentation | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def prepare_data(self) -> None:
-        find_voc_dir(self.root)  # fail early, with the expected layout, if the data is not there
+    def make_split(self, split: str, transform=None) -> Dataset:
+        """The dataset of ``split`` ("train" or "val", or a data-set-specific name) with ``transform``."""
+        raise NotImplementedError
 
-    def _split(self, split: str, mask_dir: str, transform) -> VOCSegmentation:
-        return VOCSegmentation(self.root, split, mask_dir, self.num_classes, transform)
+    def train_splits(self) -> list[str]:
+        """The splits that make up the training set."""
+        return ["train"]
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            split, masks = ("train_aug", "SegmentationClassAug") if self.augmented else ("train", "SegmentationClass")
-            self.train_set = self._split(
-                split, masks, train_transform(self.crop_size, self.scale_range, self.mean, self.std))
+            transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std)
+            parts = [self.make_split(split, transform) for split in self.train_splits()]
+            self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
             seed_augmentations(self.train_set, torch.initial_seed())  # for num_workers=0
         if self.val_set is None:
-            self.val_set = self._split("val", "SegmentationClass", eval_transform(self.mean, self.std))
+            self.val_set = self.make_split("val", eval_transform(self.mean, self.std))
 
-    def _loader(self, dataset: VOCSegmentation, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -135,11 +140,55 @@ class VOCDataModule(L.LightningDataModule):
         return self._loader(self.val_set, self.val_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """VOC test labels are not public: ``segkit test`` scores the val split."""
+        """Test labels of VOC and Cityscapes are not public: ``segkit test`` scores the val split."""
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()
+
+
+class VOCDataModule(SegmentationDataModule):
+    """Pascal VOC 2012 segmentation (21 classes).
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
+        augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
+            ``train`` (1,464 images) with ``SegmentationClass``.
+        batch_size: training batch size per device.
+        val_batch_size: evaluation batch size per device (full images, padded within a batch).
+        crop_size: square training crop (513 in the paper).
+        scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
+        mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
+        std: normalization std (RGB, 0-1).
+        num_workers: DataLoader worker processes per device.
+        pin_memory: pin host memory; default: when CUDA is available.
+    """
+
+    class_names = VOC_CLASSES
+
+    def __init__(
+        self,
+        root: str = "data/voc",
+        augmented: bool = False,
+        batch_size: int = 16,
+        val_batch_size: int = 1,
+        crop_size: int = 513,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        mean: tuple[float, float, float] = XCEPTION_MEAN,
+        std: tuple[float, float, float] = XCEPTION_STD,
+        num_workers: int = min(4, os.cpu_count() or 1),
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(root, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers, pin_memory)
+        self.augmented = augmented
+
+    def prepare_data(self) -> None:
+        find_voc_dir(self.root)  # fail early, with the expected layout, if the data is not there
+
+    def make_split(self, split: str, transform=None) -> VOCSegmentation:
+        if split == "train" and self.augmented:
+            return VOCSegmentation(self.root, "train_aug", "SegmentationClassAug", self.num_classes, transform)
+        return VOCSegmentation(self.root, split, "SegmentationClass", self.num_classes, transform)
 
 
 class SyntheticVOCDataModule(VOCDataModule):
@@ -171,11 +220,92 @@ class SyntheticVOCDataModule(VOCDataModule):
         num_workers: int = min(2, os.cpu_count() or 1),
         pin_memory: bool | None = None,
     ) -> None:
-        super().__init__(root, False, batch_size, val_batch_size, crop_size, scale_range, mean, std,
-                         num_workers, pin_memory)
+        super().__init__(root, False, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers,
+                         pin_memory)
         self.num_train, self.num_val = num_train, num_val
         self.size_range = tuple(size_range)
         self.seed = seed
 
     def prepare_data(self) -> None:
         make_synthetic_voc(self.root, self.num_train, self.num_val, self.size_range, self.seed)
+
+
+class CityscapesDataModule(SegmentationDataModule):
+    """Cityscapes (19 evaluated classes), labels mapped from raw ids to train ids.
+
+    Args:
+        root: folder holding ``leftImg8bit`` and ``gtFine`` (and ``gtCoarse`` for ``coarse``).
+        coarse: add the 19,998 ``train_extra`` images with their ``gtCoarse`` labels to the training set.
+        batch_size: training batch size per device (8 in the official recipe).
+        val_batch_size: evaluation batch size per device (whole 1024x2048 images).
+        crop_size: square training crop (769 in the official recipe).
+        scale_range: random scale range (0.5-2.0).
+        mean: normalization mean (RGB, 0-1).
+        std: normalization std (RGB, 0-1).
+        num_workers: DataLoader worker processes per device.
+        pin_memory: pin host memory; default: when CUDA is available.
+    """
+
+    class_names = CITYSCAPES_CLASSES
+
+    def __init__(
+        self,
+        root: str = "data/cityscapes",
+        coarse: bool = False,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        crop_size: int = 769,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        mean: tuple[float, float, float] = XCEPTION_MEAN,
+        std: tuple[float, float, float] = XCEPTION_STD,
+        num_workers: int = min(4, os.cpu_count() or 1),
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(root, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers, pin_memory)
+        self.coarse = coarse
+
+    def prepare_data(self) -> None:
+        find_cityscapes_split(self.root, "val")  # fail early, with the expected layout
+
+    def train_splits(self) -> list[str]:
+        return ["train", "train_extra"] if self.coarse else ["train"]
+
+    def make_split(self, split: str, transform=None) -> CityscapesSegmentation:
+        annotation = "gtCoarse" if split == "train_extra" else "gtFine"
+        return CityscapesSegmentation(self.root, split, annotation, transform)
+
+
+class SyntheticCityscapesDataModule(CityscapesDataModule):
+    """The synthetic Cityscapes-layout set (:func:`segkit.data.synthetic.make_synthetic_cityscapes`),
+    written under ``root`` on first use.
+
+    Args:
+        num_train: training images.
+        num_val: validation images.
+        height: image height; images are 2:1 as Cityscapes.
+        seed: generator seed; the same seed writes the same files.
+        **kwargs: the CityscapesDataModule arguments.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic_cityscapes",
+        num_train: int = 24,
+        num_val: int = 8,
+        height: int = 128,
+        seed: int = 0,
+        batch_size: int = 4,
+        val_batch_size: int = 2,
+        crop_size: int = 128,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        mean: tuple[float, float, float] = XCEPTION_MEAN,
+        std: tuple[float, float, float] = XCEPTION_STD,
+        num_workers: int = min(2, os.cpu_count() or 1),
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(root, False, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers,
+                         pin_memory)
+        self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
+
+    def prepare_data(self) -> None:
+        make_synthetic_cityscapes(self.root, self.num_train, self.num_val, self.height, self.seed)

@@ -1,4 +1,6 @@
-"""A synthetic segmentation data set written in the Pascal VOC layout, deterministic from a seed.
+"""Synthetic segmentation data sets in the Pascal VOC and Cityscapes layouts, deterministic from a seed.
+
+VOC layout:
 
 Objects (ellipses, rectangles, triangles) are filled with a pattern that *is* their class: horizontal
 stripes, vertical stripes, a checkerboard or diagonal stripes, each in two random colours, on a noisy
@@ -16,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .cityscapes import CITYSCAPES_LABELS, NUM_LABEL_IDS
 from .voc import IGNORE_INDEX, voc_palette
 
 SYNTHETIC_CLASSES = ("background", "horizontal_stripes", "vertical_stripes", "checkerboard", "diagonal_stripes")
@@ -88,6 +91,26 @@ def write_palette_png(mask: np.ndarray, path: Path) -> None:
     im.save(path)
 
 
+def _prepare(root: Path, params: dict, folders: tuple[str, ...]) -> bool:
+    """True when a set with these parameters is already there; otherwise clears segkit's own older set.
+
+    Folders that segkit did not write (no marker file) are never touched.
+    """
+    marker = root / MARKER
+    if marker.is_file():
+        if json.loads(marker.read_text()).get("params") == params and all((root / f).is_dir() for f in folders):
+            return True
+        for f in folders:
+            shutil.rmtree(root / f, ignore_errors=True)
+        marker.unlink()
+    elif any((root / f).exists() for f in folders):
+        raise FileExistsError(
+            f"{root} holds {', '.join(f for f in folders if (root / f).exists())} not written by segkit's synthetic "
+            f"generator; point data.root at an empty or new folder"
+        )
+    return False
+
+
 def make_synthetic_voc(
     root: str | Path,
     num_train: int = 300,
@@ -103,17 +126,9 @@ def make_synthetic_voc(
     root = Path(root)
     params = {"num_train": num_train, "num_val": num_val, "size_range": list(size_range), "seed": seed,
               "classes": list(SYNTHETIC_CLASSES), "version": 2}
-    voc_dir, marker = root / "VOCdevkit" / "VOC2012", root / MARKER
-    if marker.is_file():
-        if json.loads(marker.read_text()) == params and voc_dir.is_dir():
-            return voc_dir
-        shutil.rmtree(root / "VOCdevkit", ignore_errors=True)
-        marker.unlink()
-    elif (root / "VOCdevkit").exists():
-        raise FileExistsError(
-            f"{root / 'VOCdevkit'} exists but was not written by segkit's synthetic generator; "
-            f"point data.root at an empty or new folder"
-        )
+    voc_dir = root / "VOCdevkit" / "VOC2012"
+    if _prepare(root, params, ("VOCdevkit",)):
+        return voc_dir
     tmp = root / "VOCdevkit.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     out = tmp / "VOC2012"
@@ -132,5 +147,70 @@ def make_synthetic_voc(
             names.append(name)
         (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     tmp.rename(root / "VOCdevkit")
-    marker.write_text(json.dumps(params, indent=1))
+    (root / MARKER).write_text(json.dumps({"params": params}, indent=1))
     return voc_dir
+
+
+# Official colours by label id; the ids whose colour is black get greys so that every id is visible.
+_CS_COLOURS = np.array([c if any(c) else (20 * i + 10,) * 3 for _, i, _, c in CITYSCAPES_LABELS], np.float64)
+
+
+def _render_city(rng: np.random.Generator, h: int, id_cycle: list[int]) -> np.ndarray:
+    """A (h, 2h) label-id map: sky, buildings and road bands, then shapes with ids from ``id_cycle``."""
+    w = 2 * h
+    label = np.full((h, w), 11, np.uint8)  # building
+    label[: int(h * rng.uniform(0.15, 0.35))] = 23  # sky
+    label[int(h * rng.uniform(0.6, 0.75)):] = 7  # road
+    for _ in range(12):
+        label_id = id_cycle.pop() if id_cycle else int(rng.integers(NUM_LABEL_IDS))
+        x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        x1, y1 = x0 + int(rng.integers(6, w // 4)), y0 + int(rng.integers(6, h // 3))
+        if rng.random() < 0.5:
+            cv2.rectangle(label, (x0, y0), (x1, y1), label_id, -1)
+        else:
+            cv2.ellipse(label, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, label_id, -1)
+    return label
+
+
+def make_synthetic_cityscapes(
+    root: str | Path, num_train: int = 24, num_val: int = 8, height: int = 128, seed: int = 0
+) -> Path:
+    """Writes (or reuses) a synthetic set in the Cityscapes layout under ``root``; returns ``root``.
+
+    Images are 2:1 (height x 2*height) RGB PNGs coloured by the official label colours plus noise; labels
+    are ``*_gtFine_labelIds.png`` using all 34 label ids, the ignored ones included (every 34 consecutive
+    shapes take each id once). ``segkit_synthetic.json`` records the raw label-id pixel counts per split.
+    """
+    root = Path(root)
+    params = {"num_train": num_train, "num_val": num_val, "height": height, "seed": seed, "layout": "cityscapes",
+              "version": 1}
+    folders = ("leftImg8bit", "gtFine")
+    if _prepare(root, params, folders):
+        return root
+    tmp = root / "cityscapes.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, list[int]] = {}
+    id_cycle: list[int] = []
+    for split, count, cities in (("train", num_train, ("aachen", "bochum")), ("val", num_val, ("frankfurt",))):
+        hist = np.zeros(256, np.int64)
+        for i in range(count):
+            if len(id_cycle) < 12:
+                id_cycle = [int(v) for v in rng.permutation(NUM_LABEL_IDS)] + id_cycle
+            city = cities[i % len(cities)]
+            stem = f"{city}_{i:06d}_{19 + i:06d}"
+            label = _render_city(rng, height, id_cycle)
+            image = _CS_COLOURS[label] + rng.normal(0, 12, size=(*label.shape, 3))
+            for folder, name, array in (("leftImg8bit", f"{stem}_leftImg8bit.png", np.clip(image, 0, 255).astype(np.uint8)),
+                                        ("gtFine", f"{stem}_gtFine_labelIds.png", label)):
+                out = tmp / folder / split / city
+                out.mkdir(parents=True, exist_ok=True)
+                arr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+                cv2.imwrite(str(out / name), arr)
+            hist += np.bincount(label.ravel(), minlength=256)
+        counts[split] = hist[:NUM_LABEL_IDS].tolist()
+    for folder in folders:
+        (tmp / folder).rename(root / folder)
+    tmp.rmdir()
+    (root / MARKER).write_text(json.dumps({"params": params, "label_id_pixel_counts": counts}, indent=1))
+    return root

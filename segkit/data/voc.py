@@ -9,16 +9,14 @@ Layout (``root`` may be the folder holding ``VOCdevkit``, ``VOCdevkit`` itself o
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
-IGNORE_INDEX = 255
+from .base import IGNORE_INDEX, Sample, SegmentationDataset
+
+__all__ = ["IGNORE_INDEX", "VOC_CLASSES", "VOCSegmentation", "find_voc_dir", "voc_palette"]
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -52,36 +50,7 @@ def find_voc_dir(root: str | Path) -> Path:
     )
 
 
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); raises naming the file when it is missing or cannot be decoded."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image file: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """Class-index mask (H, W) uint8 from a palette or single-channel PNG, read as indices, never as colours."""
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise ValueError(f"mask {path} has PIL mode {im.mode}; expected a palette (P) or grayscale (L) PNG")
-            return np.array(im)
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"cannot decode mask file {path}: {e}") from e
-
-
-def check_mask_values(mask: np.ndarray, num_classes: int, path: Path) -> None:
-    bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE_INDEX)])
-    if bad.size:
-        raise ValueError(f"mask {path} holds values {bad.tolist()} outside 0..{num_classes - 1} and {IGNORE_INDEX}")
-
-
-class VOCSegmentation(Dataset):
+class VOCSegmentation(SegmentationDataset):
     """One VOC split as (image, mask) pairs passed through an albumentations-style ``transform``.
 
     Args:
@@ -104,32 +73,9 @@ class VOCSegmentation(Dataset):
         list_file = self.voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not list_file.is_file():
             raise FileNotFoundError(f"split list not found: {list_file}")
-        self.ids: Sequence[str] = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
-        if not self.ids:
+        names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        if not names:
             raise ValueError(f"split list {list_file} is empty")
-        self.mask_dir = self.voc_dir / mask_dir
-        self.num_classes = num_classes
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw image (H, W, 3) uint8 and mask (H, W) uint8, checked."""
-        name = self.ids[index]
-        image_path = self.voc_dir / "JPEGImages" / f"{name}.jpg"
-        mask_path = self.mask_dir / f"{name}.png"
-        image, mask = read_image(image_path), read_mask(mask_path)
-        if image.shape[:2] != mask.shape:
-            raise ValueError(f"size mismatch: image {image_path} is {image.shape[:2]}, mask {mask_path} is {mask.shape}")
-        check_mask_values(mask, self.num_classes, mask_path)
-        return image, mask
-
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.load(index)
-        if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        else:
-            image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
-        return {"image": image, "mask": mask.long(), "name": self.ids[index]}
+        samples = [Sample(n, self.voc_dir / "JPEGImages" / f"{n}.jpg", self.voc_dir / mask_dir / f"{n}.png")
+                   for n in names]
+        super().__init__(samples, num_classes, transform)

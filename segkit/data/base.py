@@ -1,0 +1,131 @@
+"""Reading segmentation files strictly, and the dataset shared by VOC and Cityscapes.
+
+Every problem with a file (missing, undecodable, truncated, image/mask size mismatch, mask values outside
+the valid set) raises an error whose message names the file. Raised in a DataLoader worker, PyTorch re-raises
+it in the main process with the worker's traceback, so the message reaches the user as it is.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IGNORE_INDEX = 255
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _check_complete(path: Path, data: bytes) -> None:
+    """Truncated files decode silently in OpenCV (a grey or black bottom): check the end markers."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if _PNG_END not in data[-32:]:
+            raise ValueError(f"truncated PNG file (no IEND chunk): {path}")
+    elif data[:2] == b"\xff\xd8":
+        if b"\xff\xd9" not in data[-64:]:
+            raise ValueError(f"truncated JPEG file (no end-of-image marker): {path}")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3); raises naming the file when it is missing, truncated or cannot be decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    data = path.read_bytes()
+    _check_complete(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image file: {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """Label indices (H, W) uint8 from a palette (P) or grayscale (L) PNG, never converted to colours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise ValueError(f"mask {path} has PIL mode {im.mode}; expected a palette (P) or grayscale (L) PNG")
+            im.load()  # decodes fully: truncated data raises here
+            return np.array(im)
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"cannot decode mask file {path}: {e}") from e
+
+
+def check_values(mask: np.ndarray, valid: np.ndarray, path: Path) -> None:
+    """Raises naming the file and the offending values if ``mask`` holds values outside ``valid``."""
+    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    bad = np.setdiff1d(present, valid)
+    if bad.size:
+        raise ValueError(f"mask {path} holds values {bad.tolist()} outside the valid set "
+                         f"({_describe(valid)})")
+
+
+def _describe(values: np.ndarray) -> str:
+    values = np.asarray(values)
+    runs, start = [], values[0]
+    for prev, cur in zip(values[:-1], values[1:]):
+        if cur != prev + 1:
+            runs.append((start, prev))
+            start = cur
+    runs.append((start, values[-1]))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: Path
+    mask: Path
+
+
+class SegmentationDataset(Dataset):
+    """(image, mask) pairs read strictly, passed through an albumentations-style ``transform``.
+
+    Subclasses list their ``samples`` and may override :meth:`decode_mask` (label-id mapping).
+
+    Args:
+        samples: the files of the split.
+        num_classes: masks must hold only ``0..num_classes-1`` and 255 (after decode_mask).
+        transform: callable ``(image=..., mask=...) -> dict`` returning tensors.
+    """
+
+    def __init__(self, samples: list[Sample], num_classes: int, transform: Callable[..., dict] | None = None) -> None:
+        self.samples = samples
+        self.num_classes = num_classes
+        self.transform = transform
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.name for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Raw PNG values -> train ids (0..num_classes-1, 255); checks the values."""
+        check_values(raw, np.r_[np.arange(self.num_classes), IGNORE_INDEX], path)
+        return raw
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image (H, W, 3) uint8 and its train-id mask (H, W) uint8, checked."""
+        s = self.samples[index]
+        image, raw = read_image(s.image), read_label_png(s.mask)
+        if image.shape[:2] != raw.shape:
+            raise ValueError(f"size mismatch: image {s.image} is {image.shape[:2]}, mask {s.mask} is {raw.shape}")
+        return image, self.decode_mask(raw, s.mask)
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self.load(index)
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        else:
+            image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
+        return {"image": image, "mask": mask.long(), "name": self.samples[index].name}

@@ -1,0 +1,96 @@
+"""`segkit data check`: walk every split of a configured data set and report its contents and problems."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from .datamodule import SegmentationDataModule
+
+
+class _Inspect(Dataset):
+    """Loads one sample strictly and returns its statistics, or the error it raised (never raises)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            image, mask = self.dataset.load(index)
+        except Exception as e:  # reported, not swallowed: check() lists every one and exits non-zero
+            return {"error": f"{type(e).__name__}: {e}"}
+        return {"size": image.shape[:2], "hist": np.bincount(mask.ravel(), minlength=256)}
+
+
+def _identity(item: dict) -> dict:
+    return item
+
+
+def check_split(dataset, num_workers: int = 0) -> dict:
+    """Image count, size range, per-class pixel histogram (train ids, 255 last) and problems of one split."""
+    sizes, hist, problems = [], np.zeros(256, np.int64), []
+    loader = DataLoader(_Inspect(dataset), batch_size=None, num_workers=num_workers, collate_fn=_identity)
+    for item in loader:
+        if "error" in item:
+            problems.append(item["error"])
+        else:
+            sizes.append(tuple(item["size"]))
+            hist += item["hist"]
+    return {"images": len(dataset), "sizes": sizes, "hist": hist, "problems": problems}
+
+
+def format_report(split: str, result: dict, class_names: tuple[str, ...]) -> str:
+    lines = [f"[{split}] {result['images']} images"]
+    if result["sizes"]:
+        hs, ws = zip(*result["sizes"])
+        lines[0] += f", height {min(hs)}-{max(hs)}, width {min(ws)}-{max(ws)}"
+    total = int(result["hist"].sum())
+    if total:
+        lines.append(f"  {'class':<22}{'pixels':>14}{'share':>9}")
+        for i, name in enumerate(class_names):
+            lines.append(f"  {name:<22}{int(result['hist'][i]):>14}{100 * result['hist'][i] / total:8.2f}%")
+        lines.append(f"  {'(ignored, 255)':<22}{int(result['hist'][255]):>14}{100 * result['hist'][255] / total:8.2f}%")
+    for problem in result["problems"]:
+        lines.append(f"  PROBLEM {problem}")
+    return "\n".join(lines)
+
+
+def check(datamodule: SegmentationDataModule) -> int:
+    """Prints the report of every split; returns the number of problems found."""
+    problems = 0
+    try:
+        datamodule.prepare_data()
+    except Exception as e:
+        print(f"PROBLEM {type(e).__name__}: {e}")
+        return 1
+    for split in [*datamodule.train_splits(), "val"]:
+        try:
+            dataset = datamodule.make_split(split)
+        except Exception as e:
+            print(f"[{split}]\n  PROBLEM {type(e).__name__}: {e}")
+            problems += 1
+            continue
+        result = check_split(dataset, datamodule.num_workers)
+        print(format_report(split, result, datamodule.class_names), flush=True)
+        problems += len(result["problems"])
+    print(f"\n{problems} problem(s) found" if problems else "\nno problems found")
+    return problems
+
+
+def main(args: list[str]) -> None:
+    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="segkit data check", description="Check every split of the configured data set.")
+    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (only its data section is used)")
+    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
+    for other in ("seed_everything", "trainer", "model", "checkpoint", "ckpt_path", "optimizer", "lr_scheduler"):
+        parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
+    cfg = parser.parse_args(args)
+    datamodule = parser.instantiate_classes(cfg).data
+    sys.exit(1 if check(datamodule) else 0)

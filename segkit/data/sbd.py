@@ -1,0 +1,84 @@
+"""`segkit data sbd`: build VOC's augmented training set (SegmentationClassAug, train_aug.txt) from SBD.
+
+SBD (Hariharan et al., 2011, "Semantic contours from inverse detectors") ships its labels as MATLAB files,
+``benchmark_RELEASE/dataset/cls/<id>.mat`` with the class map in ``GTcls.Segmentation``. The augmented
+training list is SBD train + SBD val + VOC train, minus VOC val: 10,582 images on the real data.
+For an image with a VOC annotation (``SegmentationClass``, with its 255 borders) that annotation is used;
+all others come from SBD. Outputs are single-channel PNGs; existing ones are kept, so the tool can be re-run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.io import loadmat
+from tqdm import tqdm
+
+from .base import read_label_png
+from .voc import find_voc_dir
+
+
+def find_sbd_dir(sbd_root: str | Path) -> Path:
+    """The SBD folder holding ``cls/`` and ``train.txt``/``val.txt`` (``dataset`` inside the release)."""
+    root = Path(sbd_root)
+    for cand in (root, root / "dataset", root / "benchmark_RELEASE" / "dataset"):
+        if (cand / "cls").is_dir() and (cand / "train.txt").is_file() and (cand / "val.txt").is_file():
+            return cand
+    raise FileNotFoundError(f"no SBD data under {root}: expected benchmark_RELEASE/dataset/cls/*.mat and "
+                            f"benchmark_RELEASE/dataset/{{train,val}}.txt")
+
+
+def read_sbd_mat(path: Path) -> np.ndarray:
+    """The class map (H, W) uint8 of an SBD ``cls/<id>.mat`` file."""
+    try:
+        seg = loadmat(str(path))["GTcls"]["Segmentation"][0, 0]
+    except Exception as e:
+        raise ValueError(f"cannot read SBD label file {path}: {e}") from e
+    return np.asarray(seg, dtype=np.uint8)
+
+
+def _names(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def convert_sbd(sbd_root: str | Path, voc_root: str | Path, progress: bool = True) -> dict[str, int]:
+    """Writes ``SegmentationClassAug/*.png`` and ``ImageSets/Segmentation/train_aug.txt`` into the VOC folder.
+
+    Returns counts: images in train_aug, PNGs written, PNGs already there (kept).
+    """
+    sbd, voc = find_sbd_dir(sbd_root), find_voc_dir(voc_root)
+    lists = voc / "ImageSets" / "Segmentation"
+    sbd_names = set(_names(sbd / "train.txt")) | set(_names(sbd / "val.txt"))
+    voc_train, voc_val = set(_names(lists / "train.txt")), set(_names(lists / "val.txt"))
+    train_aug = sorted((sbd_names | voc_train) - voc_val)
+    out = voc / "SegmentationClassAug"
+    out.mkdir(exist_ok=True)
+    written = kept = 0
+    for name in tqdm(train_aug, desc="SegmentationClassAug", disable=not progress):
+        dst = out / f"{name}.png"
+        if dst.is_file():
+            kept += 1
+            continue
+        voc_mask = voc / "SegmentationClass" / f"{name}.png"
+        mask = read_label_png(voc_mask) if voc_mask.is_file() else read_sbd_mat(sbd / "cls" / f"{name}.mat")
+        tmp = dst.with_suffix(".tmp.png")
+        Image.fromarray(mask, mode="L").save(tmp)
+        os.replace(tmp, dst)  # never leaves a half-written PNG behind
+        written += 1
+    (lists / "train_aug.txt").write_text("\n".join(train_aug) + "\n")
+    return {"train_aug": len(train_aug), "written": written, "kept": kept}
+
+
+def main(args: list[str]) -> None:
+    """``segkit data sbd --sbd_root DIR --voc_root DIR``."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="segkit data sbd", description="Build SegmentationClassAug and train_aug.txt from SBD.")
+    parser.add_argument("--sbd_root", required=True, help="the SBD release folder (holding benchmark_RELEASE/dataset)")
+    parser.add_argument("--voc_root", required=True, help="the folder holding VOCdevkit/VOC2012")
+    cfg = parser.parse_args(args)
+    counts = convert_sbd(cfg.sbd_root, cfg.voc_root)
+    print(f"train_aug.txt: {counts['train_aug']} images; SegmentationClassAug: {counts['written']} written, "
+          f"{counts['kept']} already there")
