@@ -181,3 +181,26 @@ def test_same_seed_same_augmentations(tiny_voc, num_workers):
     a, b, c = first_batches(0), first_batches(0), first_batches(1)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_colorize_and_overlay():
+    from segkit.data.visualize import colorize, overlay
+
+    mask = np.array([[0, 1], [15, 255]], np.uint8)
+    assert colorize(mask).tolist() == [[[0, 0, 0], [128, 0, 0]], [[192, 128, 128], [224, 224, 192]]]
+    cs = colorize(np.array([[0, 10, 255]], np.uint8), "cityscapes")
+    assert cs.tolist() == [[[128, 64, 128], [70, 130, 180], [0, 0, 0]]]  # road, sky, ignored
+    image = np.full((2, 2, 3), 100, np.uint8)
+    out = overlay(image, mask, alpha=0.5)
+    assert out[0, 1].tolist() == [114, 50, 50]  # (100 + 128) / 2, (100 + 0) / 2
+    assert out[1, 1].tolist() == [100, 100, 100]  # ignored pixels keep the image
+
+
+def test_loading_benchmark_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_data.py"
+    out = subprocess.run([sys.executable, str(tool), "--quick"], capture_output=True, text=True, check=True).stdout
+    assert "VOC-size JPEG" in out and "Cityscapes-size PNG" in out
