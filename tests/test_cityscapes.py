@@ -113,3 +113,36 @@ def test_fit_cityscapes_config(tiny_cityscapes, tmp_path, capsys):
     assert "val: per-class IoU after step 2" in out
     assert "traffic light" in out and "bicycle" in out
     assert re.search(r"Best checkpoint \(val/mIoU = [\d.]+\): \S+\.ckpt", out)
+
+
+def test_synthetic_cityscapes_is_deterministic(tmp_path):
+    import hashlib
+
+    def digest(root):
+        files = sorted(p for p in root.rglob("*.png"))
+        return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+
+    a = make_synthetic_cityscapes(tmp_path / "a", num_train=2, num_val=1, height=32, seed=5)
+    b = make_synthetic_cityscapes(tmp_path / "b", num_train=2, num_val=1, height=32, seed=5)
+    c = make_synthetic_cityscapes(tmp_path / "c", num_train=2, num_val=1, height=32, seed=6)
+    assert digest(a) == digest(b) != digest(c)
+
+
+def test_coarse_adds_train_extra(tiny_cityscapes, tmp_path):
+    import shutil
+
+    root = tmp_path / "cs"
+    shutil.copytree(tiny_cityscapes, root)
+    for image in (root / "leftImg8bit" / "train").glob("*/*.png"):  # make a train_extra split with gtCoarse labels
+        city = image.parent.name
+        (root / "leftImg8bit" / "train_extra" / city).mkdir(parents=True, exist_ok=True)
+        (root / "gtCoarse" / "train_extra" / city).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, root / "leftImg8bit" / "train_extra" / city / image.name)
+        label = root / "gtFine" / "train" / city / image.name.replace("_leftImg8bit", "_gtFine_labelIds")
+        shutil.copy(label, root / "gtCoarse" / "train_extra" / city / image.name.replace("_leftImg8bit", "_gtCoarse_labelIds"))
+    fine = CityscapesDataModule(root=str(root), crop_size=32, num_workers=0)
+    coarse = CityscapesDataModule(root=str(root), coarse=True, crop_size=32, num_workers=0)
+    fine.setup("fit")
+    coarse.setup("fit")
+    assert len(fine.train_set) == 6 and len(coarse.train_set) == 12
+    assert len(coarse.val_set) == 3
