@@ -2,6 +2,7 @@
 
     segkit fit --config configs/voc.yaml --data.root DIR
     segkit validate --config configs/voc.yaml --ckpt_path CKPT
+    segkit eval --config configs/voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     segkit summary --encoder xception65 --size 513
     segkit data check --config configs/cityscapes.yaml --data.root DIR
     segkit data sbd --sbd_root DIR --voc_root DIR
@@ -46,6 +47,11 @@ def main(args: list[str] | None = None) -> None:
         from .summary import summary
 
         CLI(summary, args=argv[1:])
+        return
+    if argv and argv[0] == "eval":
+        from .evaluate import main as eval_main
+
+        eval_main(argv[1:])
         return
     if argv and argv[0] == "data":
         if len(argv) < 2 or argv[1] not in ("check", "sbd"):

@@ -1,0 +1,138 @@
+"""`segkit eval`: score a checkpoint on a split the way the benchmarks do, with multi-scale and flip inference.
+
+    segkit eval --config configs/voc.yaml --ckpt_path best.ckpt --data.root /data/voc \\
+        --output_stride 8 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip --json results.json
+
+One int64 confusion matrix over every pixel of the split, labels at full resolution (never resized).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data.cityscapes import train_ids_to_label_ids
+from .data.datamodule import CityscapesDataModule, SegmentationDataModule
+from .data.visualize import overlay
+from .inference import predict_probs
+from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
+
+
+def evaluate(
+    model: torch.nn.Module,
+    dataset,
+    num_classes: int,
+    scales: list[float] | tuple[float, ...] = (1.0,),
+    flip: bool = False,
+    window: int | None = None,
+    overlap: float = 1 / 3,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    save_predictions: Path | None = None,
+    label_ids: bool = False,
+    palette: str = "voc",
+) -> torch.Tensor:
+    """The (K, K) confusion matrix of ``model`` on ``dataset`` (eval transform), one image at a time."""
+    model = model.to(device).eval()
+    metric = ConfusionMatrix(num_classes).to(device)
+    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers)
+    if save_predictions is not None:
+        save_predictions.mkdir(parents=True, exist_ok=True)
+    for index, batch in enumerate(tqdm(loader, desc="eval", dynamic_ncols=True)):
+        image, mask = batch["image"].to(device), batch["mask"].to(device)
+        pred = predict_probs(model, image, scales, flip, window, overlap).argmax(1)  # (1, H, W)
+        metric.update(pred, mask)
+        if save_predictions is not None:
+            _save(save_predictions, batch["name"][0], pred[0].to(torch.uint8).cpu().numpy(), dataset, index,
+                  label_ids, palette)
+    return metric.compute().cpu()
+
+
+def _save(folder: Path, name: str, pred: np.ndarray, dataset, index: int, label_ids: bool, palette: str) -> None:
+    """Class-index PNG (Cityscapes: label ids, as the official server takes them) and a colour overlay."""
+    if label_ids:
+        cv2.imwrite(str(folder / f"{name}_labelIds.png"), train_ids_to_label_ids(pred))
+    else:
+        cv2.imwrite(str(folder / f"{name}.png"), pred)
+    image, _ = dataset.load(index)
+    cv2.imwrite(str(folder / f"{name}_overlay.jpg"), cv2.cvtColor(overlay(image, pred, palette), cv2.COLOR_RGB2BGR))
+
+
+def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict) -> dict:
+    s = segmentation_scores(confmat)
+    return {
+        "mIoU": s["mIoU"],
+        "per_class_iou": {n: (None if np.isnan(v) else v) for n, v in zip(class_names, s["per_class_iou"].tolist())},
+        "pixel_accuracy": s["pixel_acc"],
+        "mean_accuracy": s["mean_acc"],
+        "fwIoU": s["fwIoU"],
+        **settings,
+    }
+
+
+def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
+    """``<prefix>.npy`` (raw counts) and ``<prefix>.png`` (rows normalized by ground-truth pixels, 16 px cells)."""
+    cm = confmat.numpy()
+    np.save(f"{prefix}.npy", cm)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    heat = cv2.applyColorMap((255 * rows).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    cv2.imwrite(f"{prefix}.png", cv2.resize(heat, None, fx=16, fy=16, interpolation=cv2.INTER_NEAREST))
+
+
+def main(args: list[str]) -> None:
+    from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+    from .task import SegmentationTask
+
+    parser = ArgumentParser(prog="segkit eval", description="Score a checkpoint on a split (mIoU, per-class IoU).")
+    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
+    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
+    for other in ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler"):
+        parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by segkit fit")
+    parser.add_argument("--split", default="val", help="split to score")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="input scales, e.g. 0.5 0.75 1.0 1.25")
+    parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
+    parser.add_argument("--output_stride", type=int | None, default=None, help="evaluate at this output stride")
+    parser.add_argument("--window", type=int | None, default=None, help="sliding-window size for large inputs")
+    parser.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=str | None, default=None, help="write the scores and settings here")
+    parser.add_argument("--confusion", type=str | None, default=None, help="write <prefix>.npy and <prefix>.png")
+    parser.add_argument("--save_predictions", type=str | None, default=None, help="folder for prediction PNGs")
+    cfg = parser.parse_args(args)
+    datamodule = parser.instantiate_classes(cfg).data
+    datamodule.prepare_data()
+
+    # pretrained=None: the checkpoint holds every weight, nothing needs downloading
+    task = SegmentationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=None)
+    if cfg.output_stride is not None:
+        task.model.set_output_stride(cfg.output_stride)
+    from .data.transforms import eval_transform
+
+    dataset = datamodule.make_split(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+    cityscapes = isinstance(datamodule, CityscapesDataModule)
+    confmat = evaluate(
+        task.model, dataset, datamodule.num_classes, cfg.scales, cfg.flip, cfg.window, cfg.overlap, cfg.device,
+        datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
+        label_ids=cityscapes, palette="cityscapes" if cityscapes else "voc",
+    )
+    settings = {"num_images": len(dataset), "split": cfg.split, "scales": list(cfg.scales), "flip": cfg.flip,
+                "output_stride": task.model.output_stride, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
+    result = scores_json(confmat, datamodule.class_names, settings)
+    print(format_iou_table(datamodule.class_names, segmentation_scores(confmat), cfg.split,
+                           f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
+                           f"output stride {task.model.output_stride}"))
+    print(f"{cfg.split}/fwIoU {100 * result['fwIoU']:.2f}")
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps(result, indent=1))
+    if cfg.confusion:
+        save_confusion(confmat, Path(cfg.confusion))
+    sys.exit(0)

@@ -1,0 +1,87 @@
+"""Evaluation tests: multi-scale/flip/sliding-window inference and `segkit eval` against `segkit validate`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segkit.data import VOCDataModule
+from segkit.inference import predict_probs, sliding_logits
+from segkit.models import DeepLabV3Plus
+from segkit.task import SegmentationTask
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _model():
+    torch.manual_seed(0)
+    return DeepLabV3Plus(4, "xception_tiny", 16, decoder_channels=32).eval()
+
+
+def test_single_scale_equals_plain_forward():
+    model, x = _model(), torch.randn(2, 3, 61, 83)
+    with torch.no_grad():
+        want = model(x).softmax(1)
+    torch.testing.assert_close(predict_probs(model, x, [1.0]), want)
+
+
+def test_flip_on_a_symmetric_model_changes_nothing():
+    model = _model()
+    with torch.no_grad():  # left-right symmetric kernels make the network flip-equivariant
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_((m.weight + m.weight.flip(-1)) / 2)
+    x = torch.randn(1, 3, 65, 65)  # odd sizes at every stride keep strided sampling symmetric
+    plain = predict_probs(model, x, [1.0], flip=False)
+    torch.testing.assert_close(predict_probs(model, x, [1.0], flip=True), plain, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(predict_probs(_model(), x, [1.0], flip=True), predict_probs(_model(), x, [1.0]))
+
+
+def test_multi_scale_is_the_mean_of_single_scales():
+    model, x = _model(), torch.randn(1, 3, 64, 64)
+    a, b = predict_probs(model, x, [0.5]), predict_probs(model, x, [1.5])
+    torch.testing.assert_close(predict_probs(model, x, [0.5, 1.5]), (a + b) / 2)
+
+
+def test_sliding_window():
+    model, x = _model(), torch.randn(1, 3, 50, 70)
+    with torch.no_grad():
+        whole = model(x)
+        torch.testing.assert_close(sliding_logits(model, x, window=80), whole)  # window larger than the image
+        pointwise = nn.Conv2d(3, 4, 1)  # translation-equivariant: windows must reassemble the whole image
+        torch.testing.assert_close(sliding_logits(pointwise, x, window=32, overlap=0.25), pointwise(x))
+
+
+def test_eval_single_scale_equals_validate(tiny_voc, tmp_path):
+    L.seed_everything(0)
+    dm = VOCDataModule(root=str(tiny_voc), batch_size=2, val_batch_size=1, crop_size=48, num_workers=0)
+    task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
+                        enable_checkpointing=False)
+    trainer.fit(task, dm)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    validated = trainer.validate(task, dm, verbose=False)[0]["val/mIoU"]
+
+    out_json, confusion = tmp_path / "scores.json", tmp_path / "cm"
+    proc = subprocess.run(
+        [sys.executable, "-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root",
+         str(tiny_voc), "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--json", str(out_json),
+         "--confusion", str(confusion), "--save_predictions", str(tmp_path / "preds"), "--device", "cpu"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(out_json.read_text())
+    assert scores["mIoU"] == pytest.approx(validated, abs=1e-6)
+    assert scores["num_images"] == 5 and scores["scales"] == [1.0] and scores["flip"] is False
+    assert set(scores) >= {"mIoU", "per_class_iou", "pixel_accuracy", "mean_accuracy", "fwIoU", "num_images",
+                           "output_stride", "checkpoint"}
+    assert None in scores["per_class_iou"].values()  # classes absent from ground truth and prediction
+    cm = np.load(f"{confusion}.npy")
+    assert cm.shape == (21, 21) and cm.dtype == np.int64 and (tmp_path / "cm.png").is_file()
+    assert len(list((tmp_path / "preds").glob("*_overlay.jpg"))) == 5
