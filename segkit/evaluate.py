@@ -1,13 +1,15 @@
-"""`segkit eval`: score a checkpoint on a split the way the benchmarks do, with multi-scale and flip inference.
+"""`segkit eval`: score a checkpoint, or a folder of prediction PNGs, on a split the way the benchmarks do.
 
     segkit eval --config configs/voc.yaml --ckpt_path best.ckpt --data.root /data/voc \\
         --output_stride 8 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip --json results.json
+    segkit eval --config configs/cityscapes.yaml --data.root /data/cityscapes --predictions preds/
 
 One int64 confusion matrix over every pixel of the split, labels at full resolution (never resized).
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data.cityscapes import train_ids_to_label_ids
+from .data.base import IGNORE_INDEX, check_values, read_label_png
+from .data.cityscapes import LABEL_ID_TO_TRAIN_ID, NUM_LABEL_IDS, train_ids_to_label_ids
 from .data.datamodule import CityscapesDataModule, SegmentationDataModule
 from .data.visualize import overlay
 from .inference import predict_probs
@@ -65,8 +68,61 @@ def _save(folder: Path, name: str, pred: np.ndarray, dataset, index: int, label_
     cv2.imwrite(str(folder / f"{name}_overlay.jpg"), cv2.cvtColor(overlay(image, pred, palette), cv2.COLOR_RGB2BGR))
 
 
-def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict) -> dict:
-    s = segmentation_scores(confmat)
+def _prediction_key(path: Path, cityscapes: bool) -> str:
+    if cityscapes:  # <city>_<seq>_<frame>, whatever suffix the file carries
+        match = re.match(r"(.+?_\d{6}_\d{6})", path.stem)
+        return match.group(1) if match else path.stem
+    return path.stem
+
+
+def match_predictions(dataset, folder: Path, cityscapes: bool) -> list[Path]:
+    """The prediction file of every sample, in dataset order; raises naming missing, extra or doubled files."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"prediction folder not found: {folder}")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*.png")):
+        found.setdefault(_prediction_key(path, cityscapes), []).append(path)
+    names = dataset.ids
+    missing = [n for n in names if n not in found]
+    extra = sorted(str(p) for key, paths in found.items() if key not in set(names) for p in paths)
+    doubled = sorted(str(p) for paths in found.values() if len(paths) > 1 for p in paths)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} images have no prediction in {folder}: {missing[:10]}")
+    if extra:
+        problems.append(f"{len(extra)} prediction files match no image of the split: {extra[:10]}")
+    if doubled:
+        problems.append(f"several prediction files for one image: {doubled[:10]}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return [found[n][0] for n in names]
+
+
+def read_prediction(path: Path, num_classes: int, cityscapes: bool) -> np.ndarray:
+    """Class indices (255 = void) from a class-index/palette PNG, or a Cityscapes ``*_labelIds.png``."""
+    pred = read_label_png(path)
+    if cityscapes and path.name.endswith("_labelIds.png"):
+        check_values(pred, np.arange(NUM_LABEL_IDS), path)
+        return LABEL_ID_TO_TRAIN_ID[pred]  # ignored ids become void: a miss for the true class
+    check_values(pred, np.r_[np.arange(num_classes), IGNORE_INDEX], path)
+    return pred
+
+
+def score_predictions(dataset, folder: Path, num_classes: int, cityscapes: bool) -> ConfusionMatrix:
+    """Scores the prediction files in ``folder`` against the split's ground truth (no model)."""
+    metric = ConfusionMatrix(num_classes)
+    for index, path in enumerate(tqdm(match_predictions(dataset, folder, cityscapes), desc="score")):
+        _, gt = dataset.load(index)
+        pred = read_prediction(path, num_classes, cityscapes)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction {path} is {pred.shape}, its ground truth is {gt.shape}")
+        metric.update(torch.from_numpy(pred), torch.from_numpy(gt))
+    return metric
+
+
+def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict,
+                void: torch.Tensor | None = None) -> dict:
+    s = segmentation_scores(confmat, void)
     return {
         "mIoU": s["mIoU"],
         "per_class_iou": {n: (None if np.isnan(v) else v) for n, v in zip(class_names, s["per_class_iou"].tolist())},
@@ -96,7 +152,9 @@ def main(args: list[str]) -> None:
     parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
     for other in ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler"):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by segkit fit")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint written by segkit fit")
+    parser.add_argument("--predictions", type=str | None, default=None,
+                        help="score this folder of prediction PNGs instead of a model")
     parser.add_argument("--split", default="val", help="split to score")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="input scales, e.g. 0.5 0.75 1.0 1.25")
     parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
@@ -111,26 +169,36 @@ def main(args: list[str]) -> None:
     datamodule = parser.instantiate_classes(cfg).data
     datamodule.prepare_data()
 
-    # pretrained=None: the checkpoint holds every weight, nothing needs downloading
-    task = SegmentationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=None)
-    if cfg.output_stride is not None:
-        task.model.set_output_stride(cfg.output_stride)
+    if (cfg.ckpt_path is None) == (cfg.predictions is None):
+        parser.error("give either --ckpt_path (score a model) or --predictions (score prediction files)")
     from .data.transforms import eval_transform
 
-    dataset = datamodule.make_split(cfg.split, eval_transform(datamodule.mean, datamodule.std))
     cityscapes = isinstance(datamodule, CityscapesDataModule)
-    confmat = evaluate(
-        task.model, dataset, datamodule.num_classes, cfg.scales, cfg.flip, cfg.window, cfg.overlap, cfg.device,
-        datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
-        label_ids=cityscapes, palette="cityscapes" if cityscapes else "voc",
-    )
-    settings = {"num_images": len(dataset), "split": cfg.split, "scales": list(cfg.scales), "flip": cfg.flip,
-                "output_stride": task.model.output_stride, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
-    result = scores_json(confmat, datamodule.class_names, settings)
-    print(format_iou_table(datamodule.class_names, segmentation_scores(confmat), cfg.split,
-                           f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
-                           f"output stride {task.model.output_stride}"))
-    print(f"{cfg.split}/fwIoU {100 * result['fwIoU']:.2f}")
+    void = None
+    if cfg.predictions is not None:
+        dataset = datamodule.make_split(cfg.split)
+        metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, cityscapes)
+        confmat, void = metric.compute(), metric.void
+        settings = {"num_images": len(dataset), "split": cfg.split, "predictions": str(cfg.predictions)}
+        heading = f"{cfg.split}: {len(dataset)} prediction files from {cfg.predictions}"
+    else:
+        # pretrained=None: the checkpoint holds every weight, nothing needs downloading
+        task = SegmentationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=None)
+        if cfg.output_stride is not None:
+            task.model.set_output_stride(cfg.output_stride)
+        dataset = datamodule.make_split(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+        confmat = evaluate(
+            task.model, dataset, datamodule.num_classes, cfg.scales, cfg.flip, cfg.window, cfg.overlap, cfg.device,
+            datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
+            label_ids=cityscapes, palette="cityscapes" if cityscapes else "voc",
+        )
+        settings = {"num_images": len(dataset), "split": cfg.split, "scales": list(cfg.scales), "flip": cfg.flip,
+                    "output_stride": task.model.output_stride, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
+        heading = (f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
+                   f"output stride {task.model.output_stride}")
+    result = scores_json(confmat, datamodule.class_names, settings, void)
+    print(format_iou_table(datamodule.class_names, segmentation_scores(confmat, void), cfg.split, heading))
+    print(f"{cfg.split}/fwIoU {100 * result['fwIoU']:>9.2f}")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(result, indent=1))
     if cfg.confusion:

@@ -13,8 +13,11 @@ from torchmetrics import Metric
 class ConfusionMatrix(Metric):
     """(num_classes, num_classes) int64 matrix, rows = ground truth, columns = prediction.
 
-    Pixels whose target is outside ``0..num_classes-1`` (the 255 ignore label) are not counted. The update is
-    one ``bincount`` on the device, with no host synchronisation; states are summed across processes.
+    Pixels whose target is outside ``0..num_classes-1`` (the 255 ignore label) are not counted. A prediction
+    outside ``0..num_classes-1`` on a labelled pixel (a prediction file holding an ignored Cityscapes id) is
+    counted in ``void`` for its ground-truth class: a miss for that class and a hit for none, as the official
+    Cityscapes scorer counts it. The update is one ``bincount`` on the device, with no host synchronisation;
+    states are summed across processes.
     """
 
     full_state_update = False
@@ -26,6 +29,7 @@ class ConfusionMatrix(Metric):
         self.num_classes = num_classes
         self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
                        dist_reduce_fx="sum")
+        self.add_state("void", default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """preds: (B, H, W) class indices or (B, K, H, W) logits; target: (B, H, W)."""
@@ -34,26 +38,34 @@ class ConfusionMatrix(Metric):
         if preds.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(target.shape)}")
         k = self.num_classes
-        target = target.reshape(-1).long()
-        valid = (target >= 0) & (target < k)
-        # invalid pixels go to an extra bin k*k that is dropped: no boolean indexing, no device sync
-        index = torch.where(valid, target * k + preds.reshape(-1).long().clamp(0, k - 1), k * k)
-        self.confmat += torch.bincount(index, minlength=k * k + 1)[: k * k].reshape(k, k)
+        target, preds = target.reshape(-1).long(), preds.reshape(-1).long()
+        labelled = (target >= 0) & (target < k)
+        predicted = (preds >= 0) & (preds < k)
+        # bins: k*k confusion cells, k void cells, one dropped bin: no boolean indexing, no device sync
+        index = torch.where(labelled & predicted, target * k + preds, torch.where(labelled, k * k + target, k * k + k))
+        counts = torch.bincount(index, minlength=k * k + k + 1)
+        self.confmat += counts[: k * k].reshape(k, k)
+        self.void += counts[k * k: k * k + k]
 
     def compute(self) -> torch.Tensor:
         return self.confmat
 
 
-def segmentation_scores(confmat: torch.Tensor) -> dict[str, torch.Tensor | float]:
-    """Per-class IoU and accuracy, mIoU, pixel accuracy, mean class accuracy and frequency-weighted IoU."""
+def segmentation_scores(confmat: torch.Tensor, void: torch.Tensor | None = None) -> dict[str, torch.Tensor | float]:
+    """Per-class IoU and accuracy, mIoU, pixel accuracy, mean class accuracy and frequency-weighted IoU.
+
+    ``void``: per ground-truth class, labelled pixels predicted outside the classes (see ConfusionMatrix).
+    """
     cm = confmat.double()
     tp = cm.diag()
     gt = cm.sum(1)  # pixels of each class in the ground truth
+    if void is not None:
+        gt = gt + void.double()
     pred = cm.sum(0)
     union = gt + pred - tp
     iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
     acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
-    total = cm.sum()
+    total = gt.sum()  # every labelled pixel, void predictions included
     freq = gt / total.clamp(min=1)
     return {
         "per_class_iou": iou,
@@ -62,7 +74,7 @@ def segmentation_scores(confmat: torch.Tensor) -> dict[str, torch.Tensor | float
         "pixel_acc": float(tp.sum() / total) if total > 0 else float("nan"),
         "mean_acc": float(acc.nanmean()) if (gt > 0).any() else float("nan"),
         "fwIoU": float((freq[union > 0] * iou[union > 0]).sum()),
-        "num_pixels": int(confmat.sum()),
+        "num_pixels": int(total),
     }
 
 

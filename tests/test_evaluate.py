@@ -85,3 +85,65 @@ def test_eval_single_scale_equals_validate(tiny_voc, tmp_path):
     cm = np.load(f"{confusion}.npy")
     assert cm.shape == (21, 21) and cm.dtype == np.int64 and (tmp_path / "cm.png").is_file()
     assert len(list((tmp_path / "preds").glob("*_overlay.jpg"))) == 5
+
+
+def _eval(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "segkit.cli", "eval", *args, "--data.num_workers", "0"],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def cityscapes_predictions(tmp_path):
+    from PIL import Image
+
+    from segkit.data import make_synthetic_cityscapes
+
+    root = make_synthetic_cityscapes(tmp_path / "cs", num_train=1, num_val=5, height=48, seed=3)
+    gts = sorted((root / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))
+    rng = np.random.default_rng(0)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    files = []
+    for gt in gts:
+        label = np.array(Image.open(gt))
+        pred = label.copy()
+        noise = rng.random(label.shape) < 0.3  # 30% random label ids, ignored ids (void) among them
+        pred[noise] = rng.integers(0, 34, int(noise.sum()))
+        files.append(preds / gt.name.replace("_gtFine_labelIds", "_labelIds"))
+        Image.fromarray(pred, mode="L").save(files[-1])
+    return root, gts, preds, files
+
+
+def test_prediction_files_match_the_official_cityscapes_scorer(cityscapes_predictions, tmp_path):
+    np.in1d = getattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert).ravel())  # numpy 2.4
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+
+    root, gts, preds, files = cityscapes_predictions
+    official.args.quiet = True
+    official.args.evalInstLevelScore = False
+    official.args.JSONOutput = False
+    want = official.evaluateImgLists([str(f) for f in files], [str(g) for g in gts], official.args)
+
+    proc = _eval("--config", str(REPO / "configs/cityscapes.yaml"), "--data.root", str(root),
+                 "--predictions", str(preds), "--json", str(tmp_path / "s.json"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp_path / "s.json").read_text())
+    for name, iou in want["classScores"].items():
+        if name in got["per_class_iou"]:
+            if np.isnan(iou):
+                assert got["per_class_iou"][name] is None, name
+            else:
+                assert got["per_class_iou"][name] == pytest.approx(iou, abs=1e-6), name
+    assert got["mIoU"] == pytest.approx(want["averageScoreClasses"], abs=1e-6)
+    assert got["num_images"] == 5
+
+
+def test_missing_and_extra_prediction_files_are_named(cityscapes_predictions, tmp_path):
+    root, _, preds, files = cityscapes_predictions
+    files[0].unlink()
+    (preds / "munich_000001_000002_labelIds.png").write_bytes(files[1].read_bytes())
+    proc = _eval("--config", str(REPO / "configs/cityscapes.yaml"), "--data.root", str(root),
+                 "--predictions", str(preds), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert files[0].name.replace("_labelIds.png", "") in proc.stderr
+    assert "munich_000001_000002_labelIds.png" in proc.stderr

@@ -59,3 +59,13 @@ def test_table_lists_every_class():
     table = format_iou_table(["sky", "road"], segmentation_scores(m.compute()))
     assert "sky" in table and "road" in table and "val/mIoU" in table
     assert " 50.00" in table  # sky IoU: 1 / (2 + 1 - 1)
+
+
+def test_void_predictions_are_misses_not_hits():
+    m = ConfusionMatrix(2)
+    m.update(torch.tensor([[0, 255, 1, 7]]), torch.tensor([[0, 0, 1, 255]]))
+    assert m.compute().tolist() == [[1, 0], [0, 1]]
+    assert m.void.tolist() == [1, 0]
+    s = segmentation_scores(m.compute(), m.void)
+    assert s["per_class_iou"].tolist() == [0.5, 1.0]  # class 0: tp 1, gt 2 (one predicted void), pred 1
+    assert math.isclose(s["pixel_acc"], 2 / 3)
