@@ -31,6 +31,8 @@ class SegkitCLI(LightningCLI):
             "checkpoint.save_last": True,
             "checkpoint.filename": "best-step{step}-mIoU{val/mIoU:.4f}",
             "checkpoint.auto_insert_metric_name": False,
+            # the DataModules shard data across processes themselves, without padding evaluation shards
+            "trainer.use_distributed_sampler": False,
         })
 
     def after_fit(self) -> None:

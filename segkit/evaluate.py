@@ -9,6 +9,7 @@ One int64 confusion matrix over every pixel of the split, labels at full resolut
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from .data.base import IGNORE_INDEX, check_values, read_label_png
 from .data.cityscapes import LABEL_ID_TO_TRAIN_ID, NUM_LABEL_IDS, train_ids_to_label_ids
-from .data.datamodule import CityscapesDataModule, SegmentationDataModule
+from .data.datamodule import CityscapesDataModule, SegmentationDataModule, eval_sampler
 from .data.visualize import overlay
 from .inference import predict_probs
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
@@ -42,20 +43,30 @@ def evaluate(
     label_ids: bool = False,
     palette: str = "voc",
 ) -> torch.Tensor:
-    """The (K, K) confusion matrix of ``model`` on ``dataset`` (eval transform), one image at a time."""
+    """The (K, K) confusion matrix of ``model`` on ``dataset`` (eval transform), one image at a time.
+
+    Under ``torchrun`` each process takes its own images (no image twice, none dropped) and the matrices are
+    summed across processes.
+    """
     model = model.to(device).eval()
     metric = ConfusionMatrix(num_classes).to(device)
-    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:
         save_predictions.mkdir(parents=True, exist_ok=True)
-    for index, batch in enumerate(tqdm(loader, desc="eval", dynamic_ncols=True)):
+    order = list(loader.sampler)  # dataset indices of this process's images
+    for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not _is_main())):
         image, mask = batch["image"].to(device), batch["mask"].to(device)
         pred = predict_probs(model, image, scales, flip, window, overlap).argmax(1)  # (1, H, W)
         metric.update(pred, mask)
         if save_predictions is not None:
             _save(save_predictions, batch["name"][0], pred[0].to(torch.uint8).cpu().numpy(), dataset, index,
                   label_ids, palette)
-    return metric.compute().cpu()
+    return metric.compute().cpu()  # summed over processes
+
+
+def _is_main() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _save(folder: Path, name: str, pred: np.ndarray, dataset, index: int, label_ids: bool, palette: str) -> None:
@@ -109,8 +120,11 @@ def read_prediction(path: Path, num_classes: int, cityscapes: bool) -> np.ndarra
 
 
 def score_predictions(dataset, folder: Path, num_classes: int, cityscapes: bool) -> ConfusionMatrix:
-    """Scores the prediction files in ``folder`` against the split's ground truth (no model)."""
-    metric = ConfusionMatrix(num_classes)
+    """Scores the prediction files in ``folder`` against the split's ground truth (no model).
+
+    Every process scores all files (reading PNGs is cheap), so the matrix is not summed across processes.
+    """
+    metric = ConfusionMatrix(num_classes, sync_on_compute=False)
     for index, path in enumerate(tqdm(match_predictions(dataset, folder, cityscapes), desc="score")):
         _, gt = dataset.load(index)
         pred = read_prediction(path, num_classes, cityscapes)
@@ -166,8 +180,19 @@ def main(args: list[str]) -> None:
     parser.add_argument("--confusion", type=str | None, default=None, help="write <prefix>.npy and <prefix>.png")
     parser.add_argument("--save_predictions", type=str | None, default=None, help="folder for prediction PNGs")
     cfg = parser.parse_args(args)
+    device = cfg.device
+    dist = torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
+        nccl = device.startswith("cuda")
+        dist.init_process_group("nccl" if nccl else "gloo")
+        if nccl:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
     datamodule = parser.instantiate_classes(cfg).data
-    datamodule.prepare_data()
+    if _is_main():
+        datamodule.prepare_data()
+    if dist.is_initialized():
+        dist.barrier()
 
     if (cfg.ckpt_path is None) == (cfg.predictions is None):
         parser.error("give either --ckpt_path (score a model) or --predictions (score prediction files)")
@@ -188,7 +213,7 @@ def main(args: list[str]) -> None:
             task.model.set_output_stride(cfg.output_stride)
         dataset = datamodule.make_split(cfg.split, eval_transform(datamodule.mean, datamodule.std))
         confmat = evaluate(
-            task.model, dataset, datamodule.num_classes, cfg.scales, cfg.flip, cfg.window, cfg.overlap, cfg.device,
+            task.model, dataset, datamodule.num_classes, cfg.scales, cfg.flip, cfg.window, cfg.overlap, device,
             datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
             label_ids=cityscapes, palette="cityscapes" if cityscapes else "voc",
         )
@@ -196,11 +221,20 @@ def main(args: list[str]) -> None:
                     "output_stride": task.model.output_stride, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
         heading = (f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
                    f"output stride {task.model.output_stride}")
-    result = scores_json(confmat, datamodule.class_names, settings, void)
-    print(format_iou_table(datamodule.class_names, segmentation_scores(confmat, void), cfg.split, heading))
+    if dist.is_initialized():
+        settings["processes"] = dist.get_world_size()
+    if _is_main():
+        _report(confmat, void, datamodule.class_names, settings, heading, cfg)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    sys.exit(0)
+
+
+def _report(confmat, void, class_names, settings: dict, heading: str, cfg) -> None:
+    result = scores_json(confmat, class_names, settings, void)
+    print(format_iou_table(class_names, segmentation_scores(confmat, void), cfg.split, heading))
     print(f"{cfg.split}/fwIoU {100 * result['fwIoU']:>9.2f}")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(result, indent=1))
     if cfg.confusion:
         save_confusion(confmat, Path(cfg.confusion))
-    sys.exit(0)

@@ -1,5 +1,6 @@
 """Evaluation tests: multi-scale/flip/sliding-window inference and `segkit eval` against `segkit validate`."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,19 @@ def test_eval_single_scale_equals_validate(tiny_voc, tmp_path):
     assert len(list((tmp_path / "preds").glob("*_overlay.jpg"))) == 5
 
 
+def _checkpoint(tiny_voc, tmp_path):
+    """A briefly trained small model (it predicts several classes, so the scores are not trivial)."""
+    L.seed_everything(0)
+    task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
+    trainer = L.Trainer(max_steps=15, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+                        enable_checkpointing=False)
+    trainer.fit(task, VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=0))
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
 def _eval(*args, cwd):
     return subprocess.run([sys.executable, "-m", "segkit.cli", "eval", *args, "--data.num_workers", "0"],
                           capture_output=True, text=True, cwd=cwd)
@@ -147,3 +161,44 @@ def test_missing_and_extra_prediction_files_are_named(cityscapes_predictions, tm
     assert proc.returncode != 0
     assert files[0].name.replace("_labelIds.png", "") in proc.stderr
     assert "munich_000001_000002_labelIds.png" in proc.stderr
+
+
+def test_one_and_two_processes_give_the_same_confusion_matrix(tiny_voc, tmp_path):
+    """5 validation images on 2 gloo processes (3 + 2, nothing padded): the same matrix as one process."""
+    ckpt = _checkpoint(tiny_voc, tmp_path)
+    common = ["-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc),
+              "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--device", "cpu"]
+    one = subprocess.run([sys.executable, *common, "--confusion", str(tmp_path / "one")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                          *common, "--confusion", str(tmp_path / "two"), "--json", str(tmp_path / "two.json")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert np.array_equal(a, b)
+    assert a.sum() > 0
+    assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2
+
+
+def test_validate_on_two_processes_equals_one(tiny_voc, tmp_path):
+    """`segkit validate` with DDP on 2 CPU processes (gloo) over the odd-sized split: the same val/mIoU exactly."""
+    ckpt = _checkpoint(tiny_voc, tmp_path)
+
+    def validate(devices):
+        proc = subprocess.run(
+            [sys.executable, "-m", "segkit.cli", "validate", "--config", str(REPO / "configs/voc.yaml"),
+             "--data.root", str(tiny_voc), "--data.num_workers", "0", "--model.encoder", "xception_tiny",
+             "--model.decoder_channels", "32", "--model.pretrained", "null", "--ckpt_path", str(ckpt),
+             "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.strategy",
+             "ddp" if devices > 1 else "auto", "--trainer.default_root_dir", str(tmp_path / f"d{devices}")],
+            capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        table = proc.stdout[proc.stdout.index("val: per-class IoU"):proc.stdout.index("val/mean_acc")]
+        return re.findall(r"^\s*val/(?:mIoU|pixel_acc)\s+(\d\.\d+)\s*$", proc.stdout, re.M), table
+
+    scores1, table1 = validate(1)
+    scores2, table2 = validate(2)
+    assert len(scores1) == 2 and scores1 == scores2  # val/mIoU and val/pixel_acc, full precision
+    assert float(scores1[0]) > 0
+    assert table1 == table2  # per-class IoU and accuracy, and the labelled-pixel count: every pixel once

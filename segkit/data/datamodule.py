@@ -7,9 +7,7 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from .base import IGNORE_INDEX
 from .cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation, find_cityscapes_split
@@ -35,6 +33,44 @@ def pad_collate(samples: list[dict]) -> dict:
         "size": torch.tensor([tuple(s["mask"].shape[-2:]) for s in samples]),
         "name": [s["name"] for s in samples],
     }
+
+
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Evaluation sampler for several processes: rank r takes images r, r + N, r + 2N, ... with no padding.
+
+    PyTorch's DistributedSampler repeats images to even out the shards, which would count them twice in the
+    confusion matrix; here every image is seen by exactly one process (shards differ by at most one image).
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def eval_sampler(dataset: Dataset) -> ShardSampler | None:
+    """A ShardSampler when running in several processes, else None (plain sequential order)."""
+    rank, world = _world()
+    return ShardSampler(len(dataset), rank, world) if world > 1 else None
+
+
+def train_sampler(dataset: Dataset) -> DistributedSampler | None:
+    """In several processes, a shuffling DistributedSampler seeded alike on every rank (the global seed)."""
+    rank, world = _world()
+    if world == 1:
+        return None
+    return DistributedSampler(dataset, world, rank, shuffle=True, seed=torch.initial_seed() % 2**31, drop_last=True)
 
 
 def seed_augmentations(dataset, seed: int) -> None:
@@ -121,10 +157,14 @@ class SegmentationDataModule(L.LightningDataModule):
             self.val_set = self.make_split("val", eval_transform(self.mean, self.std))
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        # segkit shards data itself (the CLI sets trainer.use_distributed_sampler=false): Lightning's
+        # DistributedSampler would pad evaluation shards with repeated images
+        sampler = train_sampler(dataset) if train else eval_sampler(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train,  # never drop (or pad) evaluation images: each one counts exactly once
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
