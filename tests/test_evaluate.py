@@ -202,3 +202,9 @@ def test_validate_on_two_processes_equals_one(tiny_voc, tmp_path):
     assert len(scores1) == 2 and scores1 == scores2  # val/mIoU and val/pixel_acc, full precision
     assert float(scores1[0]) > 0
     assert table1 == table2  # per-class IoU and accuracy, and the labelled-pixel count: every pixel once
+
+
+def test_eval_benchmark_runs():
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_eval.py"), "--quick"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "6 scales + flip" in out and "largest scale alone" in out
