@@ -13,7 +13,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from .data.base import IGNORE_INDEX, check_values, read_label_png
 from .data.cityscapes import LABEL_ID_TO_TRAIN_ID, NUM_LABEL_IDS, train_ids_to_label_ids
-from .data.datamodule import CityscapesDataModule, SegmentationDataModule, eval_sampler
+from .data.datamodule import CityscapesDataModule, eval_sampler
 from .data.visualize import overlay
 from .inference import predict_probs
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
@@ -157,15 +156,12 @@ def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
 
 
 def main(args: list[str]) -> None:
-    from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+    from jsonargparse import ActionYesNo
 
+    from .data.check import data_config_parser
     from .task import SegmentationTask
 
-    parser = ArgumentParser(prog="segkit eval", description="Score a checkpoint on a split (mIoU, per-class IoU).")
-    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
-    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
-    for other in ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler"):
-        parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
+    parser = data_config_parser("segkit eval", "Score a checkpoint or prediction files on a split.", ignore=())
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint written by segkit fit")
     parser.add_argument("--predictions", type=str | None, default=None,
                         help="score this folder of prediction PNGs instead of a model")

@@ -208,3 +208,11 @@ def test_eval_benchmark_runs():
     out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_eval.py"), "--quick"],
                          capture_output=True, text=True, check=True).stdout
     assert "6 scales + flip" in out and "largest scale alone" in out
+
+
+def test_gpu_check_runs_on_the_cpu():
+    """tools/gpu_check.py at tiny sizes: parity, stride switch, step benchmarks and short fits all pass."""
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "gpu_check.py"), "--quick"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "timm parity xception65 OS8" in proc.stdout and "segkit fit cityscapes.yaml" in proc.stdout

@@ -142,6 +142,21 @@ def fit_check(root: Path, crop: int, batch: int, encoder: str, steps: int, accel
             "val_mIoU": float(best.group(1)) if best else None}
 
 
+def bench_rows(encoder: str, size: int, batch: int, device: torch.device, steps: int, key: str, results: dict,
+               rows: list, inference: bool) -> None:
+    """Training (and inference) speed in float32 and bf16, added to ``results`` and the printed ``rows``."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    for dtype in ("fp32", "bf16"):
+        r = train_step_bench(encoder, size, batch, dtype, device, steps)
+        results[f"{key}_{dtype}"] = r
+        rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
+                     f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
+        if inference:
+            rows.append((f"{encoder} {size}px batch {batch} {dtype}: inference",
+                         f"{r['infer_img_s']:.1f} img/s, peak {r['infer_peak_gib']:.1f} GiB"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the CPU")
@@ -164,15 +179,7 @@ def main() -> None:
         for enc in ("xception65", "resnet18"):
             rows.append((f"set_output_stride(8) on {device.type}, {enc}", switch_output_stride(enc, device)))
 
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        for dtype in ("fp32", "bf16"):
-            r = train_step_bench(encoder, size, batch, dtype, device, steps)
-            results[f"bench_{dtype}"] = r
-            rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
-                         f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
-            rows.append((f"{encoder} {size}px batch {batch} {dtype}: inference",
-                         f"{r['infer_img_s']:.1f} img/s, peak {r['infer_peak_gib']:.1f} GiB"))
+        bench_rows(encoder, size, batch, device, steps, "bench", results, rows, inference=True)
 
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -188,13 +195,7 @@ def main() -> None:
 
     if "cityscapes" in args.sections:
         cs_size, cs_batch, cs_height, workers = (65, 2, 32, 2) if args.quick else (769, 8, 1024, 8)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        for dtype in ("fp32", "bf16"):
-            r = train_step_bench(encoder, cs_size, cs_batch, dtype, device, steps)
-            results[f"cityscapes_bench_{dtype}"] = r
-            rows.append((f"{encoder} {cs_size}px batch {cs_batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
-                         f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
+        bench_rows(encoder, cs_size, cs_batch, device, steps, "cityscapes_bench", results, rows, inference=False)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             make_synthetic_cityscapes(root, num_train=48 if not args.quick else 4, num_val=2, height=cs_height, seed=0)

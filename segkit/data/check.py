@@ -82,15 +82,21 @@ def check(datamodule: SegmentationDataModule) -> int:
     return problems
 
 
-def main(args: list[str]) -> None:
-    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
+def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",)):
+    """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="segkit data check", description="Check every split of the configured data set.")
-    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (only its data section is used)")
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
     parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
-    for other in ("seed_everything", "trainer", "model", "checkpoint", "ckpt_path", "optimizer", "lr_scheduler"):
+    for other in ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler", *ignore):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
+    return parser
+
+
+def main(args: list[str]) -> None:
+    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
+    parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
     cfg = parser.parse_args(args)
     datamodule = parser.instantiate_classes(cfg).data
     sys.exit(1 if check(datamodule) else 0)
