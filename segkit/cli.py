@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import sys
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins import LayerSync
 
 from .data import SegmentationDataModule
+from .distributed import SyncBatchNormPlugin
 from .task import SegmentationTask
 
 
@@ -34,6 +37,15 @@ class SegkitCLI(LightningCLI):
             # the DataModules shard data across processes themselves, without padding evaluation shards
             "trainer.use_distributed_sampler": False,
         })
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """``trainer.sync_batchnorm: true`` installs segkit's SyncBatchNorm, which also synchronizes CPU processes."""
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]
+        return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
         cb = self.trainer.checkpoint_callback

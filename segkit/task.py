@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.datamodule import TrainBatchSampler
+from .distributed import CPUSyncBatchNorm
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 from .models import DeepLabV3Plus
 
@@ -68,6 +70,7 @@ class SegmentationTask(L.LightningModule):
         pretrained: encoder weights (file, timm name or smp weights name), or None.
         atrous_rates: ASPP rates; default 6/12/18 at OS16, 12/24/36 at OS8.
         decoder_channels: ASPP and decoder width (256 in the paper).
+        dropout: dropout rate after the ASPP projection (0.1 in the official code).
         eval_output_stride: output stride for validation/test (e.g. 8 for a model trained at 16); default: same.
         lr: base learning rate (0.007 for VOC in the paper).
         momentum: SGD momentum.
@@ -76,6 +79,10 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: linear warmup iterations.
         encoder_lr_mult: LR multiplier for the encoder parameters.
         top_k_percent_pixels: hard-pixel mining; 100 = plain cross-entropy.
+        freeze_bn: keep batch-norm statistics fixed during training (the official ``fine_tune_batch_norm=False``,
+            for batches too small to estimate them, e.g. fine-tuning at OS8); scale and shift still train.
+        channels_last: run the model in channels-last memory format (faster convolutions on recent GPUs).
+        compile: compile the model with ``torch.compile`` when training starts.
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class SegmentationTask(L.LightningModule):
         pretrained: str | None = None,
         atrous_rates: list[int] | None = None,
         decoder_channels: int = 256,
+        dropout: float = 0.1,
         eval_output_stride: int | None = None,
         lr: float = 0.007,
         momentum: float = 0.9,
@@ -95,6 +103,9 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: int = 0,
         encoder_lr_mult: float = 1.0,
         top_k_percent_pixels: float = 100.0,
+        freeze_bn: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if class_names is not None and len(class_names) != num_classes:
@@ -103,20 +114,82 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
-        self.model = DeepLabV3Plus(num_classes, encoder, output_stride, pretrained, atrous_rates, decoder_channels)
+        self.model = DeepLabV3Plus(num_classes, encoder, output_stride, pretrained, atrous_rates, decoder_channels,
+                                   dropout=dropout)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
         self.val_confmat = ConfusionMatrix(num_classes)
         self.test_confmat = ConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.model.compile()  # in place: parameter names (and checkpoints) stay as they are
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning restores the weights before converting the model to the run's precision: with
+        # precision 64-true convert first, or the float64 weights of the checkpoint would be rounded to float32
+        if self._trainer is not None and self.trainer.precision == "64-true":
+            self.double()
+
+    def train(self, mode: bool = True) -> SegmentationTask:
+        super().train(mode)
+        if mode and self.hparams.freeze_bn:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()  # normalize with, and keep, the running statistics
+        return self
 
     # training -----------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])  # (B, K, H, W)
-        loss = hard_pixel_cross_entropy(logits, batch["mask"], self.hparams.top_k_percent_pixels)
-        self.log("train/loss", loss, prog_bar=True)
+        loss = self.training_loss(logits, batch["mask"])
+        # the loss of the whole global batch (the mean over processes of the scaled losses below)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[-1]["lr"])
         return loss
+
+    def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """This process's share of the cross-entropy of the whole global batch.
+
+        The sum of this process's pixel losses over the labelled pixels of all processes, times the number of
+        processes: DDP averages gradients over processes, which then gives the gradient of one mean over the
+        global batch, as on one device. (A mean per process, averaged, would weight the pixels of a process
+        whose crops are mostly padding more.) Hard-pixel mining keeps the hardest k% of each process's pixels,
+        as the official code does per GPU clone. With gradient accumulation, each micro-batch is its own mean.
+        """
+        top_k = self.hparams.top_k_percent_pixels
+        world = self.trainer.world_size
+        if top_k < 100.0 or world == 1:
+            return hard_pixel_cross_entropy(logits, target, top_k)
+        total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+        labelled = self.trainer.strategy.reduce((target != IGNORE_INDEX).sum().float(), reduce_op="sum")
+        return total * world / labelled.clamp(min=1)
+
+    def on_train_start(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        world = self.trainer.world_size
+        lines = []
+        if isinstance(sampler, TrainBatchSampler):
+            lines.append(f"global batch {sampler.global_batch} = {world} process(es) x {sampler.micro_batch} "
+                         f"images x {sampler.accumulate} accumulation step(s)")
+        bn = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        synced = [m for m in bn if isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm))]
+        if self.hparams.freeze_bn:
+            lines.append(f"batch norm frozen: {len(bn)} layers keep their running statistics")
+        elif synced:
+            lines.append(f"batch norm synchronized over {world} process(es): {len(synced)} "
+                         f"{type(synced[0]).__name__} layers")
+        elif world > 1:
+            lines.append("batch norm NOT synchronized: statistics per process (set trainer.sync_batchnorm true)")
+        print("\n".join(f"segkit: {line}" for line in lines), flush=True)
 
     def configure_optimizers(self):
         hp = self.hparams

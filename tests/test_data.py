@@ -11,7 +11,9 @@ from segkit.data import (
     SYNTHETIC_CLASSES, VOCDataModule, VOCSegmentation, eval_transform, make_synthetic_voc, pad_collate,
     train_transform, voc_palette,
 )
+from segkit.data.datamodule import TrainBatchSampler
 from segkit.data.synthetic import write_palette_png
+from segkit.data.transforms import seed_transform
 from segkit.metrics import ConfusionMatrix, segmentation_scores
 
 
@@ -170,17 +172,80 @@ def test_colour_baseline_fails_on_synthetic(tmp_path):
     assert miou < 0.5, miou
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_same_seed_same_augmentations(tiny_voc, num_workers):
-    def first_batches(seed):
-        torch.manual_seed(seed)
-        dm = VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=num_workers)
-        dm.setup("fit")
-        return [b["image"] for b, _ in zip(dm.train_dataloader(), range(3))]
+def _first_batches(root, seed, num_workers, n=3):
+    torch.manual_seed(seed)
+    dm = VOCDataModule(root=str(root), batch_size=4, crop_size=48, num_workers=num_workers)
+    dm.setup("fit")
+    return [b["image"] for b, _ in zip(dm.train_dataloader(), range(n))]
 
-    a, b, c = first_batches(0), first_batches(0), first_batches(1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+def test_same_seed_same_augmentations_whatever_the_workers(tiny_voc):
+    a, b, c = _first_batches(tiny_voc, 0, 0), _first_batches(tiny_voc, 0, 2), _first_batches(tiny_voc, 1, 0)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # each image seeded by itself, not by its worker
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_seeded_transforms_draw_independently():
+    """Seeded per image, the random scale, crop position and flip must not be tied to each other (albumentations
+    gives every transform of a pipeline the same seed; seed_transform does not)."""
+    t = train_transform(8, (0.5, 2.0))
+    scale, crop, flip = t.transforms[0], t.transforms[2], t.transforms[3]
+    image, mask = np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40), np.uint8)
+    draws = []
+    for seed in range(400):
+        seed_transform(t, seed)
+        s = scale.get_params()["scale"]
+        h_start = crop.py_random.random()
+        flipped = flip.py_random.random() < 0.5
+        draws.append((s, h_start, flipped))
+        seed_transform(t, seed)
+        t(image=image, mask=mask)  # the pipeline itself runs with these seeds
+    s, h, f = (np.array(x, float) for x in zip(*draws))
+    assert abs(np.corrcoef(s, f)[0, 1]) < 0.2 and abs(np.corrcoef(s, h)[0, 1]) < 0.2
+    assert 0.4 < f.mean() < 0.6
+    assert len({round(x, 9) for x in s}) == 400  # different seeds, different scales
+
+
+def _stream(sampler_kw, steps, world, accumulate, start=0):
+    """The global batches (sorted (index, seed) lists) of ``steps`` steps, gathered over all ranks."""
+    per_rank = [list(TrainBatchSampler(**sampler_kw, rank=r, world_size=world, accumulate=accumulate,
+                                       start_step=lambda: start)) for r in range(world)]
+    out = []
+    for step in range(steps):
+        micro = [per_rank[r][step * accumulate + m] for r in range(world) for m in range(accumulate)]
+        assert len({len(b) for b in micro}) == 1  # equal micro-batches
+        out.append(sorted(x for b in micro for x in b))
+    return out
+
+
+def test_global_batches_do_not_depend_on_devices_or_accumulation():
+    kw = dict(length=50, global_batch=8, seed=3)  # 6 steps per epoch, 2 images left out of each epoch
+    one = _stream(kw, 6, 1, 1)
+    for world, accumulate in [(2, 1), (4, 1), (1, 2), (2, 2), (2, 4)]:
+        assert _stream(kw, 6, world, accumulate) == one, (world, accumulate)
+    images = [i for batch in one for i, _ in batch]
+    assert len(images) == len(set(images)) == 48  # an epoch: no image twice
+    assert one != _stream(dict(kw, seed=4), 6, 1, 1)
+    # the next epoch is reshuffled, with new augmentation seeds
+    next_epoch = _stream(kw, 6, 1, 1, start=6)
+    assert [i for i, _ in next_epoch[0]] != [i for i, _ in one[0]]
+    assert {s for b in next_epoch for _, s in b}.isdisjoint({s for b in one for _, s in b})
+
+
+def test_resumed_stream_continues_where_it_stopped_on_any_device_count():
+    kw = dict(length=50, global_batch=8, seed=3)
+    full = _stream(kw, 6, 1, 1)
+    assert _stream(kw, 2, 2, 1, start=4) == full[4:]  # resumed at step 4 of 6, on 2 devices
+    assert len(TrainBatchSampler(**kw, world_size=2)) == 6
+
+
+def test_global_batch_must_divide_over_processes():
+    with pytest.raises(ValueError, match="data.batch_size=16 .* 3 process"):
+        TrainBatchSampler(100, 16, world_size=3)
+    with pytest.raises(ValueError, match="multiple of 6"):
+        TrainBatchSampler(100, 16, world_size=2, accumulate=3)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        TrainBatchSampler(10, 16)
 
 
 def test_colorize_and_overlay():

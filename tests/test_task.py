@@ -118,3 +118,71 @@ def test_predict_returns_maps_at_original_sizes():
     assert preds[0].dtype == torch.uint8 and int(preds[0].max()) < 3
     # the largest image is not padded, so its prediction equals whole-image inference
     assert torch.equal(preds[1].long(), alone)
+
+
+def _fit_steps(tmp_path, tiny_voc, task, steps=2, **trainer_kw):
+    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
+                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        enable_checkpointing=False, default_root_dir=tmp_path, **trainer_kw)
+    trainer.fit(task, dm)
+    return trainer
+
+
+class _BatchNormState(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        bn = pl_module.model.decoder.refine[1].bn_pw  # the last batch norm: a clear gradient
+        self.training_flags = {m.training for m in pl_module.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        self.weight_grad = bn.weight.grad.clone() if bn.weight.grad is not None else None
+
+
+def test_frozen_batch_norm_keeps_statistics_and_trains_scale_and_shift(tmp_path, tiny_voc):
+    L.seed_everything(0)
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01, freeze_bn=True)
+    before = {k: v.clone() for k, v in task.state_dict().items() if "running_" in k}
+    weight = task.model.decoder.refine[1].bn_pw.weight.detach().clone()
+    probe = _BatchNormState()
+    _fit_steps(tmp_path, tiny_voc, task, callbacks=[probe])
+    after = {k: v for k, v in task.state_dict().items() if "running_" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)  # statistics untouched by training
+    assert probe.training_flags == {False}  # every batch norm normalizes with its running statistics
+    assert probe.weight_grad is not None and probe.weight_grad.abs().sum() > 0
+    assert not torch.equal(task.model.decoder.refine[1].bn_pw.weight, weight)  # scale still trained (official behaviour)
+
+    L.seed_everything(0)
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01)
+    _fit_steps(tmp_path, tiny_voc, task)
+    assert not torch.equal(before["model.aspp.project.bn.running_mean"], task.model.aspp.project.bn.running_mean)
+
+
+def test_channels_last_gives_the_same_logits_and_trains(tmp_path, tiny_voc):
+    torch.manual_seed(0)
+    plain = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32).eval()
+    fast = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    conv = fast.model.encoder.stem[0].conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.randn(2, 3, 65, 65)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+    _fit_steps(tmp_path, tiny_voc, fast.train())
+    assert fast.model.encoder.stem[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gradient_accumulation_splits_the_global_batch(tmp_path, tiny_voc, capsys):
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01)
+    trainer = _fit_steps(tmp_path, tiny_voc, task, steps=2, accumulate_grad_batches=2)
+    assert "global batch 4 = 1 process(es) x 2 images x 2 accumulation step(s)" in capsys.readouterr().out
+    assert trainer.global_step == 2 and trainer.fit_loop.total_batch_idx + 1 == 4  # 2 micro-batches a step
+
+
+@pytest.mark.slow
+def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, tiny_voc):
+    """`compile: true` compiles the model in place (about 2 minutes of compilation on 2 CPU cores)."""
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01, compile=True)
+    keys = set(task.state_dict())
+    trainer = _fit_steps(tmp_path, tiny_voc, task, steps=1)
+    assert task.model._compiled_call_impl is not None  # nn.Module.compile() was applied
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    assert set(torch.load(tmp_path / "c.ckpt", weights_only=False)["state_dict"]) == keys

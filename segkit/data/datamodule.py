@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from .base import IGNORE_INDEX
 from .cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation, find_cityscapes_split
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
-from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, train_transform
+from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, seed_transform, train_transform
 from .voc import VOC_CLASSES, VOCSegmentation, find_voc_dir
 
 
@@ -64,28 +66,86 @@ def eval_sampler(dataset: Dataset) -> ShardSampler | None:
     return ShardSampler(len(dataset), rank, world) if world > 1 else None
 
 
-def train_sampler(dataset: Dataset) -> DistributedSampler | None:
-    """In several processes, a shuffling DistributedSampler seeded alike on every rank (the global seed)."""
-    rank, world = _world()
-    if world == 1:
-        return None
-    return DistributedSampler(dataset, world, rank, shuffle=True, seed=torch.initial_seed() % 2**31, drop_last=True)
+class TrainBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """This process's training batches, cut from a stream of global batches that depends only on the seed.
+
+    Epoch ``e`` shuffles the data set with the seed pair ``(seed, e)``; its global batches are consecutive
+    slices of ``global_batch`` images (an incomplete last one is dropped). A global batch is split into
+    ``accumulate x world_size`` micro-batches: micro-step ``m`` of process ``r`` takes chunk
+    ``m * world_size + r``. Every image also gets an augmentation seed drawn from ``(seed, e)``, so what the
+    model sees at a step (which images, how they are scaled, cropped and flipped) does not depend on the
+    number of processes, DataLoader workers or accumulation steps.
+
+    Iteration starts at ``start_step()`` (the trainer's global step), so a resumed run continues the
+    stream where the checkpoint left it, on any number of devices.
+
+    Yields lists of ``(index, augmentation seed)`` for :class:`SeededSamples`.
+    """
+
+    def __init__(self, length: int, global_batch: int, rank: int = 0, world_size: int = 1, accumulate: int = 1,
+                 seed: int = 0, start_step: Callable[[], int] = lambda: 0) -> None:
+        parts = world_size * accumulate
+        if global_batch % parts:
+            raise ValueError(
+                f"data.batch_size={global_batch} is the global batch and must divide evenly over {world_size} "
+                f"process(es) x {accumulate} accumulation step(s) (trainer.devices x trainer.num_nodes x "
+                f"trainer.accumulate_grad_batches); choose a multiple of {parts}")
+        if length < global_batch:
+            raise ValueError(f"the training set has {length} images, fewer than one global batch "
+                             f"(data.batch_size={global_batch})")
+        self.length, self.global_batch, self.micro_batch = length, global_batch, global_batch // parts
+        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+        self.seed, self.start_step = seed, start_step
+        self.steps_per_epoch = length // global_batch
+
+    def __len__(self) -> int:
+        """Micro-batches of this process in a full epoch."""
+        return self.steps_per_epoch * self.accumulate
+
+    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image order, augmentation seed of each image index) of ``epoch``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        return rng.permutation(self.length), rng.integers(0, 2**62, self.length)
+
+    def __iter__(self):
+        epoch, first = divmod(self.start_step(), self.steps_per_epoch)
+        order, seeds = self.epoch_plan(epoch)
+        b = self.micro_batch
+        for step in range(first, self.steps_per_epoch):
+            batch = order[step * self.global_batch:(step + 1) * self.global_batch]
+            for m in range(self.accumulate):
+                chunk = m * self.world_size + self.rank
+                yield [(int(i), int(seeds[i])) for i in batch[chunk * b:(chunk + 1) * b]]
 
 
-def seed_augmentations(dataset, seed: int) -> None:
-    """Seeds the dataset's albumentations pipeline, which draws from its own generators, not the global ones."""
-    for part in getattr(dataset, "datasets", [dataset]):  # a ConcatDataset seeds each part
-        transform = getattr(part, "transform", None)
-        if hasattr(transform, "set_random_seed"):
-            transform.set_random_seed(seed % 2**32)
+class SeededSamples(Dataset):
+    """A training set read with ``(index, seed)`` keys: seeds the augmentations, then returns ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        parts = getattr(dataset, "datasets", [dataset])  # each part of a ConcatDataset has its own pipeline
+        self.transforms = [p.transform for p in parts if getattr(p, "transform", None) is not None]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        for transform in self.transforms:
+            seed_transform(transform, seed)
+        return self.dataset[index]
 
 
-def worker_init(worker_id: int) -> None:
-    """Each DataLoader worker seeds its augmentations from its torch seed (base seed + worker id), which
-    follows the global seed (``seed_everything``): the same seed gives the same augmentations, and no two
-    workers repeat each other."""
-    info = torch.utils.data.get_worker_info()
-    seed_augmentations(info.dataset, info.seed)
+class TrainLoader(DataLoader):
+    """The training DataLoader, resumable in Lightning's sense: its position is the trainer's global step
+    (see :class:`TrainBatchSampler`) and its seed travels in the checkpoint, so a resumed run, on any number
+    of devices, continues the data stream of the run it resumes."""
+
+    def state_dict(self) -> dict:
+        return {"seed": self.batch_sampler.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.seed = state["seed"]
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -95,8 +155,9 @@ class SegmentationDataModule(L.LightningDataModule):
 
     Args:
         root: data root.
-        batch_size: training batch size per device.
-        val_batch_size: evaluation batch size per device (full images, padded within a batch).
+        batch_size: the global training batch: images per optimizer step, over all processes and
+            accumulation steps; each process loads ``batch_size / (world size x accumulate_grad_batches)``.
+        val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop.
         scale_range: random scale range of the training pipeline.
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
@@ -151,32 +212,52 @@ class SegmentationDataModule(L.LightningDataModule):
             transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std)
             parts = [self.make_split(split, transform) for split in self.train_splits()]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-            seed_augmentations(self.train_set, torch.initial_seed())  # for num_workers=0
         if self.val_set is None:
             self.val_set = self.make_split("val", eval_transform(self.mean, self.std))
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        # segkit shards data itself (the CLI sets trainer.use_distributed_sampler=false): Lightning's
-        # DistributedSampler would pad evaluation shards with repeated images
-        sampler = train_sampler(dataset) if train else eval_sampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            drop_last=train,  # never drop (or pad) evaluation images: each one counts exactly once
+    def train_dataloader(self) -> DataLoader:
+        """Each process loads its share of the global batch (see :class:`TrainBatchSampler`)."""
+        trainer = self._checked_trainer()
+        rank, world = _world()
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        seed = torch.initial_seed() % 2**62  # the global seed (seed_everything), the same on every process
+        if trainer is not None:
+            seed = trainer.strategy.broadcast(seed)  # ... even when no seed was set
+        sampler = TrainBatchSampler(len(self.train_set), self.batch_size, rank, world, accumulate, seed,
+                                    start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0))
+        return TrainLoader(
+            SeededSamples(self.train_set),
+            batch_sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=pad_collate,
-            worker_init_fn=worker_init if train else None,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
+    def _checked_trainer(self) -> L.Trainer | None:
+        # segkit shards data itself; Lightning's DistributedSampler would replace that, padding evaluation
+        # shards with repeated images (the CLI sets trainer.use_distributed_sampler=false)
+        trainer = self.trainer
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if trainer is not None and trainer.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
+            raise ValueError("segkit's DataModules shard the data over processes themselves: create the Trainer "
+                             "with use_distributed_sampler=False (the segkit CLI does)")
+        return trainer
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        self._checked_trainer()
+        return DataLoader(
+            dataset,
+            batch_size=self.val_batch_size,
+            sampler=eval_sampler(dataset),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=pad_collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.val_batch_size, train=False)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         """Test labels of VOC and Cityscapes are not public: ``segkit test`` scores the val split."""
@@ -193,8 +274,8 @@ class VOCDataModule(SegmentationDataModule):
         root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
         augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
             ``train`` (1,464 images) with ``SegmentationClass``.
-        batch_size: training batch size per device.
-        val_batch_size: evaluation batch size per device (full images, padded within a batch).
+        batch_size: the global training batch (16 in the paper), over all processes and accumulation steps.
+        val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop (513 in the paper).
         scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
@@ -275,8 +356,9 @@ class CityscapesDataModule(SegmentationDataModule):
     Args:
         root: folder holding ``leftImg8bit`` and ``gtFine`` (and ``gtCoarse`` for ``coarse``).
         coarse: add the 19,998 ``train_extra`` images with their ``gtCoarse`` labels to the training set.
-        batch_size: training batch size per device (8 in the official recipe).
-        val_batch_size: evaluation batch size per device (whole 1024x2048 images).
+        batch_size: the global training batch (8 in the official recipe), over all processes and
+            accumulation steps.
+        val_batch_size: evaluation batch size per process (whole 1024x2048 images).
         crop_size: square training crop (769 in the official recipe).
         scale_range: random scale range (0.5-2.0).
         mean: normalization mean (RGB, 0-1).

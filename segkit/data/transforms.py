@@ -46,3 +46,16 @@ def train_transform(
 
 def eval_transform(mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD) -> A.Compose:
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+
+
+def seed_transform(transform: A.BaseCompose, seed: int) -> None:
+    """Seeds an albumentations pipeline: the pipeline with ``seed``, its transform ``i`` with ``seed * 256 + i``.
+
+    albumentations draws from generators of its own, not the global ones, and its ``set_random_seed`` gives
+    every transform of a pipeline the same seed, so their draws coincide: seeded that way, an image of the
+    training pipeline was flipped exactly when its random scale was below 1.25. Distinct seeds per transform
+    keep the draws independent.
+    """
+    transform.set_random_seed(seed)
+    for i, t in enumerate(transform.transforms):
+        t.set_random_seed(seed * 256 + i)
