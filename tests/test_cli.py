@@ -30,6 +30,9 @@ def test_voc_config_holds_the_paper_recipe(capsys):
     assert model["lr"] == 0.007 and model["momentum"] == 0.9 and model["poly_power"] == 0.9
     assert data["crop_size"] == 513 and data["batch_size"] == 16 and data["scale_range"] == [0.5, 2.0]
     assert cfg["trainer"]["max_steps"] == 30000
+    # every visible GPU, synchronized batch norm, bf16; the batch of 16 is the global one
+    trainer = cfg["trainer"]
+    assert (trainer["devices"], trainer["sync_batchnorm"], trainer["precision"]) == ("auto", True, "bf16-mixed")
     aug = _print_config(capsys, "--config", str(REPO / "configs/voc_aug.yaml"))
     assert aug["data"]["init_args"]["augmented"] is True and aug["model"] == model
 

@@ -1,6 +1,7 @@
 """DDP on CPU (gloo): synchronized batch norm against one batch norm over the whole batch, and `segkit fit` on
 2 processes against 1 (loss curves, resuming on another process count, repeatability)."""
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -137,3 +138,15 @@ def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_pr
     assert sorted(resumed) == [2, 3, 4, 5]
     for step in resumed:
         assert resumed[step] == pytest.approx(two[step], rel=1e-9, abs=0), step
+
+
+def test_training_benchmark_runs_on_the_cpu(tmp_path):
+    """tools/bench_train.py at tiny sizes (the compiled variants are left out here: minutes of compilation on a
+    CPU; `compile: true` itself is tested in test_task.py)."""
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_train.py"), "--quick", "--variants", "fp32",
+                          "bf16", "bf16+cl", "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "train img/s" in out and "bf16+cl" in out
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["variant"] for r in results] == ["fp32", "bf16", "bf16+cl"]
+    assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in results)

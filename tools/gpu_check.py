@@ -21,18 +21,14 @@ from pathlib import Path
 
 import timm
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_train import train_step_bench  # noqa: E402  (tools/ is on the path when run as a script)
+
 from segkit.data import CityscapesDataModule, make_synthetic_cityscapes, make_synthetic_voc  # noqa: E402
 from segkit.models import AlignedXception, DeepLabV3Plus  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def parity(arch: str, output_stride: int, size: int, device: torch.device) -> float:
@@ -63,54 +59,6 @@ def switch_output_stride(encoder: str, device: torch.device) -> str:
         after = model.encoder(x)["out"].shape[-1]
         shape = tuple(model(x).shape)
     return f"OS16 {before}px -> OS8 {after}px, logits {shape}"
-
-
-def train_step_bench(encoder: str, size: int, batch: int, dtype: str, device: torch.device, steps: int) -> dict:
-    model = DeepLabV3Plus(21, encoder, 16).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9)
-    x = torch.randn(batch, 3, size, size, device=device)
-    y = torch.randint(0, 21, (batch, size, size), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
-
-    def step() -> None:
-        with autocast:
-            loss = F.cross_entropy(model(x), y, ignore_index=255)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def peak_gib() -> float:
-        return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-
-    def reset_peak() -> None:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-
-    for _ in range(3):  # warm-up, including cuDNN's algorithm search and its trial workspaces
-        step()
-    sync(device)
-    reset_peak()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = (time.perf_counter() - start) / steps
-    train_peak = peak_gib()  # steady state: weights, gradients, momentum and activations of one step
-
-    model.eval()
-    with torch.no_grad(), autocast:
-        for _ in range(2):
-            model(x)
-        sync(device)
-        reset_peak()
-        start = time.perf_counter()
-        for _ in range(steps):
-            model(x)
-        sync(device)
-    infer = (time.perf_counter() - start) / steps
-    infer_peak = peak_gib()
-    return {"step_s": dt, "train_img_s": batch / dt, "train_peak_gib": train_peak,
-            "infer_img_s": batch / infer, "infer_peak_gib": infer_peak}
 
 
 def loader_throughput(datamodule, batches: int) -> float:
@@ -148,7 +96,7 @@ def bench_rows(encoder: str, size: int, batch: int, device: torch.device, steps:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     for dtype in ("fp32", "bf16"):
-        r = train_step_bench(encoder, size, batch, dtype, device, steps)
+        r = train_step_bench(encoder, size, batch, dtype, device, steps, inference)
         results[f"{key}_{dtype}"] = r
         rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
                      f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
