@@ -9,16 +9,53 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.plugins import LayerSync
 
+from .callbacks import wandb_run
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
+from .loggers import WandbLogger
 from .task import SegmentationTask
+
+
+def run_folder(trainer: Trainer) -> str:
+    """The run's own folder, as ModelCheckpoint derives it: ``<save_dir>/<name>/<version>`` of the first logger
+    (``lightning_logs/version_N``, or ``<project>/<W&B run id>``), else ``trainer.default_root_dir``."""
+    if not trainer.loggers:
+        return trainer.default_root_dir
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return os.path.join(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the resolved config as ``config.yaml`` in the run's own folder (next to its checkpoints; Lightning's
+    default puts every W&B run's config in the same file and then refuses to start) and, for W&B, as the run's
+    config and a file of the run. An existing file is never overwritten (``config_1.yaml``, ... instead)."""
+
+    def __init__(self, parser, config, **kwargs) -> None:
+        super().__init__(parser, config, save_to_log_dir=False, **kwargs)
+
+    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:  # rank 0 only
+        folder = run_folder(trainer)
+        os.makedirs(folder, exist_ok=True)
+        stem, ext = os.path.splitext(self.config_filename)
+        path, n = os.path.join(folder, self.config_filename), 0
+        while os.path.exists(path):
+            n += 1
+            path = os.path.join(folder, f"{stem}_{n}{ext}")
+        self.parser.save(self.config, path, skip_none=False, multifile=self.multifile)
+        run = wandb_run(trainer)
+        if run is not None:
+            run.config.update(self.config.as_dict(), allow_val_change=True)
+            run.save(path, base_path=folder)
 
 
 class SegkitCLI(LightningCLI):
@@ -51,6 +88,23 @@ class SegkitCLI(LightningCLI):
         cb = self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
             print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.6f}): {cb.best_model_path}", flush=True)
+        self._finish_wandb()
+
+    def after_validate(self) -> None:
+        self._finish_wandb()
+
+    def after_test(self) -> None:
+        self._finish_wandb()
+
+    def _finish_wandb(self) -> None:
+        """Ends the W&B run of this command (saying how to upload it when it was written offline), so that a
+        later command in the same process starts its own run."""
+        for logger in self.trainer.loggers:
+            if isinstance(logger, _LightningWandbLogger) and logger._experiment is not None:
+                hint = logger.sync_hint() if isinstance(logger, WandbLogger) else None
+                if hint:
+                    print(hint, flush=True)
+                logger.experiment.finish()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -74,7 +128,8 @@ def main(args: list[str] | None = None) -> None:
 
         (check if argv[1] == "check" else sbd).main(argv[2:])
         return
-    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args)
+    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args,
+              save_config_callback=SaveRunConfig)
 
 
 if __name__ == "__main__":

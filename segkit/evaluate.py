@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .data.base import IGNORE_INDEX, check_values, read_label_png
 from .data.cityscapes import LABEL_ID_TO_TRAIN_ID, NUM_LABEL_IDS, train_ids_to_label_ids
 from .data.datamodule import CityscapesDataModule, eval_sampler
-from .data.visualize import overlay
+from .data.visualize import confusion_heatmap, overlay
 from .inference import predict_probs
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 
@@ -148,11 +148,8 @@ def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...],
 
 def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
     """``<prefix>.npy`` (raw counts) and ``<prefix>.png`` (rows normalized by ground-truth pixels, 16 px cells)."""
-    cm = confmat.numpy()
-    np.save(f"{prefix}.npy", cm)
-    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    heat = cv2.applyColorMap((255 * rows).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-    cv2.imwrite(f"{prefix}.png", cv2.resize(heat, None, fx=16, fy=16, interpolation=cv2.INTER_NEAREST))
+    np.save(f"{prefix}.npy", confmat.numpy())
+    cv2.imwrite(f"{prefix}.png", cv2.cvtColor(confusion_heatmap(confmat), cv2.COLOR_RGB2BGR))
 
 
 def main(args: list[str]) -> None:
@@ -175,6 +172,11 @@ def main(args: list[str]) -> None:
     parser.add_argument("--json", type=str | None, default=None, help="write the scores and settings here")
     parser.add_argument("--confusion", type=str | None, default=None, help="write <prefix>.npy and <prefix>.png")
     parser.add_argument("--save_predictions", type=str | None, default=None, help="folder for prediction PNGs")
+    parser.add_argument("--wandb_project", type=str | None, default=None,
+                        help="log the results to a new W&B run in this project")
+    parser.add_argument("--wandb_run_id", type=str | None, default=None,
+                        help="log the results to this existing W&B run (e.g. the training run)")
+    parser.add_argument("--wandb_images", type=int, default=8, help="sample predictions logged to W&B")
     cfg = parser.parse_args(args)
     device = cfg.device
     dist = torch.distributed
@@ -195,7 +197,7 @@ def main(args: list[str]) -> None:
     from .data.transforms import eval_transform
 
     cityscapes = isinstance(datamodule, CityscapesDataModule)
-    void = None
+    void, task = None, None
     if cfg.predictions is not None:
         dataset = datamodule.make_split(cfg.split)
         metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, cityscapes)
@@ -221,9 +223,58 @@ def main(args: list[str]) -> None:
         settings["processes"] = dist.get_world_size()
     if _is_main():
         _report(confmat, void, datamodule.class_names, settings, heading, cfg)
+        if cfg.wandb_project or cfg.wandb_run_id:
+            samples = _samples(cfg, dataset, task if cfg.predictions is None else None, datamodule, cityscapes, device)
+            _log_wandb(cfg, confmat, void, datamodule.class_names, settings, samples)
     if dist.is_initialized():
         dist.destroy_process_group()
     sys.exit(0)
+
+
+def _samples(cfg, dataset, task, datamodule, cityscapes: bool, device) -> list:
+    """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
+    the evaluation's settings, or read from the prediction files."""
+    from .callbacks import sample_indices
+
+    indices = sample_indices(len(dataset), cfg.wandb_images, 0)
+    if task is None:
+        files = match_predictions(dataset, Path(cfg.predictions), cityscapes)
+        return [(*dataset.load(i), read_prediction(files[i], datamodule.num_classes, cityscapes),
+                 dataset.samples[i].name) for i in indices]
+    model = task.model.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for i in indices:
+            image, truth = dataset.load(i)
+            x = dataset.transform(image=image, mask=truth)["image"][None].to(device)
+            pred = predict_probs(model, x, cfg.scales, cfg.flip, cfg.window, cfg.overlap).argmax(1)[0]
+            out.append((image, truth, pred.to(torch.uint8).cpu().numpy(), dataset.samples[i].name))
+    return out
+
+
+def _log_wandb(cfg, confmat, void, class_names, settings: dict, samples: list) -> None:
+    """Table, bar chart, confusion matrix, sample predictions and scores (``eval/...``) to a new or existing run."""
+    import wandb
+
+    from .callbacks import iou_table, mask_image
+    from .loggers import offline_reason, sync_hint
+
+    reason = offline_reason()
+    run = wandb.init(project=cfg.wandb_project, id=cfg.wandb_run_id, resume="allow" if cfg.wandb_run_id else None,
+                     job_type="eval", mode="offline" if reason else None, config={"eval": settings})
+    scores = segmentation_scores(confmat, void)
+    table = iou_table(class_names, scores)
+    log = {"eval/iou_table": table, "eval/iou_bar": wandb.plot.bar(table, "class", "IoU", title="Per-class IoU"),
+           "eval/confusion": wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized")}
+    for image, truth, pred, name in samples:
+        log[f"eval/prediction/{name}"] = mask_image(image, truth, pred, class_names, name)
+    run.log(log)
+    result = scores_json(confmat, class_names, settings, void)
+    run.summary.update({f"eval/{k}": result[k] for k in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")})
+    run.summary.update({f"eval/IoU/{k}": v for k, v in result["per_class_iou"].items()})
+    run_dir = os.path.dirname(os.path.normpath(run.dir))
+    run.finish()
+    print(sync_hint(run_dir) if reason else f"logged to W&B run {run.id} ({cfg.wandb_project or 'existing run'})")
 
 
 def _report(confmat, void, class_names, settings: dict, heading: str, cfg) -> None:

@@ -120,6 +120,7 @@ class SegmentationTask(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
         self.val_confmat = ConfusionMatrix(num_classes)
+        self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
         self.test_confmat = ConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,8 +240,11 @@ class SegmentationTask(L.LightningModule):
         return [p[:h, :w] for p, (h, w) in zip(preds, batch["size"].tolist())]
 
     def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
-        scores = segmentation_scores(metric.compute())  # summed over all processes
+        confmat = metric.compute()  # summed over all processes
+        scores = segmentation_scores(confmat)
         metric.reset()
+        if prefix == "val":
+            self.last_val = (confmat.cpu(), scores)  # for callbacks (the W&B dashboard)
         self.log(f"{prefix}/mIoU", scores["mIoU"])
         self.log(f"{prefix}/pixel_acc", scores["pixel_acc"])
         for name, iou in zip(self.class_names, scores["per_class_iou"].tolist()):

@@ -107,10 +107,11 @@ def test_fit_cityscapes_config(tiny_cityscapes, tmp_path, capsys):
         "--trainer.max_steps", "2", "--model.encoder", "xception_tiny", "--model.pretrained", "null",
         "--data.crop_size", "64", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
         "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.logger.save_dir", str(tmp_path),
     ])
     out = capsys.readouterr().out
     assert "val: per-class IoU after step 2" in out
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1  # the config logs to W&B (offline here)
     assert "traffic light" in out and "bicycle" in out
     assert re.search(r"Best checkpoint \(val/mIoU = [\d.]+\): \S+\.ckpt", out)
 

@@ -57,7 +57,8 @@ def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
         "--model.encoder", "xception_tiny", "--model.pretrained", "null", "--data.crop_size", "64",
         "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
         "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path),
     ])
     out = capsys.readouterr().out
     assert "val: per-class IoU after step 2" in out

@@ -1,6 +1,7 @@
 """Colour-coded masks and overlays (for logging, prediction files and reports)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .base import IGNORE_INDEX
@@ -28,3 +29,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "vo
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
     keep = (mask == IGNORE_INDEX)[..., None]
     return np.where(keep, image, blended.round()).astype(np.uint8)
+
+
+def confusion_heatmap(confmat, cell: int = 16) -> np.ndarray:
+    """(K, K) confusion counts (rows: ground truth) -> RGB heat map, rows normalized by their pixel count."""
+    cm = np.asarray(confmat, np.float64)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    heat = cv2.applyColorMap((255 * rows).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    heat = cv2.resize(heat, None, fx=cell, fy=cell, interpolation=cv2.INTER_NEAREST)
+    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,224 @@
+"""W&B dashboards, read back from the offline run files: config, scalars, tables, images, artifacts, DDP, eval."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wandb_records(run_dir: Path) -> list:
+    """The records of an offline run file (``run-<id>.wandb``: a W&B header, then a LevelDB-style log of
+    protobuf ``Record`` messages in 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending, chunks = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 1:  # full
+            chunks.append(chunk)
+        elif kind == 2:  # first
+            pending = chunk
+        elif kind == 3:  # middle
+            pending += chunk
+        elif kind == 4:  # last
+            chunks.append(pending + chunk)
+    records = []
+    for chunk in chunks:
+        record = pb.Record()
+        record.ParseFromString(chunk)
+        records.append(record)
+    return records
+
+
+def read_run(run_dir: Path) -> dict:
+    """config, history rows, summary, run record and artifacts of an offline run."""
+    out = {"config": {}, "history": [], "summary": {}, "artifacts": [], "run": None}
+
+    def items(updates):  # values logged as nested dicts (images, tables) come as one item per leaf
+        out = {}
+        for u in updates:
+            *parents, leaf = [u.key] if u.key else list(u.nested_key)
+            node = out
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = json.loads(u.value_json)
+        return out
+
+    def merge(into, new):  # config updates arrive in pieces
+        for k, v in new.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            else:
+                into[k] = v
+
+    for r in wandb_records(run_dir):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            out["run"] = r.run
+            merge(out["config"], items(r.run.config.update))
+        elif kind == "config":
+            merge(out["config"], items(r.config.update))
+        elif kind == "history":
+            out["history"].append(items(r.history.item))
+        elif kind == "summary":
+            out["summary"] |= items(r.summary.update)
+        elif kind == "artifact":
+            out["artifacts"].append((r.artifact.name, json.loads(r.artifact.metadata or "{}"), list(r.artifact.aliases)))
+    return out
+
+
+def _fit(tiny_voc, cwd, *extra, devices=1):
+    cmd = [sys.executable, "-m", "segkit.cli", "fit", "--config", str(REPO / "configs/voc.yaml"),
+           "--data.root", str(tiny_voc), "--data.num_workers", "0", "--data.batch_size", "4", "--data.crop_size", "48",
+           "--model.encoder", "xception_tiny", "--model.decoder_channels", "32", "--model.pretrained", "null",
+           "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
+           "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "32",
+           "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
+           "--trainer.enable_progress_bar", "false", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**_env(), "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _env():
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tiny_voc, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("wandb")
+    stdout = _fit(tiny_voc, cwd, "--trainer.logger.log_model", "true")
+    (run_dir,) = (cwd / "lightning_logs" / "wandb").glob("offline-run-*")
+    return cwd, stdout, run_dir, read_run(run_dir)
+
+
+def test_offline_run_holds_config_scalars_and_best_miou(wandb_run):
+    cwd, stdout, run_dir, run = wandb_run
+    assert run["run"].project == "segkit-voc" and list(run["run"].tags) == ["voc", "xception65", "os16"]
+    # the full resolved config, not only the model's arguments
+    assert run["config"]["trainer"]["max_steps"] == 4 and run["config"]["data"]["init_args"]["crop_size"] == 48
+    assert run["config"]["model"]["encoder"] == "xception_tiny"
+    losses = [h["train/loss"] for h in run["history"] if "train/loss" in h]
+    lrs = [h["train/lr"] for h in run["history"] if "train/lr" in h]
+    assert len(losses) == 4 and len(lrs) == 4  # every step
+    mious = [h["val/mIoU"] for h in run["history"] if "val/mIoU" in h]
+    assert len(mious) == 2  # one per validation (steps 2 and 4)
+    assert any("val/IoU/background" in h for h in run["history"])
+    assert run["summary"]["best/val_mIoU"] == pytest.approx(max(mious))
+    assert run["summary"]["val/mIoU"] == {"max": pytest.approx(max(mious))}
+    # the printed hint, once, names the run folder
+    assert stdout.count("upload it with") == 1 and f"wandb sync lightning_logs/wandb/{run_dir.name}" in stdout
+    # the run's own folder holds its checkpoints and config.yaml; W&B has the file too
+    run_id = run_dir.name.rsplit("-", 1)[1]
+    assert (cwd / "lightning_logs" / "segkit-voc" / run_id / "config.yaml").is_file()
+    assert (run_dir / "files" / "config.yaml").is_file()
+
+
+def test_offline_run_holds_table_confusion_and_mask_images(wandb_run):
+    _, _, run_dir, run = wandb_run
+    media = run_dir / "files" / "media"
+    tables = [h for h in run["history"] if "val/iou_table" in h]
+    assert len(tables) == 2
+    table = json.loads((run_dir / "files" / tables[-1]["val/iou_table"]["path"]).read_text())
+    assert table["columns"] == ["class", "IoU", "accuracy"] and len(table["data"]) == 21
+    assert table["data"][0][0] == "background"
+    assert run["config"]["_wandb"]["visualize"]["val/iou_bar"]["panel_config"]["panelDefId"] == "wandb/bar/v0"
+    assert len(list((media / "images" / "val").glob("confusion_*.png"))) == 2
+    images = {k: v for h in run["history"] for k, v in h.items() if k.startswith("val/prediction/")}
+    assert len(images) == 5  # all 5 validation images (num_images 8 > 5)
+    first = next(iter(images.values()))
+    assert set(first["masks"]) == {"prediction", "ground_truth"}
+    assert (run_dir / "files" / first["masks"]["prediction"]["path"]).is_file()
+    labels = json.dumps(run["config"]["_wandb"]["mask/class_labels"])
+    for name in ("background", "aeroplane", "tvmonitor", "ignored"):
+        assert f'"{name}"' in labels
+    # the same images at every validation
+    per_validation = [sorted(k for k in h if re.match(r"val/prediction/[^/]+$", k)) for h in run["history"]
+                      if any(k.startswith("val/prediction/") for k in h)]
+    assert len(per_validation) == 2 and per_validation[0] == per_validation[1]
+
+
+def test_checkpoints_are_artifacts_with_their_score(wandb_run):
+    _, _, _, run = wandb_run
+    models = [(meta, aliases) for name, meta, aliases in run["artifacts"] if name.startswith("model-")]
+    files = sorted(meta["original_filename"] for meta, _ in models)
+    assert files[-1] == "last.ckpt" and files[0].startswith("best-step")
+    best = next((meta, aliases) for meta, aliases in models if meta["original_filename"].startswith("best"))
+    assert "best" in best[1] and best[0]["ModelCheckpoint"]["monitor"] == "val/mIoU"
+    assert best[0]["score"] == pytest.approx(run["summary"]["best/val_mIoU"])
+
+
+def test_two_process_run_writes_one_wandb_run(tiny_voc, tmp_path):
+    stdout = _fit(tiny_voc, tmp_path, devices=2)
+    runs = list((tmp_path / "lightning_logs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run = read_run(runs[0])
+    assert len([h for h in run["history"] if "val/mIoU" in h]) == 2  # logged once per validation, not per rank
+    assert len([h for h in run["history"] if "train/loss" in h]) == 4
+    assert stdout.count("upload it with") == 1
+
+
+@pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger",
+                                    "lightning.pytorch.loggers.TensorBoardLogger"])
+def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
+    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", str(tmp_path))
+    assert "Best checkpoint" in stdout and "wandb sync" not in stdout
+    assert not (tmp_path / "lightning_logs" / "wandb").exists() and not (tmp_path / "wandb").exists()
+    if logger.endswith("CSVLogger"):
+        assert "val/mIoU" in (tmp_path / "lightning_logs/version_0/metrics.csv").read_text()
+        assert (tmp_path / "lightning_logs/version_0/config.yaml").is_file()
+    elif logger.endswith("TensorBoardLogger"):
+        assert list((tmp_path / "lightning_logs/version_0").glob("events.out.tfevents.*"))
+    else:
+        assert (tmp_path / "config.yaml").is_file() and list((tmp_path / "checkpoints").glob("*.ckpt"))
+
+
+def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
+    cwd, _, _, _ = wandb_run
+    ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root",
+         str(tiny_voc), "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--device", "cpu", "--scales", "0.75",
+         "1.0", "--wandb_project", "segkit-eval", "--wandb_images", "3", "--json", str(tmp_path / "s.json")],
+        capture_output=True, text=True, cwd=tmp_path, env={**_env(), "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert f"wandb sync {run_dir}" in proc.stdout
+    run = read_run(run_dir)
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert run["run"].project == "segkit-eval" and run["config"]["eval"]["scales"] == [0.75, 1.0]
+    assert run["summary"]["eval/mIoU"] == pytest.approx(scores["mIoU"])
+    logged = {k for h in run["history"] for k in h}
+    assert {"eval/iou_table", "eval/confusion"} <= logged
+    assert len([k for k in logged if re.match(r"eval/prediction/[^/]+$", k)]) == 3
+
+
+def test_offline_fallback_reasons(monkeypatch, tmp_path):
+    from segkit.loggers import offline_reason
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert offline_reason() == "WANDB_MODE=offline"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert "no W&B API key" in offline_reason()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert offline_reason(timeout=1.0) == "127.0.0.1 cannot be reached"
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login user password " + "y" * 40 + "\n")
+    monkeypatch.delenv("WANDB_API_KEY")
+    assert offline_reason(timeout=1.0) == "127.0.0.1 cannot be reached"  # the key was found in the netrc file
