@@ -222,3 +222,19 @@ def test_offline_fallback_reasons(monkeypatch, tmp_path):
     (tmp_path / "netrc").write_text("machine 127.0.0.1 login user password " + "y" * 40 + "\n")
     monkeypatch.delenv("WANDB_API_KEY")
     assert offline_reason(timeout=1.0) == "127.0.0.1 cannot be reached"  # the key was found in the netrc file
+
+
+def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
+    cwd, _, train_dir, _ = wandb_run
+    run_id = train_dir.name.rsplit("-", 1)[1]
+    ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root",
+         str(tiny_voc), "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--device", "cpu",
+         "--wandb_project", "segkit-voc", "--wandb_run_id", run_id, "--wandb_images", "2"],
+        capture_output=True, text=True, cwd=tmp_path, env={**_env(), "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert run_dir.name.endswith(run_id)  # the same run: `wandb sync` appends it to the training run
+    run = read_run(run_dir)
+    assert run["run"].run_id == run_id and "eval/mIoU" in run["summary"]
