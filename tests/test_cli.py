@@ -87,12 +87,12 @@ def test_demo_trains_to_080_miou_and_validates_the_same(tmp_path):
     print(f"demo fit took {time.perf_counter() - start:.0f} s")
     best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
     assert best, out[-2000:]
-    score, ckpt = float(best.group(1)), best.group(2)
+    score, ckpt = float(best.group(1)), tmp_path / best.group(2)  # printed relative to the run's folder
     assert score >= 0.80, out[-2000:]
-    assert Path(ckpt).is_file()
+    assert ckpt.is_file()
     assert "checkerboard" in out  # the per-class table was printed
 
-    out = _run("validate", "--config", config, "--ckpt_path", ckpt, cwd=tmp_path)
+    out = _run("validate", "--config", config, "--ckpt_path", str(ckpt), cwd=tmp_path)
     validated = re.findall(r"^\s*val/mIoU\s+(0\.\d{5,}|1\.0+)\s*$", out, re.M)  # Lightning's results table
     assert validated, out[-2000:]
     assert abs(float(validated[-1]) - score) < 1e-6

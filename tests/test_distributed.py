@@ -94,7 +94,8 @@ def _fit(tiny_voc, out, devices, *extra):
            "--checkpoint.save_top_k", "-1", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    metrics = list(csv.DictReader((out / "lightning_logs/version_0/metrics.csv").open()))
+    (metrics_file,) = out.rglob("metrics.csv")
+    metrics = list(csv.DictReader(metrics_file.open()))
     losses = {int(r["step"]): float(r["train/loss"]) for r in metrics if r["train/loss"]}
     return proc.stdout, losses
 
@@ -113,7 +114,7 @@ def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_pro
     assert "batch norm synchronized over 2 process(es)" in stdout and "CPUSyncBatchNorm" in stdout
     ckpts = sorted(re.sub(r"mIoU[\d.]+\.ckpt", "mIoU.ckpt", p.name) for p in out.rglob("*.ckpt"))
     assert ckpts == ["best-step2-mIoU.ckpt", "best-step4-mIoU.ckpt", "best-step6-mIoU.ckpt", "last.ckpt"]
-    assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]  # one run, one folder
+    assert [p.parent.name for p in out.rglob("metrics.csv")] == ["version_0"]  # one run, one folder
 
     stdout1, one = _fit(tiny_voc, tmp_path / "one", 1)
     assert "global batch 4 = 1 process(es) x 4 images" in stdout1
