@@ -1,0 +1,269 @@
+"""segkit against its peers, measured in one process on one machine and reported as ratios.
+
+    python tools/benchmark.py                        # the full run (docs/benchmarks.md)
+    python tools/benchmark.py --quick                # small sizes, a minute on a CPU (run by the tests)
+    python tools/benchmark.py --json results.json --sections model metric
+
+Sections:
+- model: segkit DeepLabV3+ Xception-65 vs segmentation-models-pytorch
+  ``DeepLabV3Plus(encoder_name="tu-xception65", decoder_atrous_rates=(6, 12, 18))``, random weights, forward
+  (eval, no_grad) and forward+backward (train, cross-entropy) at 512x512, batch 2, OS16 and OS8, in float32,
+  bf16 autocast and channels_last; ratio = segkit time / smp time (below 1: segkit is faster).
+- data: segkit's training pipeline (OpenCV decode + albumentations) vs a PIL pipeline in the style of
+  torchvision's segmentation references (PIL decode, random resize, pad, random crop, flip, to tensor,
+  normalize) on the same VOC-size JPEG/PNG files, one process, one thread; ratio = segkit / PIL images/s.
+- metric: segkit's ConfusionMatrix.update vs torchmetrics' MulticlassJaccardIndex.update on 1024x2048 label
+  maps (19 classes, 255 ignored); ratio = segkit / torchmetrics updates/s (the two matrices are compared).
+- eval: images/s of single-scale and of 6-scale + flip inference (segkit.inference.predict_probs).
+
+Times are medians over repetitions, segkit and the peer measured alternately so that drift hits both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from segkit.data import VOCSegmentation, make_synthetic_voc, train_transform  # noqa: E402
+from segkit.inference import predict_probs  # noqa: E402
+from segkit.metrics import ConfusionMatrix  # noqa: E402
+from segkit.models import DeepLabV3Plus  # noqa: E402
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alternate(fns: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each function, calling them in turn ``reps`` times after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# model ----------------------------------------------------------------------------------------------------
+def build_models(encoder: str, output_stride: int, num_classes: int = 21) -> dict[str, torch.nn.Module]:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    ours = DeepLabV3Plus(num_classes, encoder, output_stride)
+    peer = smp.DeepLabV3Plus(encoder_name=f"tu-{encoder}", encoder_weights=None, classes=num_classes,
+                             encoder_output_stride=output_stride, decoder_atrous_rates=(6, 12, 18))
+    return {"segkit": ours, "smp": peer}
+
+
+def model_section(encoder: str, size: int, batch: int, reps: int, strides, modes) -> list[dict]:
+    rows = []
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 21, (batch, size, size))
+    for os_ in strides:
+        models = build_models(encoder, os_)
+        for mode in modes:
+            fmt = torch.channels_last if mode == "channels_last" else torch.contiguous_format
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
+            xm = x.contiguous(memory_format=fmt)
+            for m in models.values():
+                m.to(memory_format=fmt)
+
+            def forward(m):
+                def run():
+                    m.eval()
+                    with torch.no_grad(), autocast:
+                        m(xm)
+                return run
+
+            def train_step(m):
+                def run():
+                    m.train()
+                    with autocast:
+                        loss = F.cross_entropy(m(xm), y)
+                    loss.backward()
+                    m.zero_grad(set_to_none=True)
+                return run
+
+            for kind, make in (("forward", forward), ("forward+backward", train_step)):
+                t = alternate({k: make(m) for k, m in models.items()}, reps)
+                rows.append({"section": "model", "case": f"OS{os_} {mode} {kind}", "segkit_s": t["segkit"],
+                             "peer_s": t["smp"], "ratio": t["segkit"] / t["smp"], "unit": "s (lower is better)"})
+                print(f"  model OS{os_} {mode:<13} {kind:<16} segkit {t['segkit']:.3f} s  smp {t['smp']:.3f} s  "
+                      f"ratio {t['segkit'] / t['smp']:.3f}", flush=True)
+    return rows
+
+
+# data -----------------------------------------------------------------------------------------------------
+class PILPipeline:
+    """torchvision segmentation-references style: PIL decode, resize the shorter side by a random factor,
+    pad (image 0, mask 255) to the crop, random crop, horizontal flip, to tensor, normalize."""
+
+    def __init__(self, crop: int, scale_range=(0.5, 2.0), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> None:
+        self.crop, self.scale_range, self.mean, self.std = crop, scale_range, mean, std
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+
+        image, mask = Image.open(image_path).convert("RGB"), Image.open(mask_path)
+        size = int(min(image.size) * self.rng.uniform(*self.scale_range))
+        image = TF.resize(image, size, interpolation=TF.InterpolationMode.BILINEAR)
+        mask = TF.resize(mask, size, interpolation=TF.InterpolationMode.NEAREST)
+        w, h = image.size
+        pad_w, pad_h = max(self.crop - w, 0), max(self.crop - h, 0)
+        if pad_w or pad_h:
+            image = TF.pad(image, [0, 0, pad_w, pad_h], fill=0)
+            mask = TF.pad(mask, [0, 0, pad_w, pad_h], fill=255)
+        w, h = image.size
+        top, left = int(self.rng.integers(0, h - self.crop + 1)), int(self.rng.integers(0, w - self.crop + 1))
+        image, mask = TF.crop(image, top, left, self.crop, self.crop), TF.crop(mask, top, left, self.crop, self.crop)
+        if self.rng.random() < 0.5:
+            image, mask = TF.hflip(image), TF.hflip(mask)
+        x = TF.normalize(TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float), self.mean, self.std)
+        return x, torch.from_numpy(np.array(mask, dtype=np.int64))
+
+
+def data_section(root: Path, crop: int, passes: int) -> list[dict]:
+    ours = VOCSegmentation(root, "train", num_classes=5, transform=train_transform(crop))
+    peer = PILPipeline(crop)
+    files = [(s.image, s.mask) for s in ours.samples]
+    n = len(files) * passes
+
+    def run_ours():
+        for _ in range(passes):
+            for i in range(len(ours)):
+                ours[i]
+
+    def run_peer():
+        for _ in range(passes):
+            for image, mask in files:
+                peer(image, mask)
+
+    t = alternate({"segkit": run_ours, "pil": run_peer}, 3)
+    ours_rate, peer_rate = n / t["segkit"], n / t["pil"]
+    print(f"  data crop {crop}: segkit {ours_rate:.1f} img/s  PIL {peer_rate:.1f} img/s  "
+          f"ratio {ours_rate / peer_rate:.2f}", flush=True)
+    return [{"section": "data", "case": f"VOC-size JPEG, crop {crop}, one core", "segkit_s": 1 / ours_rate,
+             "peer_s": 1 / peer_rate, "ratio": ours_rate / peer_rate, "unit": "img/s ratio (higher is better)"}]
+
+
+# metric ---------------------------------------------------------------------------------------------------
+def metric_section(height: int, reps: int, num_classes: int = 19) -> list[dict]:
+    from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, num_classes, (1, height, 2 * height), generator=g)
+    target[:, :, :16] = 255
+    preds = torch.where(torch.rand(target.shape, generator=g) < 0.8, target.clamp(max=num_classes - 1),
+                        torch.randint(0, num_classes, target.shape, generator=g))
+    ours = ConfusionMatrix(num_classes)
+    peer = MulticlassJaccardIndex(num_classes, ignore_index=255, average=None, validate_args=False)
+    t = alternate({"segkit": lambda: ours.update(preds, target), "torchmetrics": lambda: peer.update(preds, target)},
+                  reps)
+    check = MulticlassConfusionMatrix(num_classes, ignore_index=255)
+    check.update(preds, target)
+    single = ConfusionMatrix(num_classes)
+    single.update(preds, target)
+    if not torch.equal(single.compute(), check.compute()):
+        raise AssertionError("segkit's confusion matrix differs from torchmetrics'")
+    ratio = t["torchmetrics"] / t["segkit"]
+    print(f"  metric {height}x{2 * height}: segkit {1000 * t['segkit']:.1f} ms  torchmetrics "
+          f"{1000 * t['torchmetrics']:.1f} ms  speed ratio {ratio:.2f}", flush=True)
+    return [{"section": "metric", "case": f"confusion update, {height}x{2 * height}, {num_classes} classes",
+             "segkit_s": t["segkit"], "peer_s": t["torchmetrics"], "ratio": ratio,
+             "unit": "updates/s ratio (higher is better)"}]
+
+
+# eval -----------------------------------------------------------------------------------------------------
+def eval_section(encoder: str, size: int, reps: int) -> list[dict]:
+    torch.manual_seed(0)
+    model = DeepLabV3Plus(21, encoder, 16).eval()
+    x = torch.randn(1, 3, size, size)
+    rows = []
+    for name, scales, flip in (("single scale", (1.0,), False),
+                               ("6 scales + flip", (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)):
+        with torch.no_grad():
+            t = median_time(lambda s=scales, f=flip: predict_probs(model, x, s, f), reps)
+        print(f"  eval {name}: {1 / t:.2f} img/s ({t:.2f} s per {size}x{size} image)", flush=True)
+        rows.append({"section": "eval", "case": f"{name}, {size}x{size}", "segkit_s": t, "peer_s": None,
+                     "ratio": None, "unit": "s per image"})
+    return rows
+
+
+TARGETS = {  # the issue's targets: (section, what, bound) on the ratio
+    "model forward+backward": ("<=", 1.05), "model forward": ("<=", 1.0), "data": (">=", 1.5), "metric": (">=", 1.0),
+}
+
+
+def target_of(row: dict) -> tuple[str, float] | None:
+    if row["section"] == "model":
+        return TARGETS["model forward+backward" if row["case"].endswith("forward+backward") else "model forward"]
+    return TARGETS.get(row["section"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (the tests run this)")
+    parser.add_argument("--sections", nargs="+", choices=["model", "data", "metric", "eval"],
+                        default=["model", "data", "metric", "eval"])
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    q = args.quick
+    threads = torch.get_num_threads()
+    print(f"segkit benchmark{' (quick)' if q else ''}: torch {torch.__version__}, {threads} threads", flush=True)
+    rows: list[dict] = []
+    if "model" in args.sections:
+        rows += model_section("xception65", 128 if q else 512, 2, 1 if q else 3,
+                              (16,) if q else (16, 8), ("fp32",) if q else ("fp32", "bf16", "channels_last"))
+    if "data" in args.sections:
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            sizes, crop, n = ((96, 128), 96, 4) if q else ((375, 500), 513, 20)
+            make_synthetic_voc(Path(tmp), num_train=n, num_val=1, size_range=sizes, seed=0)
+            rows += data_section(Path(tmp), crop, 1 if q else 2)
+        torch.set_num_threads(threads)
+    if "metric" in args.sections:
+        rows += metric_section(256 if q else 1024, 3 if q else 10)
+    if "eval" in args.sections:
+        rows += eval_section("xception_tiny" if q else "xception65", 96 if q else 513, 1 if q else 2)
+
+    print(f"\n{'section':<7} {'case':<42} {'segkit':>9} {'peer':>9} {'ratio':>7}  target")
+    for r in rows:
+        target = target_of(r)
+        ok = "" if target is None or r["ratio"] is None else (
+            f"{target[0]} {target[1]:.2f} {'met' if (r['ratio'] <= target[1] if target[0] == '<=' else r['ratio'] >= target[1]) else 'MISSED'}")
+        peer = f"{r['peer_s']:9.4f}" if r["peer_s"] is not None else f"{'-':>9}"
+        ratio = f"{r['ratio']:7.3f}" if r["ratio"] is not None else f"{'-':>7}"
+        print(f"{r['section']:<7} {r['case']:<42} {r['segkit_s']:9.4f} {peer} {ratio}  {ok}")
+    print("model/eval: seconds; data: seconds per image; metric: seconds per update. ratio: model = segkit/smp "
+          "time, data and metric = segkit/peer speed.")
+    if args.json:
+        args.json.write_text(json.dumps({"torch": torch.__version__, "threads": threads, "quick": q, "rows": rows},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
