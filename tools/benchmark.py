@@ -228,14 +228,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (the tests run this)")
     parser.add_argument("--sections", nargs="+", choices=["model", "data", "metric", "eval"],
                         default=["model", "data", "metric", "eval"])
+    parser.add_argument("--reps", type=int, default=None,
+                        help="repetitions per model case (default 3, --quick 1); this VM varies by ~10%% between runs")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     q = args.quick
+    reps = args.reps or (1 if q else 3)
     threads = torch.get_num_threads()
     print(f"segkit benchmark{' (quick)' if q else ''}: torch {torch.__version__}, {threads} threads", flush=True)
     rows: list[dict] = []
     if "model" in args.sections:
-        rows += model_section("xception65", 128 if q else 512, 2, 1 if q else 3,
+        rows += model_section("xception65", 128 if q else 512, 2, reps,
                               (16,) if q else (16, 8), ("fp32",) if q else ("fp32", "bf16", "channels_last"))
     if "data" in args.sections:
         torch.set_num_threads(1)
