@@ -67,18 +67,16 @@ def sample_indices(length: int, num: int, seed: int) -> list[int]:
 
 
 @torch.no_grad()
-def predict_samples(model, dataset, indices, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
-    """(image, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform."""
-    training = model.training
-    model.eval()
+def predict_samples(predict, dataset, indices, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+    """(image, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
+    ``predict`` mapping a (1, 3, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale)."""
     out = []
     for i in indices:
         image, truth = dataset.load(i)
         x = dataset.transform(image=image, mask=truth)["image"] if dataset.transform else torch.from_numpy(image)
-        logits = model(x[None].to(device))
-        pred = logits.argmax(1)[0, :image.shape[0], :image.shape[1]].to(torch.uint8).cpu().numpy()
+        scores = predict(x[None].to(device))
+        pred = scores.argmax(1)[0, :image.shape[0], :image.shape[1]].to(torch.uint8).cpu().numpy()
         out.append((image, truth, pred, dataset.samples[i].name))
-    model.train(training)
     return out
 
 
@@ -118,7 +116,10 @@ class WandbDashboard(L.Callback):
         dataset = trainer.datamodule.val_set if trainer.datamodule is not None else None
         if self.num_images and dataset is not None:
             indices = sample_indices(len(dataset), self.num_images, self.seed)
+            training = pl_module.training
+            pl_module.eval()
             samples = predict_samples(pl_module, dataset, indices, pl_module.device)
+            pl_module.train(training)
             for img, gt, pr, name in samples:  # one panel per image (W&B lays out lists of equal-size images)
                 log[f"val/prediction/{name}"] = mask_image(img, gt, pr, names, name)
         run.log(log | {"trainer/global_step": trainer.global_step})

@@ -234,7 +234,7 @@ def main(args: list[str]) -> None:
 def _samples(cfg, dataset, task, datamodule, cityscapes: bool, device) -> list:
     """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
     the evaluation's settings, or read from the prediction files."""
-    from .callbacks import sample_indices
+    from .callbacks import predict_samples, sample_indices
 
     indices = sample_indices(len(dataset), cfg.wandb_images, 0)
     if task is None:
@@ -242,14 +242,8 @@ def _samples(cfg, dataset, task, datamodule, cityscapes: bool, device) -> list:
         return [(*dataset.load(i), read_prediction(files[i], datamodule.num_classes, cityscapes),
                  dataset.samples[i].name) for i in indices]
     model = task.model.to(device).eval()
-    out = []
-    with torch.no_grad():
-        for i in indices:
-            image, truth = dataset.load(i)
-            x = dataset.transform(image=image, mask=truth)["image"][None].to(device)
-            pred = predict_probs(model, x, cfg.scales, cfg.flip, cfg.window, cfg.overlap).argmax(1)[0]
-            out.append((image, truth, pred.to(torch.uint8).cpu().numpy(), dataset.samples[i].name))
-    return out
+    return predict_samples(lambda x: predict_probs(model, x, cfg.scales, cfg.flip, cfg.window, cfg.overlap),
+                           dataset, indices, device)
 
 
 def _log_wandb(cfg, confmat, void, class_names, settings: dict, samples: list) -> None:
