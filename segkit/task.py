@@ -149,10 +149,13 @@ class SegmentationTask(L.LightningModule):
     # training -----------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])  # (B, K, H, W)
-        loss = self.training_loss(logits, batch["mask"])
+        loss = self.training_loss(logits, batch["mask"].long())  # masks travel as uint8, widened on the device
         # the loss of the whole global batch (the mean over processes of the scaled losses below)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[-1]["lr"])
+        # a device tensor filled from the Python float: self.log(float) would copy it from the host, and a
+        # copy from pageable host memory waits for the device to finish the queued forward pass
+        lr = self.trainer.optimizers[0].param_groups[-1]["lr"]
+        self.log("train/lr", torch.full((), lr, device=self.device))
         return loss
 
     def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -227,7 +230,7 @@ class SegmentationTask(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["image"])
-        self.log("val/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX),
+        self.log("val/loss", F.cross_entropy(logits, batch["mask"].long(), ignore_index=IGNORE_INDEX),
                  batch_size=len(batch["name"]), sync_dist=True)
         self.val_confmat.update(logits.argmax(1), batch["mask"])
 

@@ -60,9 +60,9 @@ def test_train_pipeline_pads_mask_with_255():
     mask = np.ones((40, 50), np.uint8)
     t = train_transform(64, scale_range=(1.0, 1.0))
     out = t(image=image, mask=mask)
-    img, m = out["image"], out["mask"].long()
+    img, m = out["image"], out["mask"]
     assert img.shape == (3, 64, 64) and img.dtype == torch.float32
-    assert m.shape == (64, 64) and m.dtype == torch.int64
+    assert m.shape == (64, 64) and m.dtype == torch.uint8
     assert (m == 255).sum() == 64 * 64 - 40 * 50
     assert (m == 1).sum() == 40 * 50
     # padded image pixels hold the mean pixel (127.5 rounded to 128 in uint8), which normalizes to ~0
@@ -86,8 +86,8 @@ def test_eval_pipeline_keeps_labels(tiny_voc):
     raw_image, raw_mask = ds.load(0)
     sample = ds[0]
     assert sample["image"].shape == (3, *raw_mask.shape)
-    assert sample["mask"].dtype == torch.int64
-    assert torch.equal(sample["mask"], torch.from_numpy(raw_mask).long())
+    assert sample["mask"].dtype == torch.uint8  # widened to int64 on the device (SegmentationTask)
+    assert torch.equal(sample["mask"], torch.from_numpy(raw_mask))
 
 
 def test_pad_collate_pads_with_ignore():
@@ -144,7 +144,7 @@ def test_datamodule_batches(tiny_voc):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 48, 48)
-    assert batch["mask"].dtype == torch.int64
+    assert batch["mask"].dtype == torch.uint8
     assert len(dm.train_dataloader()) == 12 // 4
     names = [n for b in dm.val_dataloader() for n in b["name"]]
     assert sorted(names) == sorted(dm.val_set.ids)  # every val image exactly once

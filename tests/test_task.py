@@ -186,3 +186,57 @@ def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, tiny_voc):
     assert task.model._compiled_call_impl is not None  # nn.Module.compile() was applied
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     assert set(torch.load(tmp_path / "c.ckpt", weights_only=False)["state_dict"]) == keys
+
+
+class _HostSyncOps(L.Callback):
+    """Records, from the second training batch on, every op that makes a GPU wait for the host or the host
+    for the GPU: reading a value (``.item()``, ``float()``, ``bool()``), data-dependent shapes (``nonzero``,
+    boolean indexing, ``unique``) and tensors made from Python numbers (on a GPU, a blocking copy from
+    pageable memory). Ops are seen through a TorchDispatchMode, so the check works on the CPU."""
+
+    SYNC_OPS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal", "aten::nonzero",
+                "aten::masked_select", "aten::_unique2", "aten::unique_dim", "aten::lift_fresh"}
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        seen = self.seen = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func._schema.name in _HostSyncOps.SYNC_OPS:
+                    seen.append(func._schema.name)
+                return func(*args, **(kwargs or {}))
+
+        self.mode_cls, self.mode, self.batches = Mode, None, 0
+
+    def on_train_batch_start(self, trainer, *args):
+        self.batches += 1
+        if self.batches > 1:  # the first step creates Lightning's logging state from Python numbers, once
+            self.mode = self.mode_cls()
+            self.mode.__enter__()
+
+    def on_train_batch_end(self, trainer, *args):
+        if self.mode is not None:
+            self.mode.__exit__(None, None, None)
+            self.mode = None
+
+
+def test_training_step_makes_no_host_device_syncs(tmp_path, tiny_voc):
+    """Forward, loss, logging of train/loss and train/lr, backward and the SGD + poly-LR step: no op that would
+    synchronize a GPU with the host (the logger's own writes, every log_every_n_steps, come after the step)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
+                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01)
+    rec = _HostSyncOps()
+    L.Trainer(max_steps=3, accelerator="cpu", logger=CSVLogger(tmp_path), log_every_n_steps=1,
+              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+              enable_checkpointing=False, callbacks=[rec]).fit(task, dm)
+    assert rec.batches == 3
+    assert rec.seen == []
+    # and the check does see them: logging a Python float is a host-to-device copy, .item() a read-back
+    with rec.mode_cls():
+        torch.tensor(0.5).item()
+    assert rec.seen == ["aten::lift_fresh", "aten::_local_scalar_dense"]
