@@ -211,3 +211,44 @@ def test_count_macs_by_hand():
     model.add_module("dw", nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
     macs = count_macs(model, (10, 10))
     assert macs["total"] == 8 * 3 * 9 * 100 + 8 * 9 * 100
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fold_batchnorm_same_function_no_batchnorm_left(channels_last):
+    from segkit.models import fold_batchnorm
+
+    gen = torch.Generator().manual_seed(0)
+    model = DeepLabV3Plus(5, "xception_tiny", 16, decoder_channels=32)
+    _randomize_bn(model, gen)
+    model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    # every fused convolution now has a bias: the BN shift
+    assert folded.decoder.refine[0].conv_dw.bias is not None and folded.encoder.stem[0].conv.bias is not None
+    x = torch.randn(2, 3, 67, 75, generator=gen).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        want, got = model(x), folded(x)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    # the original keeps its layers and values; output-stride switching still works on the copy
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    folded.set_output_stride(8)
+    model.set_output_stride(8)
+    with torch.no_grad():
+        assert (folded(x) - model(x)).abs().max() <= 1e-4 * want.abs().max()
+
+
+def test_fold_batchnorm_leaves_other_encoders_alone():
+    from segkit.models import fold_batchnorm
+
+    model = DeepLabV3Plus(3, "resnet18", 16, decoder_channels=32).eval()
+    folded = fold_batchnorm(model)
+    # the smp ResNet keeps its batch norms; segkit's ASPP and decoder are folded
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules()) == \
+        sum(isinstance(m, nn.BatchNorm2d) for m in model.encoder.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in [*folded.aspp.modules(), *folded.decoder.modules()])
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5, rtol=1e-4)
