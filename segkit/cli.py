@@ -1,8 +1,10 @@
-"""The ``segkit`` command: LightningCLI's fit/validate/test/predict plus ``segkit summary``.
+"""The ``segkit`` command: LightningCLI's fit/validate/test plus segkit's own tools.
 
     segkit fit --config configs/voc.yaml --data.root DIR
     segkit validate --config configs/voc.yaml --ckpt_path CKPT
     segkit eval --config configs/voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
+    segkit predict --config configs/voc.yaml --ckpt_path CKPT --input photos/ --output out/
+    segkit export --config configs/voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
     segkit summary --encoder xception65 --size 513
     segkit data check --config configs/cityscapes.yaml --data.root DIR
     segkit data sbd --sbd_root DIR --voc_root DIR
@@ -120,6 +122,11 @@ def main(args: list[str] | None = None) -> None:
         from .evaluate import main as eval_main
 
         eval_main(argv[1:])
+        return
+    if argv and argv[0] in ("predict", "export"):  # segkit's own, in place of LightningCLI's predict
+        from . import export, predict
+
+        (predict if argv[0] == "predict" else export).main(argv[1:])
         return
     if argv and argv[0] == "data":
         if len(argv) < 2 or argv[1] not in ("check", "sbd"):

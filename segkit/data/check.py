@@ -89,14 +89,25 @@ def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
     parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
-    for other in ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler", *ignore):
+    for other in IGNORED_SECTIONS + tuple(ignore):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
     return parser
+
+
+IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
+
+
+def config_datamodule(parser, cfg) -> SegmentationDataModule:
+    """The DataModule of a parsed config; nothing else is built (the trainer's logger would be, otherwise)."""
+    cfg = cfg.clone()
+    for section in IGNORED_SECTIONS:
+        cfg[section] = None
+    return parser.instantiate_classes(cfg).data
 
 
 def main(args: list[str]) -> None:
     """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
     parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
     cfg = parser.parse_args(args)
-    datamodule = parser.instantiate_classes(cfg).data
+    datamodule = config_datamodule(parser, cfg)
     sys.exit(1 if check(datamodule) else 0)
