@@ -7,7 +7,8 @@
 
 Sections:
 - model: segkit DeepLabV3+ Xception-65 vs segmentation-models-pytorch
-  ``DeepLabV3Plus(encoder_name="tu-xception65", decoder_atrous_rates=(6, 12, 18))``, random weights, forward
+  ``DeepLabV3Plus(encoder_name="tu-xception65", decoder_atrous_rates=(6, 12, 18))`` (12, 24, 36 at OS8, as
+  segkit and the paper), random weights, forward
   (eval, no_grad) and forward+backward (train, cross-entropy) at 512x512, batch 2, OS16 and OS8, in float32,
   bf16 autocast and channels_last; ratio = segkit time / smp time (below 1: segkit is faster). segkit's
   forward is its inference path (segkit eval: batch norm folded into the convolutions); the forward of the
@@ -87,8 +88,14 @@ def build_models(encoder: str, output_stride: int, num_classes: int = 21) -> dic
 
     torch.manual_seed(0)
     ours = DeepLabV3Plus(num_classes, encoder, output_stride)
+    # the same ASPP rates in both: 6/12/18 at OS16, doubled to 12/24/36 at OS8 as the paper does (smp keeps
+    # whatever it is given; the cost of a dilated depthwise convolution on a CPU depends on its rate)
+    rates = ours.aspp.atrous_rates
     peer = smp.DeepLabV3Plus(encoder_name=f"tu-{encoder}", encoder_weights=None, classes=num_classes,
-                             encoder_output_stride=output_stride, decoder_atrous_rates=(6, 12, 18))
+                             encoder_output_stride=output_stride, decoder_atrous_rates=rates)
+    aspp = [m.dilation[0] for m in peer.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1][:3]
+    if aspp != list(rates):
+        raise AssertionError(f"smp's ASPP rates are not {rates}")
     return {"segkit": ours, "smp": peer}
 
 
