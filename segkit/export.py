@@ -55,7 +55,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's progress and deprecation chatter
         program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["logits"],
-                                    dynamic_shapes=({0: dims[0], 2: dims[2], 3: dims[3]},) if dynamic else None,
+                                    dynamic_shapes=(dims,) if dynamic else None,
                                     opset_version=opset, dynamo=True, verbose=False)
     proto = program.model_proto
     if dynamic:  # the exporter names the symbolic sizes s0, s1...: call them what they are

@@ -82,6 +82,10 @@ def check(datamodule: SegmentationDataModule) -> int:
     return problems
 
 
+# the sections of a segkit fit config that the data-only tools (eval, predict, export, data check) skip
+IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
+
+
 def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",)):
     """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
     from jsonargparse import ActionConfigFile, ArgumentParser
@@ -92,9 +96,6 @@ def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("
     for other in IGNORED_SECTIONS + tuple(ignore):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
     return parser
-
-
-IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
 
 
 def config_datamodule(parser, cfg) -> SegmentationDataModule:
