@@ -1,4 +1,4 @@
-"""The ``segkit`` command: LightningCLI's fit/validate/test plus segkit's own tools.
+"""The ``segkit`` command: LightningCLI's fit/validate/test plus segkit's own commands.
 
     segkit fit --config configs/voc.yaml --data.root DIR
     segkit validate --config configs/voc.yaml --ckpt_path CKPT
@@ -17,14 +17,12 @@ import sys
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.plugins import LayerSync
 
-from .callbacks import wandb_run
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
-from .loggers import WandbLogger
 from .task import SegmentationTask
+from .wandb import finish_runs, wandb_run
 
 
 def run_folder(trainer: Trainer) -> str:
@@ -90,23 +88,23 @@ class SegkitCLI(LightningCLI):
         cb = self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
             print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.6f}): {cb.best_model_path}", flush=True)
-        self._finish_wandb()
+        finish_runs(self.trainer)
 
     def after_validate(self) -> None:
-        self._finish_wandb()
+        finish_runs(self.trainer)
 
     def after_test(self) -> None:
-        self._finish_wandb()
+        finish_runs(self.trainer)
 
-    def _finish_wandb(self) -> None:
-        """Ends the W&B run of this command (saying how to upload it when it was written offline), so that a
-        later command in the same process starts its own run."""
-        for logger in self.trainer.loggers:
-            if isinstance(logger, _LightningWandbLogger) and logger._experiment is not None:
-                hint = logger.sync_hint() if isinstance(logger, WandbLogger) else None
-                if hint:
-                    print(hint, flush=True)
-                logger.experiment.finish()
+
+def data_check(args: list[str]) -> None:
+    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
+    from .data.check import check
+    from .options import config_datamodule, data_config_parser
+
+    parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
+    datamodule = config_datamodule(parser, parser.parse_args(args))
+    sys.exit(1 if check(datamodule) else 0)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -118,22 +116,17 @@ def main(args: list[str] | None = None) -> None:
 
         CLI(summary, args=argv[1:])
         return
-    if argv and argv[0] == "eval":
-        from .evaluate import main as eval_main
+    if argv and argv[0] in ("eval", "predict", "export"):  # predict: segkit's own, in place of LightningCLI's
+        from . import evaluate, export, predict
 
-        eval_main(argv[1:])
-        return
-    if argv and argv[0] in ("predict", "export"):  # segkit's own, in place of LightningCLI's predict
-        from . import export, predict
-
-        (predict if argv[0] == "predict" else export).main(argv[1:])
+        {"eval": evaluate, "predict": predict, "export": export}[argv[0]].main(argv[1:])
         return
     if argv and argv[0] == "data":
         if len(argv) < 2 or argv[1] not in ("check", "sbd"):
             sys.exit("usage: segkit data check --config FILE [--data.root DIR] | segkit data sbd --sbd_root DIR --voc_root DIR")
-        from .data import check, sbd
+        from .data import sbd
 
-        (check if argv[1] == "check" else sbd).main(argv[2:])
+        (data_check if argv[1] == "check" else sbd.main)(argv[2:])
         return
     SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args,
               save_config_callback=SaveRunConfig)

@@ -1,4 +1,9 @@
-"""Synchronized batch norm for DDP on GPUs and on CPUs, and the Lightning plugin that installs it.
+"""segkit's distributed helpers: who this process is, process groups under torchrun, and synchronized batch norm.
+
+Every segkit command runs in one process or in several (DDP started by Lightning, or ``torchrun`` for
+``segkit eval``); the helpers at the top answer "which process am I, out of how many" in both cases.
+
+Synchronized batch norm for DDP on GPUs and on CPUs, and the Lightning plugin that installs it:
 
 DeepLabV3+ trains batch norm over the whole batch of 16 (Chen et al., 2018, Sec. 4). Split over N devices,
 each sees 16 / N images, too few for good statistics; synchronized batch norm computes them over all
@@ -9,11 +14,50 @@ DDP on CPUs, and the CPU tests of what runs on GPUs, synchronize too.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from lightning.pytorch.plugins import TorchSyncBatchNorm
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) when no process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """True in the process that reports (rank 0), and when there is only one."""
+    return rank_and_world()[0] == 0
+
+
+def init_from_env(device: str) -> str:
+    """Joins the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL for CUDA devices, gloo
+    otherwise. Returns this process's device (``cuda:<LOCAL_RANK>`` with NCCL, else ``device`` as given)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    nccl = device.startswith("cuda")
+    dist.init_process_group("nccl" if nccl else "gloo")
+    if nccl:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return device
+
+
+def barrier() -> None:
+    """Waits for every process (nothing to wait for in one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def leave() -> None:
+    """Ends this process's part in the process group, if one is running."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .inference import load_inference_model
+from .options import config_datamodule, model_parser
+
 FORMATS = ("onnx", "torchscript")
 
 
@@ -103,18 +106,13 @@ def export(model: nn.Module, fmt: str, output: Path, meta: dict, height: int = 5
 def main(args: list[str]) -> None:
     from jsonargparse import ActionYesNo
 
-    from .data.check import config_datamodule, data_config_parser
-    from .predict import load_inference_model
-
-    parser = data_config_parser("segkit export", "Export a checkpoint to ONNX or TorchScript.", ignore=())
-    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by segkit fit")
+    parser = model_parser("segkit export", "Export a checkpoint to ONNX or TorchScript.")
     parser.add_argument("--format", type=str, required=True, choices=FORMATS, help="onnx or torchscript")
     parser.add_argument("--output", type=str, required=True, help="file to write (never overwritten)")
     parser.add_argument("--height", type=int, default=513, help="height of the example input")
     parser.add_argument("--width", type=int, default=513, help="width of the example input")
     parser.add_argument("--static", action=ActionYesNo, default=False,
                         help="ONNX: fixed batch 1 and --height x --width instead of dynamic sizes")
-    parser.add_argument("--output_stride", type=int | None, default=None, help="export at this output stride")
     cfg = parser.parse_args(args)
     datamodule = config_datamodule(parser, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)

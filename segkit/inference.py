@@ -1,4 +1,6 @@
-"""Inference as the DeepLab papers evaluate: multi-scale inputs, left-right flips and sliding windows.
+"""Inference, the one home of what ``segkit eval``, ``predict`` and ``export``, the W&B dashboard and
+``trainer.predict`` run: a checkpoint's model as inference runs it, class probabilities as the DeepLab
+papers evaluate (multi-scale inputs, left-right flips, sliding windows), and class-index maps.
 
 Following the official ``predict_labels_multi_scale``, each scale (and its flipped copy) is run separately,
 its logits are resized back to the input size and turned into class probabilities, and the probabilities are
@@ -9,12 +11,49 @@ windows whose logits are averaged where they overlap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import DeepLabV3Plus, fold_batchnorm
 from .models.decoder import resize
+
+# the DeepLabV3Plus arguments that a segkit checkpoint's hyper-parameters hold (SegmentationTask's own names)
+MODEL_ARGS = ("num_classes", "encoder", "output_stride", "atrous_rates", "decoder_channels", "dropout")
+
+
+def load_inference_model(ckpt_path: str | Path, num_classes: int | None = None,
+                         output_stride: int | None = None) -> nn.Module:
+    """The model of a ``segkit fit`` checkpoint as inference runs it: eval mode, batch norm folded into the
+    convolutions (:func:`~segkit.models.fold_batchnorm`), optionally at another output stride.
+
+    The model is rebuilt from the checkpoint's hyper-parameters and ``model.*`` weights (Lightning's format;
+    nothing is downloaded). ``num_classes``, when given, must be the checkpoint's (the config's data set).
+    """
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    if num_classes is not None and hparams["num_classes"] != num_classes:
+        raise ValueError(f"checkpoint {ckpt_path} predicts {hparams['num_classes']} classes, the config's data set "
+                         f"has {num_classes}: use the config the model was trained with")
+    model = DeepLabV3Plus(**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, pretrained=None)
+    model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
+                           if k.startswith("model.")})
+    if output_stride is not None:
+        model.set_output_stride(output_stride)
+    return fold_batchnorm(model)
+
+
+def label_maps(scores: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    """(B, K, H, W) class scores -> one (h, w) uint8 map of class indices per image, cropped to ``sizes``
+    (images padded at the bottom/right in a batch) or kept whole."""
+    labels = scores.argmax(1).to(torch.uint8)
+    if sizes is None:
+        return list(labels)
+    return [label[:h, :w] for label, (h, w) in zip(labels, sizes)]
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -75,3 +114,10 @@ def predict_probs(
             passes += 1
             del logits, probs
     return total.div_(passes)
+
+
+def predict_labels(model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False,
+                   window: int | None = None, overlap: float = 1 / 3,
+                   sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    """:func:`predict_probs` followed by :func:`label_maps`: one uint8 class-index map per image."""
+    return label_maps(predict_probs(model, image, scales, flip, window, overlap), sizes)

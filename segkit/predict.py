@@ -23,9 +23,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.base import read_image
-from .data.visualize import PALETTES, overlay
-from .inference import predict_probs
+from .data.base import read_image, write_label_png
+from .data.sampling import as_is
+from .data.visualize import save_overlay
+from .inference import load_inference_model, predict_labels
+from .options import add_inference_options, config_datamodule, inference_settings, model_parser
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -82,17 +84,11 @@ class ImageFiles(Dataset):
         return {"index": index, "image": image, "input": self.transform(image=image)["image"]}
 
 
-def _as_is(sample: dict) -> dict:
-    return sample
-
-
 def save_prediction(folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray) -> None:
     """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``."""
     mask_file, overlay_file = output_paths(folder, path)
-    mask = Image.fromarray(pred)  # mode L; putpalette makes it a palette (P) image with the same indices
-    mask.putpalette(palette.reshape(-1).tolist())
-    mask.save(mask_file)
-    Image.fromarray(overlay(image, pred, palette)).save(overlay_file, quality=90)
+    write_label_png(mask_file, pred, palette)
+    save_overlay(overlay_file, image, pred, palette)
 
 
 def predict_folder(
@@ -101,27 +97,27 @@ def predict_folder(
     output: Path,
     transform,
     palette: np.ndarray,
-    scales=(1.0,),
-    flip: bool = False,
-    window: int | None = None,
+    settings: dict | None = None,
     batch_size: int = 4,
     num_workers: int = 2,
     device: str = "cpu",
 ) -> list[tuple[Path, str]]:
-    """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of unreadable ones."""
+    """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of unreadable ones.
+
+    ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
+    """
     model = model.to(device).eval()
     output.mkdir(parents=True, exist_ok=True)
     order = sorted(range(len(files)), key=lambda i: header_size(files[i]))  # equal sizes become neighbours
     dataset = ImageFiles([files[i] for i in order], transform)
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=as_is)
     failed: list[tuple[Path, str]] = []
     pending: list[dict] = []
 
     def flush() -> None:
         batch = torch.stack([s["input"] for s in pending]).to(device)
-        preds = predict_probs(model, batch, scales, flip, window).argmax(1).to(torch.uint8).cpu().numpy()
-        for sample, pred in zip(pending, preds):
-            save_prediction(output, dataset.files[sample["index"]], sample["image"], pred, palette)
+        for sample, pred in zip(pending, predict_labels(model, batch, **(settings or {}))):
+            save_prediction(output, dataset.files[sample["index"]], sample["image"], pred.cpu().numpy(), palette)
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
@@ -141,46 +137,27 @@ def predict_folder(
     return failed
 
 
-def load_inference_model(ckpt_path: str, num_classes: int | None = None, output_stride: int | None = None):
-    """The checkpoint's model as inference runs it (batch norm folded); checks its classes against the data."""
-    from .models import fold_batchnorm
-    from .task import SegmentationTask
+def parser():
+    from jsonargparse import ActionYesNo
 
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    # pretrained=None: the checkpoint holds every weight, nothing needs downloading
-    task = SegmentationTask.load_from_checkpoint(ckpt_path, map_location="cpu", pretrained=None)
-    if num_classes is not None and task.hparams.num_classes != num_classes:
-        raise ValueError(f"checkpoint {ckpt_path} predicts {task.hparams.num_classes} classes, the config's data set "
-                         f"has {num_classes}: use the config the model was trained with")
-    if output_stride is not None:
-        task.model.set_output_stride(output_stride)
-    return fold_batchnorm(task.model)
+    p = model_parser("segkit predict", "Segment a folder of images with a checkpoint.")
+    p.add_argument("--input", type=str, required=True, help="an image folder, a glob pattern or one image")
+    p.add_argument("--output", type=str, required=True, help="folder for <stem>.png and <stem>_overlay.jpg")
+    add_inference_options(p)
+    p.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
+    p.add_argument("--num_workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
+    return p
 
 
 def main(args: list[str]) -> None:
-    from jsonargparse import ActionYesNo
-
-    from .data.check import config_datamodule, data_config_parser
-    from .data.datamodule import CityscapesDataModule
     from .data.transforms import eval_transform
 
-    parser = data_config_parser("segkit predict", "Segment a folder of images with a checkpoint.", ignore=())
-    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by segkit fit")
-    parser.add_argument("--input", type=str, required=True, help="an image folder, a glob pattern or one image")
-    parser.add_argument("--output", type=str, required=True, help="folder for <stem>.png and <stem>_overlay.jpg")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="input scales, e.g. 0.75 1.0 1.25")
-    parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
-    parser.add_argument("--output_stride", type=int | None, default=None, help="predict at this output stride")
-    parser.add_argument("--window", type=int | None, default=None, help="sliding-window size for large images")
-    parser.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
-    parser.add_argument("--num_workers", type=int, default=2, help="image-decoding processes")
-    parser.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    cfg = parser.parse_args(args)
+    p = parser()
+    cfg = p.parse_args(args)
     if cfg.batch_size < 1:
-        parser.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
-    datamodule = config_datamodule(parser, cfg)
+        p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
+    datamodule = config_datamodule(p, cfg)
     files = find_images(cfg.input)
     output = Path(cfg.output)
     existing = [p for f in files for p in output_paths(output, f) if p.exists()]
@@ -189,9 +166,8 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
                  "choose another --output or pass --overwrite")
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    palette = PALETTES["cityscapes" if isinstance(datamodule, CityscapesDataModule) else "voc"]()
-    failed = predict_folder(model, files, output, eval_transform(datamodule.mean, datamodule.std), palette,
-                            cfg.scales, cfg.flip, cfg.window, cfg.batch_size, cfg.num_workers, cfg.device)
+    failed = predict_folder(model, files, output, eval_transform(datamodule.mean, datamodule.std), datamodule.palette,
+                            inference_settings(cfg), cfg.batch_size, cfg.num_workers, cfg.device)
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
         print(f"segkit predict: {len(failed)} image(s) could not be read:", file=sys.stderr)

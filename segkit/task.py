@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.datamodule import TrainBatchSampler
+from .data.base import IGNORE_INDEX
 from .distributed import CPUSyncBatchNorm
+from .inference import label_maps
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 from .models import DeepLabV3Plus
-
-IGNORE_INDEX = 255
 
 
 def hard_pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, top_k_percent: float = 100.0) -> torch.Tensor:
@@ -114,8 +113,9 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
-        self.model = DeepLabV3Plus(num_classes, encoder, output_stride, pretrained, atrous_rates, decoder_channels,
-                                   dropout=dropout)
+        self.model = DeepLabV3Plus(num_classes=num_classes, encoder=encoder, output_stride=output_stride,
+                                   pretrained=pretrained, atrous_rates=atrous_rates,
+                                   decoder_channels=decoder_channels, dropout=dropout)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
@@ -181,9 +181,8 @@ class SegmentationTask(L.LightningModule):
         sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
         world = self.trainer.world_size
         lines = []
-        if isinstance(sampler, TrainBatchSampler):
-            lines.append(f"global batch {sampler.global_batch} = {world} process(es) x {sampler.micro_batch} "
-                         f"images x {sampler.accumulate} accumulation step(s)")
+        if hasattr(sampler, "description"):  # segkit's TrainBatchSampler: how the global batch is split
+            lines.append(sampler.description)
         bn = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         synced = [m for m in bn if isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm))]
         if self.hparams.freeze_bn:
@@ -238,9 +237,8 @@ class SegmentationTask(L.LightningModule):
         self.test_confmat.update(self(batch["image"]).argmax(1), batch["mask"])
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[torch.Tensor]:
-        """Class-index maps (H, W) uint8, one per image at its original size."""
-        preds = self(batch["image"]).argmax(1).to(torch.uint8)
-        return [p[:h, :w] for p, (h, w) in zip(preds, batch["size"].tolist())]
+        """``trainer.predict``: class-index maps (H, W) uint8, one per image at its original size."""
+        return label_maps(self(batch["image"]), batch["size"].tolist())
 
     def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
         confmat = metric.compute()  # summed over all processes

@@ -1,9 +1,25 @@
-"""Shared fixtures: tiny synthetic data sets in the real on-disk layouts, written by segkit itself."""
+"""Shared fixtures: tiny synthetic data sets in the real on-disk layouts (written by segkit itself) and briefly
+trained checkpoints; and the helpers test modules import (``from conftest import segkit, TINY_VOC_ARGS``)."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 os.environ.setdefault("WANDB_MODE", "offline")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# a `segkit fit|validate` on the tiny VOC set: the small encoder, small crops, one process, no downloads
+TINY_VOC_ARGS = (
+    "--data.num_workers", "0", "--data.batch_size", "4", "--data.crop_size", "48", "--model.encoder", "xception_tiny",
+    "--model.decoder_channels", "32", "--model.pretrained", "null", "--trainer.accelerator", "cpu",
+    "--trainer.enable_progress_bar", "false",
+)
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +30,80 @@ def tiny_voc(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_voc")
     make_synthetic_voc(root, num_train=12, num_val=5, size_range=(64, 96), seed=1)
     return root
+
+
+def python(*args, cwd, threads: int | None = None, env: dict | None = None, check: bool = False):
+    """``python ARGS`` in a subprocess; ``threads`` limits each of its processes' threads (DDP workers side by
+    side would otherwise slow each other down many times over on 2 cores). ``check``: assert it succeeded."""
+    env = {**os.environ, **(env or {})}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def segkit(*args, **kwargs):
+    """``python -m segkit.cli ARGS`` in a subprocess (the ``segkit`` command), as :func:`python`."""
+    return python("-m", "segkit.cli", *args, **kwargs)
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random batch-norm statistics and affine parameters, so that identity batch norms hide nothing (parity,
+    folding)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_voc, tmp_path_factory):
+    """A small VOC model (xception_tiny, decoder width 32) after 15 training steps: it predicts several classes,
+    so scores are not trivial."""
+    import lightning as L
+
+    from segkit.data import VOCDataModule
+    from segkit.task import SegmentationTask
+
+    tmp = tmp_path_factory.mktemp("checkpoint")
+    L.seed_everything(0)
+    task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
+    trainer = L.Trainer(max_steps=15, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
+                        enable_checkpointing=False)
+    trainer.fit(task, VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=0))
+    ckpt = tmp / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def random_bn_checkpoint(checkpoint, tmp_path_factory):
+    """:func:`checkpoint` with random batch-norm statistics and scales, so that folding them is tested."""
+    from segkit.task import SegmentationTask
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
+    task.load_state_dict(data["state_dict"])
+    data["state_dict"] = randomize_batchnorm(task).state_dict()
+    path = tmp_path_factory.mktemp("random_bn") / "model.ckpt"
+    torch.save(data, path)
+    return path
+
+
+def trained_module(ckpt) -> nn.Module:
+    """The checkpoint's model as trained (batch norm not folded), in eval mode: the reference for inference."""
+    from segkit.task import SegmentationTask
+
+    return SegmentationTask.load_from_checkpoint(ckpt, map_location="cpu", pretrained=None).model.eval()
 
 
 @pytest.fixture(autouse=True)

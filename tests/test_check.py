@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from segkit.data import make_synthetic_cityscapes
-from segkit.data.synthetic import write_palette_png
+from segkit.data import voc_palette, write_label_png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,11 +37,11 @@ def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path):
     (voc / "JPEGImages" / f"{ids[1]}.jpg").write_bytes(b"not an image at all")  # corrupt JPEG
     png = voc / "SegmentationClass" / f"{ids[2]}.png"
     png.write_bytes(png.read_bytes()[:-40])  # truncated PNG
-    write_palette_png(np.zeros((7, 9), np.uint8), voc / "SegmentationClass" / f"{ids[3]}.png")  # size mismatch
+    write_label_png(voc / "SegmentationClass" / f"{ids[3]}.png", np.zeros((7, 9), np.uint8), voc_palette())  # size mismatch
     with Image.open(voc / "SegmentationClass" / f"{ids[4]}.png") as im:
         bad = np.array(im)
     bad[0, 0] = 33
-    write_palette_png(bad, voc / "SegmentationClass" / f"{ids[4]}.png")  # value outside 0..20, 255
+    write_label_png(voc / "SegmentationClass" / f"{ids[4]}.png", bad, voc_palette())  # value outside 0..20, 255
     (voc / "SegmentationClass" / f"{ids[5]}.png").unlink()  # missing mask
     code, out = _check("voc.yaml", root, tmp_path)
     assert code == 1

@@ -1,4 +1,5 @@
-"""Data tests: the synthetic set, the VOC reader, the albumentations pipelines and clear errors."""
+"""Data tests: the synthetic set, the VOC reader, the albumentations pipelines, colours, prediction files, what
+a DataModule declares, and clear errors."""
 import hashlib
 
 import cv2
@@ -8,11 +9,10 @@ import torch
 from PIL import Image
 
 from segkit.data import (
-    SYNTHETIC_CLASSES, VOCDataModule, VOCSegmentation, eval_transform, make_synthetic_voc, pad_collate,
-    train_transform, voc_palette,
+    SYNTHETIC_CLASSES, CityscapesDataModule, CityscapesPredictionFiles, PredictionFiles, SyntheticVOCDataModule,
+    VOCDataModule, VOCSegmentation, cityscapes_palette, eval_transform, make_synthetic_voc, read_label_png,
+    train_transform, voc_palette, write_label_png,
 )
-from segkit.data.datamodule import TrainBatchSampler
-from segkit.data.synthetic import write_palette_png
 from segkit.data.transforms import seed_transform
 from segkit.metrics import ConfusionMatrix, segmentation_scores
 
@@ -90,17 +90,6 @@ def test_eval_pipeline_keeps_labels(tiny_voc):
     assert torch.equal(sample["mask"], torch.from_numpy(raw_mask))
 
 
-def test_pad_collate_pads_with_ignore():
-    a = {"image": torch.ones(3, 4, 5), "mask": torch.zeros(4, 5, dtype=torch.long), "name": "a"}
-    b = {"image": torch.ones(3, 6, 3), "mask": torch.ones(6, 3, dtype=torch.long), "name": "b"}
-    batch = pad_collate([a, b])
-    assert batch["image"].shape == (2, 3, 6, 5)
-    assert batch["mask"].shape == (2, 6, 5)
-    assert (batch["mask"][0, 4:] == 255).all() and (batch["mask"][1, :, 3:] == 255).all()
-    assert (batch["image"][0, :, 4:] == 0).all()
-    assert batch["size"].tolist() == [[4, 5], [6, 3]]
-
-
 def _copy_voc(src, dst):
     import shutil
 
@@ -117,14 +106,14 @@ def test_bad_files_raise_errors_naming_them(tiny_voc, tmp_path):
     with pytest.raises(ValueError, match=f"{ids[0]}.jpg"):
         ds[0]
     # size mismatch
-    write_palette_png(np.zeros((10, 10), np.uint8), voc / "SegmentationClass" / f"{ids[1]}.png")
+    write_label_png(voc / "SegmentationClass" / f"{ids[1]}.png", np.zeros((10, 10), np.uint8), voc_palette())
     with pytest.raises(ValueError, match=f"size mismatch.*{ids[1]}"):
         ds[1]
     # label outside the class range
     image = cv2.imread(str(voc / "JPEGImages" / f"{ids[2]}.jpg"))
     bad = np.zeros(image.shape[:2], np.uint8)
     bad[0, 0] = 7
-    write_palette_png(bad, voc / "SegmentationClass" / f"{ids[2]}.png")
+    write_label_png(voc / "SegmentationClass" / f"{ids[2]}.png", bad, voc_palette())
     with pytest.raises(ValueError, match=rf"{ids[2]}.png holds values \[7\]"):
         ds[2]
     # missing mask
@@ -172,19 +161,6 @@ def test_colour_baseline_fails_on_synthetic(tmp_path):
     assert miou < 0.5, miou
 
 
-def _first_batches(root, seed, num_workers, n=3):
-    torch.manual_seed(seed)
-    dm = VOCDataModule(root=str(root), batch_size=4, crop_size=48, num_workers=num_workers)
-    dm.setup("fit")
-    return [b["image"] for b, _ in zip(dm.train_dataloader(), range(n))]
-
-
-def test_same_seed_same_augmentations_whatever_the_workers(tiny_voc):
-    a, b, c = _first_batches(tiny_voc, 0, 0), _first_batches(tiny_voc, 0, 2), _first_batches(tiny_voc, 1, 0)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))  # each image seeded by itself, not by its worker
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
-
-
 def test_seeded_transforms_draw_independently():
     """Seeded per image, the random scale, crop position and flip must not be tied to each other (albumentations
     gives every transform of a pipeline the same seed; seed_transform does not)."""
@@ -206,48 +182,6 @@ def test_seeded_transforms_draw_independently():
     assert len({round(x, 9) for x in s}) == 400  # different seeds, different scales
 
 
-def _stream(sampler_kw, steps, world, accumulate, start=0):
-    """The global batches (sorted (index, seed) lists) of ``steps`` steps, gathered over all ranks."""
-    per_rank = [list(TrainBatchSampler(**sampler_kw, rank=r, world_size=world, accumulate=accumulate,
-                                       start_step=lambda: start)) for r in range(world)]
-    out = []
-    for step in range(steps):
-        micro = [per_rank[r][step * accumulate + m] for r in range(world) for m in range(accumulate)]
-        assert len({len(b) for b in micro}) == 1  # equal micro-batches
-        out.append(sorted(x for b in micro for x in b))
-    return out
-
-
-def test_global_batches_do_not_depend_on_devices_or_accumulation():
-    kw = dict(length=50, global_batch=8, seed=3)  # 6 steps per epoch, 2 images left out of each epoch
-    one = _stream(kw, 6, 1, 1)
-    for world, accumulate in [(2, 1), (4, 1), (1, 2), (2, 2), (2, 4)]:
-        assert _stream(kw, 6, world, accumulate) == one, (world, accumulate)
-    images = [i for batch in one for i, _ in batch]
-    assert len(images) == len(set(images)) == 48  # an epoch: no image twice
-    assert one != _stream(dict(kw, seed=4), 6, 1, 1)
-    # the next epoch is reshuffled, with new augmentation seeds
-    next_epoch = _stream(kw, 6, 1, 1, start=6)
-    assert [i for i, _ in next_epoch[0]] != [i for i, _ in one[0]]
-    assert {s for b in next_epoch for _, s in b}.isdisjoint({s for b in one for _, s in b})
-
-
-def test_resumed_stream_continues_where_it_stopped_on_any_device_count():
-    kw = dict(length=50, global_batch=8, seed=3)
-    full = _stream(kw, 6, 1, 1)
-    assert _stream(kw, 2, 2, 1, start=4) == full[4:]  # resumed at step 4 of 6, on 2 devices
-    assert len(TrainBatchSampler(**kw, world_size=2)) == 6
-
-
-def test_global_batch_must_divide_over_processes():
-    with pytest.raises(ValueError, match="data.batch_size=16 .* 3 process"):
-        TrainBatchSampler(100, 16, world_size=3)
-    with pytest.raises(ValueError, match="multiple of 6"):
-        TrainBatchSampler(100, 16, world_size=2, accumulate=3)
-    with pytest.raises(ValueError, match="fewer than one global batch"):
-        TrainBatchSampler(10, 16)
-
-
 def test_colorize_and_overlay():
     from segkit.data.visualize import colorize, overlay
 
@@ -261,11 +195,51 @@ def test_colorize_and_overlay():
     assert out[1, 1].tolist() == [100, 100, 100]  # ignored pixels keep the image
 
 
-def test_loading_benchmark_runs():
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_label_pngs_round_trip_with_and_without_palette(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 21, (5, 7)).astype(np.uint8)
+    labels[0, 0] = 255
+    write_label_png(tmp_path / "p.png", labels, voc_palette())
+    write_label_png(tmp_path / "l.png", labels)
+    with Image.open(tmp_path / "p.png") as p, Image.open(tmp_path / "l.png") as g:
+        assert p.mode == "P" and g.mode == "L"
+        assert np.array(p.getpalette(), np.uint8).reshape(-1, 3)[:21].tolist() == voc_palette()[:21].tolist()
+    assert np.array_equal(read_label_png(tmp_path / "p.png"), labels)
+    assert np.array_equal(read_label_png(tmp_path / "l.png"), labels)
 
-    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_data.py"
-    out = subprocess.run([sys.executable, str(tool), "--quick"], capture_output=True, text=True, check=True).stdout
-    assert "VOC-size JPEG" in out and "Cityscapes-size PNG" in out
+
+def test_prediction_files_encode_name_and_read_back(tmp_path):
+    labels = np.array([[0, 1, 13], [18, 255, 2]], np.uint8)
+    voc, cs = PredictionFiles(), CityscapesPredictionFiles()
+    tmp_path = tmp_path / "voc"
+    tmp_path.mkdir()
+    assert voc.write(tmp_path, "2007_000033", labels).name == "2007_000033.png"
+    assert np.array_equal(voc.read(tmp_path / "2007_000033.png", 21), labels)
+    (tmp_path.parent / "cs").mkdir()
+    path = cs.write(tmp_path.parent / "cs", "aachen_000000_000019", labels)
+    assert path.name == "aachen_000000_000019_labelIds.png"
+    # label ids as the official server takes them (road 7, sidewalk 8, car 26, bicycle 33; void -> 0)
+    assert read_label_png(path).tolist() == [[7, 8, 26], [33, 0, 11]]
+    assert np.array_equal(cs.read(path, 19), labels)
+    assert cs.key(tmp_path / "aachen_000000_000019_leftImg8bit_pred.png") == "aachen_000000_000019"
+    bad = labels.copy()
+    bad[0, 0] = 21
+    with pytest.raises(ValueError, match=r"2007_000033.png holds values \[21\]"):
+        voc.decode(bad, tmp_path / "2007_000033.png", 21)
+    assert voc.match(["2007_000033"], tmp_path) == [tmp_path / "2007_000033.png"]
+    with pytest.raises(ValueError, match="1 images have no prediction"):
+        voc.match(["2007_000033", "2007_000042"], tmp_path)
+
+
+def test_datamodules_declare_colours_and_prediction_files():
+    """What the commands ask a DataModule instead of testing its type."""
+    voc, cs = VOCDataModule(), CityscapesDataModule()
+    assert voc.num_classes == 21 and cs.num_classes == 19
+    assert np.array_equal(voc.palette, voc_palette()) and np.array_equal(cs.palette, cityscapes_palette())
+    assert type(voc.prediction_files) is PredictionFiles
+    assert isinstance(cs.prediction_files, CityscapesPredictionFiles)
+    # the arguments shared by every DataModule come through **kwargs with the base class's defaults
+    synthetic = SyntheticVOCDataModule(scale_range=(0.75, 1.25), mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2))
+    assert synthetic.scale_range == (0.75, 1.25) and synthetic.mean == (0.4, 0.4, 0.4)
+    assert (synthetic.batch_size, synthetic.crop_size, voc.batch_size, voc.crop_size, cs.crop_size) == (8, 96, 16, 513, 769)
+    assert voc.scale_range == (0.5, 2.0) and not synthetic.augmented
+

@@ -1,19 +1,17 @@
-"""DDP on CPU (gloo): synchronized batch norm against one batch norm over the whole batch, and `segkit fit` on
-2 processes against 1 (loss curves, resuming on another process count, repeatability)."""
+"""DDP on CPU (gloo): the process helpers, synchronized batch norm against one batch norm over the whole batch,
+`segkit fit` on 2 processes against 1 (loss curves, resuming on another process count, repeatability) and
+`segkit validate` on 2 processes against 1."""
 import csv
-import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import CONFIGS, TINY_VOC_ARGS, segkit
 from torch import nn
 
-from segkit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
+from segkit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm, is_main, rank_and_world
 
 
 def _data():
@@ -24,7 +22,9 @@ def _data():
 
 
 def _sync_bn_worker(rank, world, port, out_dir):
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    helpers = (rank_and_world(), is_main())
     torch.manual_seed(0)
     bn = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3, momentum=0.3)), cpu=True)[0]
     with torch.no_grad():
@@ -38,7 +38,7 @@ def _sync_bn_worker(rank, world, port, out_dir):
     for p in (bn.weight, bn.bias):
         dist.all_reduce(p.grad)  # DDP would average; the sum is the whole batch's gradient
     torch.save({"type": type(bn), "out": out.detach(), "x_grad": xr.grad, "w_grad": bn.weight.grad,
-                "b_grad": bn.bias.grad, "mean": bn.running_mean, "var": bn.running_var}, f"{out_dir}/{rank}.pt")
+                "b_grad": bn.bias.grad, "mean": bn.running_mean, "var": bn.running_var, "helpers": helpers}, f"{out_dir}/{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -46,6 +46,8 @@ def test_sync_batchnorm_on_two_cpu_processes_equals_one_batchnorm_over_the_batch
     mp.spawn(_sync_bn_worker, args=(2, 29531, str(tmp_path)), nprocs=2)
     got = [torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in range(2)]
     assert got[0]["type"] is CPUSyncBatchNorm
+    assert [g["helpers"] for g in got] == [((0, 2), True), ((1, 2), False)]
+    assert rank_and_world() == (0, 1) and is_main()  # no process group here
 
     bn = nn.BatchNorm2d(3, momentum=0.3)
     with torch.no_grad():
@@ -74,26 +76,19 @@ def test_sync_batchnorm_without_processes_is_batchnorm():
 
 
 # --- `segkit fit` with DDP on 2 CPU processes ---------------------------------------------------------------
-REPO = Path(__file__).resolve().parents[1]
-
-
 def _fit(tiny_voc, out, devices, *extra):
     """6 steps of `segkit fit` (global batch 4, 12 images: 3 steps an epoch), validated and saved every 2 steps.
 
     float64 (precision 64-true): DeepLabV3+ gradients are ill-conditioned enough at these tiny sizes that
     float32 rounding alone makes two exact-in-theory runs drift by 1e-3 within a few steps; in float64 the
     comparison shows what the code does."""
-    cmd = [sys.executable, "-m", "segkit.cli", "fit", "--config", str(REPO / "configs/voc.yaml"),
-           "--data.root", str(tiny_voc), "--data.num_workers", "0", "--data.batch_size", "4", "--data.crop_size", "48",
-           "--model.encoder", "xception_tiny", "--model.decoder_channels", "32", "--model.pretrained", "null",
-           "--model.dropout", "0", "--model.lr", "0.01", "--trainer.accelerator", "cpu",
-           "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
-           "--trainer.precision", "64-true", "--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
-           "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-           "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out),
-           "--checkpoint.save_top_k", "-1", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = segkit("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
+                  "--model.dropout", "0", "--model.lr", "0.01", "--trainer.devices", devices,
+                  "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "64-true",
+                  "--trainer.max_steps", "6", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
+                  "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", out,
+                  "--checkpoint.save_top_k", "-1", *extra, cwd=out.parent, threads=1 if devices > 1 else None,
+                  check=True)
     (metrics_file,) = out.rglob("metrics.csv")
     metrics = list(csv.DictReader(metrics_file.open()))
     losses = {int(r["step"]): float(r["train/loss"]) for r in metrics if r["train/loss"]}
@@ -106,6 +101,7 @@ def two_process_run(tiny_voc, tmp_path_factory):
     return out, *_fit(tiny_voc, out, 2)
 
 
+@pytest.mark.slow
 def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_process_run):
     """Global batch 4 as 2 x 2 with synchronized batch norm and the loss normalized over the global batch: the
     same loss curve as 1 x 4, across an epoch boundary and validations; checkpoints written once."""
@@ -123,6 +119,7 @@ def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_pro
         assert two[step] == pytest.approx(one[step], rel=1e-9, abs=0), step
 
 
+@pytest.mark.slow
 def test_same_seed_same_loss_curve_on_two_processes(tiny_voc, tmp_path, two_process_run):
     _, _, first = two_process_run
     _, again = _fit(tiny_voc, tmp_path / "again", 2)
@@ -131,6 +128,7 @@ def test_same_seed_same_loss_curve_on_two_processes(tiny_voc, tmp_path, two_proc
     assert other_seed[5] != first[5]
 
 
+@pytest.mark.slow
 def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_process_run):
     """Stopped after step 2 of 6 (mid-epoch) on 2 processes, resumed on 1: the same data, schedule and updates."""
     out, _, two = two_process_run
@@ -141,13 +139,20 @@ def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_pr
         assert resumed[step] == pytest.approx(two[step], rel=1e-9, abs=0), step
 
 
-def test_training_benchmark_runs_on_the_cpu(tmp_path):
-    """tools/bench_train.py at tiny sizes (the compiled variants are left out here: minutes of compilation on a
-    CPU; `compile: true` itself is tested in test_task.py)."""
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_train.py"), "--quick", "--variants", "fp32",
-                          "bf16", "bf16+cl", "--json", str(tmp_path / "r.json")],
-                         capture_output=True, text=True, check=True).stdout
-    assert "train img/s" in out and "bf16+cl" in out
-    results = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert [r["variant"] for r in results] == ["fp32", "bf16", "bf16+cl"]
-    assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in results)
+@pytest.mark.slow
+def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path):
+    """`segkit validate` with DDP on 2 CPU processes (gloo) over the odd-sized split: the same val/mIoU exactly."""
+    def validate(devices):
+        proc = segkit("validate", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
+                      "--ckpt_path", checkpoint, "--trainer.devices", devices,
+                      "--trainer.strategy", "ddp" if devices > 1 else "auto",
+                      "--trainer.default_root_dir", tmp_path / f"d{devices}", cwd=tmp_path,
+                      threads=1 if devices > 1 else None, check=True)
+        table = proc.stdout[proc.stdout.index("val: per-class IoU"):proc.stdout.index("val/mean_acc")]
+        return re.findall(r"^\s*val/(?:mIoU|pixel_acc)\s+(\d\.\d+)\s*$", proc.stdout, re.M), table
+
+    scores1, table1 = validate(1)
+    scores2, table2 = validate(2)
+    assert len(scores1) == 2 and scores1 == scores2  # val/mIoU and val/pixel_acc, full precision
+    assert float(scores1[0]) > 0
+    assert table1 == table2  # per-class IoU and accuracy, and the labelled-pixel count: every pixel once

@@ -2,22 +2,11 @@
 import pytest
 import timm
 import torch
+from conftest import randomize_batchnorm
 from torch import nn
 
 from segkit.models import AlignedXception, DeepLabV3Plus
 from segkit.models.layers import SeparableConv2d
-from segkit.summary import count_macs
-
-
-def _randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
-    """Random batch-norm statistics and affine parameters, so parity is not hidden by identity BNs."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
 @pytest.mark.parametrize("arch", ["xception65", "xception71"])
@@ -25,7 +14,7 @@ def _randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
 def test_timm_parity(arch, output_stride):
     gen = torch.Generator().manual_seed(0)
     ref = timm.create_model(arch, pretrained=False, output_stride=output_stride, num_classes=0).eval()
-    _randomize_bn(ref, gen)
+    randomize_batchnorm(ref)
     ours = AlignedXception(arch, output_stride=output_stride).eval()
     missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=False)
     assert not unexpected
@@ -205,21 +194,13 @@ def test_pretrained_timm_name_goes_through_timm(monkeypatch):
     assert calls == [("xception41.tf_in1k", True)]
 
 
-def test_count_macs_by_hand():
-    model = nn.Sequential()
-    model.add_module("conv", nn.Conv2d(3, 8, 3, padding=1, bias=False))
-    model.add_module("dw", nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
-    macs = count_macs(model, (10, 10))
-    assert macs["total"] == 8 * 3 * 9 * 100 + 8 * 9 * 100
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fold_batchnorm_same_function_no_batchnorm_left(channels_last):
     from segkit.models import fold_batchnorm
 
     gen = torch.Generator().manual_seed(0)
     model = DeepLabV3Plus(5, "xception_tiny", 16, decoder_channels=32)
-    _randomize_bn(model, gen)
+    randomize_batchnorm(model)
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=fmt)

@@ -6,7 +6,7 @@ from scipy.io import savemat
 
 from segkit.cli import main
 from segkit.data.sbd import convert_sbd
-from segkit.data.synthetic import write_palette_png
+from segkit.data import voc_palette, write_label_png
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def sbd_and_voc(tmp_path):
     (sbd / "val.txt").write_text("b1\nb2\n")
     voc_mask = np.full((10, 12), 255, np.uint8)
     voc_mask[2:8, 2:10] = 15
-    write_palette_png(voc_mask, voc / "SegmentationClass" / "t1.png")  # VOC train only
-    write_palette_png(voc_mask, voc / "SegmentationClass" / "a2.png")  # in both: VOC's own annotation wins
+    write_label_png(voc / "SegmentationClass" / "t1.png", voc_mask, voc_palette())  # VOC train only
+    write_label_png(voc / "SegmentationClass" / "a2.png", voc_mask, voc_palette())  # in both: VOC's own annotation wins
     (voc / "ImageSets/Segmentation/train.txt").write_text("t1\na2\n")
     (voc / "ImageSets/Segmentation/val.txt").write_text("v1\n")
     return tmp_path, voc, mats, voc_mask

@@ -105,8 +105,10 @@ def test_eval_output_stride_switches_for_validation_only():
     assert task.model.output_stride == 16 and task.model.aspp.atrous_rates == (6, 12, 18)
 
 
-def test_predict_returns_maps_at_original_sizes():
-    from segkit.data import pad_collate
+def test_predict_returns_maps_at_original_sizes(tiny_voc):
+    """The Lightning predict path (trainer.predict): the val split, one uint8 map per image at its own size,
+    through segkit.inference like segkit predict and eval."""
+    from segkit.data import VOCDataModule, pad_collate
 
     task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32).eval()
     samples = [{"image": torch.randn(3, 40, 48), "mask": torch.zeros(40, 48, dtype=torch.long), "name": "a"},
@@ -118,6 +120,12 @@ def test_predict_returns_maps_at_original_sizes():
     assert preds[0].dtype == torch.uint8 and int(preds[0].max()) < 3
     # the largest image is not padded, so its prediction equals whole-image inference
     assert torch.equal(preds[1].long(), alone)
+
+    dm = VOCDataModule(root=str(tiny_voc), val_batch_size=2, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    batches = trainer.predict(task, datamodule=dm)
+    sizes = [tuple(dm.val_set.load(i)[1].shape) for i in range(len(dm.val_set))]
+    assert [tuple(p.shape) for batch in batches for p in batch] == sizes  # 5 images in batches of 2, 2 and 1
 
 
 def _fit_steps(tmp_path, tiny_voc, task, steps=2, **trainer_kw):

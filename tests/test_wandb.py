@@ -1,13 +1,10 @@
 """W&B dashboards, read back from the offline run files: config, scalars, tables, images, artifacts, DDP, eval."""
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import CONFIGS, TINY_VOC_ARGS, segkit
 
 
 def wandb_records(run_dir: Path) -> list:
@@ -79,22 +76,12 @@ def read_run(run_dir: Path) -> dict:
 
 
 def _fit(tiny_voc, cwd, *extra, devices=1):
-    cmd = [sys.executable, "-m", "segkit.cli", "fit", "--config", str(REPO / "configs/voc.yaml"),
-           "--data.root", str(tiny_voc), "--data.num_workers", "0", "--data.batch_size", "4", "--data.crop_size", "48",
-           "--model.encoder", "xception_tiny", "--model.decoder_channels", "32", "--model.pretrained", "null",
-           "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
-           "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "32",
-           "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
-           "--trainer.enable_progress_bar", "false", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**_env(), "WANDB_MODE": "offline"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = segkit("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
+                  "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
+                  "--trainer.precision", "32", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+                  "--trainer.log_every_n_steps", "1", *extra, cwd=cwd, env={"WANDB_MODE": "offline"},
+                  threads=1 if devices > 1 else None, check=True)
     return proc.stdout
-
-
-def _env():
-    import os
-
-    return dict(os.environ)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +148,7 @@ def test_checkpoints_are_artifacts_with_their_score(wandb_run):
     assert best[0]["score"] == pytest.approx(run["summary"]["best/val_mIoU"])
 
 
+@pytest.mark.slow
 def test_two_process_run_writes_one_wandb_run(tiny_voc, tmp_path):
     stdout = _fit(tiny_voc, tmp_path, devices=2)
     runs = list((tmp_path / "lightning_logs" / "wandb").glob("offline-run-*"))
@@ -171,10 +159,11 @@ def test_two_process_run_writes_one_wandb_run(tiny_voc, tmp_path):
     assert stdout.count("upload it with") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger",
                                     "lightning.pytorch.loggers.TensorBoardLogger"])
 def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
-    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", str(tmp_path))
+    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", tmp_path)
     assert "Best checkpoint" in stdout and "wandb sync" not in stdout
     assert not (tmp_path / "lightning_logs" / "wandb").exists() and not (tmp_path / "wandb").exists()
     if logger.endswith("CSVLogger"):
@@ -189,11 +178,9 @@ def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
 def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
     cwd, _, _, _ = wandb_run
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root",
-         str(tiny_voc), "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--device", "cpu", "--scales", "0.75",
-         "1.0", "--wandb_project", "segkit-eval", "--wandb_images", "3", "--json", str(tmp_path / "s.json")],
-        capture_output=True, text=True, cwd=tmp_path, env={**_env(), "WANDB_MODE": "offline"})
+    proc = segkit("eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
+                  "--ckpt_path", ckpt, "--device", "cpu", "--scales", "0.75", "1.0", "--wandb_project", "segkit-eval",
+                  "--wandb_images", "3", "--json", tmp_path / "s.json", cwd=tmp_path, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert f"wandb sync {run_dir}" in proc.stdout
@@ -207,7 +194,7 @@ def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
 
 
 def test_offline_fallback_reasons(monkeypatch, tmp_path):
-    from segkit.loggers import offline_reason
+    from segkit.wandb import offline_reason
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert offline_reason() == "WANDB_MODE=offline"
@@ -228,13 +215,29 @@ def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
     cwd, _, train_dir, _ = wandb_run
     run_id = train_dir.name.rsplit("-", 1)[1]
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "segkit.cli", "eval", "--config", str(REPO / "configs/voc.yaml"), "--data.root",
-         str(tiny_voc), "--data.num_workers", "0", "--ckpt_path", str(ckpt), "--device", "cpu",
-         "--wandb_project", "segkit-voc", "--wandb_run_id", run_id, "--wandb_images", "2"],
-        capture_output=True, text=True, cwd=tmp_path, env={**_env(), "WANDB_MODE": "offline"})
+    proc = segkit("eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
+                  "--ckpt_path", ckpt, "--device", "cpu", "--wandb_project", "segkit-voc", "--wandb_run_id", run_id,
+                  "--wandb_images", "2", cwd=tmp_path, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert run_dir.name.endswith(run_id)  # the same run: `wandb sync` appends it to the training run
     run = read_run(run_dir)
     assert run["run"].run_id == run_id and "eval/mIoU" in run["summary"]
+
+
+def test_configs_saved_before_the_move_still_load(tmp_path):
+    """Runs saved their config with the former class paths (segkit.loggers, segkit.callbacks)."""
+    import yaml
+
+    from segkit import callbacks, loggers, wandb
+
+    assert loggers.WandbLogger is wandb.WandbLogger and callbacks.WandbDashboard is wandb.WandbDashboard
+    config = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
+    config["trainer"]["logger"]["class_path"] = "segkit.loggers.WandbLogger"
+    config["trainer"]["callbacks"][0]["class_path"] = "segkit.callbacks.WandbDashboard"
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(config))
+    proc = segkit("fit", "--config", old, "--print_config", cwd=tmp_path, check=True)
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["trainer"]["logger"]["class_path"] == "segkit.loggers.WandbLogger"
+    assert printed["trainer"]["callbacks"][0]["init_args"]["num_images"] == 8

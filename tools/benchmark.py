@@ -1,9 +1,10 @@
-"""segkit against its peers, measured in one process on one machine and reported as ratios.
+"""segkit's benchmarks in one tool: against its peers (reported as ratios), and its own speed and memory.
 
-    python tools/benchmark.py                        # the full run (docs/benchmarks.md)
+    python tools/benchmark.py                        # the full CPU run (docs/benchmarks.md)
     python tools/benchmark.py --quick                # small sizes, a minute on a CPU (run by the tests)
     python tools/benchmark.py --json results.json --sections model metric
-    python tools/benchmark.py --device cuda --sections model metric eval --json results_gpu.json   # on a GPU
+    python tools/benchmark.py --device cuda --json results_gpu.json          # on a GPU, every section
+    python tools/benchmark.py --sections eval --eval_size 1024 2048          # Cityscapes-size evaluation memory
 
 Sections:
 - model: segkit DeepLabV3+ Xception-65 vs segmentation-models-pytorch
@@ -16,34 +17,44 @@ Sections:
 - data: segkit's training pipeline (OpenCV decode + albumentations) vs a PIL pipeline in the style of
   torchvision's segmentation references (PIL decode, random resize, pad, random crop, flip, to tensor,
   normalize) on the same VOC-size JPEG/PNG files, one process, one thread; ratio = segkit / PIL images/s.
+  Also segkit alone on Cityscapes-size PNGs (1024x2048, crop 769): decoding and decoding + pipeline.
 - metric: segkit's ConfusionMatrix.update vs torchmetrics' MulticlassJaccardIndex.update on 1024x2048 label
   maps (19 classes, 255 ignored); ratio = segkit / torchmetrics updates/s (the two matrices are compared).
-- eval: images/s of single-scale and of 6-scale + flip inference (segkit.inference.predict_probs).
+- eval: seconds per image and peak memory of segkit.inference.predict_probs with the folded model (as
+  ``segkit eval`` runs it), single scale, the largest scale (1.75) alone and 6 scales + flip, each setting in
+  a fresh process (peak GPU memory, or on a CPU the process's peak resident memory).
+- train: the training step of segkit's task (forward, cross-entropy, backward, SGD with momentum) per
+  variant: fp32, bf16 autocast, +cl (channels_last), +compile (torch.compile); images/s, peak memory and
+  the first step (cuDNN's algorithm search, compilation) on its own; then inference images/s. At the paper's
+  crop 513 and 16 images per device.
 
-Times are medians over repetitions, segkit and the peer measured alternately so that drift hits both.
+Times are medians over repetitions after a warm-up; segkit and its peer are measured alternately so that
+drift hits both.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from time import perf_counter
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segkit.data import VOCSegmentation, make_synthetic_voc, train_transform  # noqa: E402
-from segkit.inference import predict_probs  # noqa: E402
-from segkit.metrics import ConfusionMatrix  # noqa: E402
-from segkit.models import DeepLabV3Plus, fold_batchnorm  # noqa: E402
-from segkit.models.decoder import resize  # noqa: E402
+from segkit.data import (
+    CityscapesSegmentation, VOCSegmentation, make_synthetic_cityscapes, make_synthetic_voc, train_transform,
+)
+from segkit.inference import predict_probs
+from segkit.metrics import ConfusionMatrix
+from segkit.models import DeepLabV3Plus, fold_batchnorm
+from segkit.models.decoder import resize
 
 
 DEVICE = torch.device("cpu")  # --device: where the model, metric and eval sections run
@@ -54,32 +65,36 @@ def _sync() -> None:
         torch.cuda.synchronize(DEVICE)  # CUDA calls return before the work is done
 
 
-def median_time(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        _sync()
-        start = time.perf_counter()
-        fn()
-        _sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def alternate(fns: dict, reps: int) -> dict[str, float]:
-    """Median seconds of each function, calling them in turn ``reps`` times after one warm-up call each."""
+def alternate(fns: dict, reps: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, calling them in turn ``reps`` times after ``warmup`` calls each."""
     for fn in fns.values():
-        fn()
+        for _ in range(warmup):
+            fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             _sync()
-            start = time.perf_counter()
+            start = perf_counter()
             fn()
             _sync()
-            times[k].append(time.perf_counter() - start)
+            times[k].append(perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    return alternate({"fn": fn}, reps, warmup)["fn"]
+
+
+def reset_peak() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+
+
+def peak_gib() -> float:
+    """Peak GPU memory since :func:`reset_peak`; on a CPU, the process's peak resident memory."""
+    if DEVICE.type == "cuda":
+        return torch.cuda.max_memory_allocated(DEVICE) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
 
 
 # model ----------------------------------------------------------------------------------------------------
@@ -261,23 +276,125 @@ def metric_section(height: int, reps: int, num_classes: int = 19) -> list[dict]:
              "unit": "updates/s ratio (higher is better)"}]
 
 
+def decode_rows(dataset, name: str, passes: int) -> list[dict]:
+    """segkit alone: images/s of decoding, and of decoding + the training pipeline (info rows)."""
+    def decode():
+        for _ in range(passes):
+            for i in range(len(dataset)):
+                dataset.load(i)
+
+    def pipeline():
+        for _ in range(passes):
+            for i in range(len(dataset)):
+                dataset[i]
+
+    t = alternate({"decode": decode, "pipeline": pipeline}, 1, warmup=0)
+    n = len(dataset) * passes
+    print(f"  data {name}: decode {n / t['decode']:.1f} img/s, decode + pipeline {n / t['pipeline']:.1f} img/s",
+          flush=True)
+    return [{"section": "data", "case": f"{name}, {what}, one core", "segkit_s": t[key] / n, "peer_s": None,
+             "ratio": None, "unit": "s per image", "info": True}
+            for key, what in (("decode", "decode"), ("pipeline", "decode + pipeline"))]
+
+
 # eval -----------------------------------------------------------------------------------------------------
-def eval_section(encoder: str, size: int, reps: int) -> list[dict]:
+EVAL_SETTINGS = {
+    "single scale": ((1.0,), False),
+    "scale 1.75 only": ((1.75,), False),
+    "6 scales + flip": ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True),
+}
+
+
+def eval_one(encoder: str, size: tuple[int, int], setting: str, reps: int, output_stride: int) -> dict:
+    """One setting in this process: seconds per image (median) and the peak memory of a pass."""
     torch.manual_seed(0)
-    model = fold_batchnorm(DeepLabV3Plus(21, encoder, 16)).to(DEVICE)  # as segkit eval runs it
-    x = torch.randn(1, 3, size, size, device=DEVICE)
+    model = fold_batchnorm(DeepLabV3Plus(21, encoder, output_stride)).to(DEVICE)  # as segkit eval runs it
+    x = torch.randn(1, 3, *size, device=DEVICE)
+    scales, flip = EVAL_SETTINGS[setting]
+    with torch.no_grad():
+        predict_probs(model, x, (1.0,))  # warm-up: cuDNN's algorithm choice, the allocator
+        reset_peak()
+        seconds = median_time(lambda: predict_probs(model, x, scales, flip), reps, warmup=0)
+    return {"seconds": seconds, "peak_gib": peak_gib()}
+
+
+def eval_section(encoder: str, size: tuple[int, int], reps: int, output_stride: int, quick: bool) -> list[dict]:
+    """Every setting of :data:`EVAL_SETTINGS` in a fresh process of this script (peak memory is per process)."""
     rows = []
-    for name, scales, flip in (("single scale", (1.0,), False),
-                               ("6 scales + flip", (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)):
-        with torch.no_grad():
-            t = median_time(lambda s=scales, f=flip: predict_probs(model, x, s, f), reps)
-        print(f"  eval {name}: {1 / t:.2f} img/s ({t:.2f} s per {size}x{size} image)", flush=True)
-        rows.append({"section": "eval", "case": f"{name}, {size}x{size}", "segkit_s": t, "peer_s": None,
-                     "ratio": None, "unit": "s per image"})
+    for setting in EVAL_SETTINGS:
+        cmd = [sys.executable, __file__, "--eval_one", setting, "--device", str(DEVICE), "--reps", str(reps),
+               "--eval_size", *map(str, size), "--eval_output_stride", str(output_stride)] + (["--quick"] * quick)
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        case = f"{setting}, {size[0]}x{size[1]}, OS{output_stride}"
+        print(f"  eval {case}: {r['seconds']:.3f} s per image, peak {r['peak_gib']:.2f} GiB", flush=True)
+        rows.append({"section": "eval", "case": case, "segkit_s": r["seconds"], "peer_s": None, "ratio": None,
+                     "unit": "s per image", "peak_gib": r["peak_gib"]})
     return rows
 
 
-TARGETS = {  # the issue's targets: (section, what, bound) on the ratio
+# train ----------------------------------------------------------------------------------------------------
+VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+compile", "bf16+cl+compile")
+
+
+def train_variant(encoder: str, size: int, batch: int, variant: str, steps: int, inference: bool = True,
+                  num_classes: int = 21) -> dict:
+    """Training step (and inference) speed and peak memory of one variant on :data:`DEVICE`."""
+    bf16, channels_last, compile_ = "bf16" in variant, "+cl" in variant, "compile" in variant
+    torch.manual_seed(0)
+    model = DeepLabV3Plus(num_classes, encoder, 16).to(DEVICE).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    if compile_:
+        model.compile()
+    opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9)
+    x = torch.randn(batch, 3, size, size, device=DEVICE).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch, size, size), device=DEVICE)
+    autocast = torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def step() -> None:
+        with autocast:
+            loss = F.cross_entropy(model(x), y, ignore_index=255)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    first = median_time(step, 1, warmup=0)  # compilation, cuDNN's algorithm search
+    median_time(step, 1)  # one more warm-up step
+    reset_peak()
+    dt = median_time(step, steps, warmup=0)
+    out = {"variant": variant, "step_s": dt, "train_img_s": batch / dt, "train_peak_gib": peak_gib(),
+           "first_step_s": first}
+    if inference:
+        model.eval()
+
+        def forward() -> None:
+            with torch.no_grad(), autocast:
+                model(x)
+
+        reset_peak()
+        infer = median_time(forward, steps, warmup=2)
+        out |= {"infer_img_s": batch / infer, "infer_peak_gib": peak_gib()}
+    return out
+
+
+def train_section(encoder: str, size: int, batch: int, steps: int, variants) -> list[dict]:
+    if DEVICE.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as Lightning's default for fixed-size crops
+    rows = []
+    for variant in variants:
+        r = train_variant(encoder, size, batch, variant, steps, inference="compile" not in variant)
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()  # the variant's model is gone; start the next one from a clean cache
+        case = f"{encoder} crop {size} batch {batch} {variant}"
+        print(f"  train {case}: {r['train_img_s']:.1f} img/s ({1000 * r['step_s']:.0f} ms per step), peak "
+              f"{r['train_peak_gib']:.2f} GiB, first step {r['first_step_s']:.1f} s; inference "
+              f"{r.get('infer_img_s', float('nan')):.1f} img/s", flush=True)
+        rows.append({"section": "train", "case": case, "segkit_s": r["step_s"], "peer_s": None, "ratio": None,
+                     "unit": "s per training step", **r})
+    return rows
+
+
+TARGETS = {  # segkit's speed targets against its peers: (section, what, bound) on the ratio
     "model forward+backward": ("<=", 1.05), "model forward": ("<=", 1.0), "data": (">=", 1.5), "metric": (">=", 1.0),
 }
 
@@ -290,39 +407,61 @@ def target_of(row: dict) -> tuple[str, float] | None:
     return TARGETS.get(row["section"])
 
 
+SECTIONS = ("model", "data", "metric", "eval", "train")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (the tests run this)")
-    parser.add_argument("--sections", nargs="+", choices=["model", "data", "metric", "eval"],
-                        default=["model", "data", "metric", "eval"])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
+                        help="default: model data metric eval on a CPU, all five on a GPU")
     parser.add_argument("--reps", type=int, default=None,
-                        help="repetitions per model case (default 3, --quick 1); this VM varies by ~10%% between runs")
+                        help="repetitions per case (default 3, --quick 1); this VM varies by ~10%% between runs")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--device", default="cpu", help="device of the model, metric and eval sections (cuda on a GPU)")
+    parser.add_argument("--device", default="cpu", help="device of the model, metric, eval and train sections")
+    parser.add_argument("--eval_size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="eval image size (default 513 513, --quick 96 96)")
+    parser.add_argument("--eval_output_stride", type=int, default=16)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
+                        help="train variants (default: all; --quick: those without compile)")
+    parser.add_argument("--eval_one", help=argparse.SUPPRESS)  # one eval setting, in a process of its own
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
     q = args.quick
     reps = args.reps or (1 if q else 3)
+    encoder = "xception_tiny" if q else "xception65"
+    eval_size = tuple(args.eval_size or ((96, 96) if q else (513, 513)))
+    if args.eval_one:
+        print(json.dumps(eval_one(encoder, eval_size, args.eval_one, reps, args.eval_output_stride)))
+        return
+    sections = args.sections or (SECTIONS if DEVICE.type == "cuda" else SECTIONS[:4])
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"CPU, {threads} threads"
     print(f"segkit benchmark{' (quick)' if q else ''}: torch {torch.__version__}, {where}", flush=True)
     rows: list[dict] = []
-    if "model" in args.sections:
+    if "model" in sections:
         rows += model_section("xception65", 128 if q else 512, 2, reps,
                               (16,) if q else (16, 8), ("fp32",) if q else ("fp32", "bf16", "channels_last"))
-    if "data" in args.sections:
+    if "data" in sections:
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
         with tempfile.TemporaryDirectory() as tmp:
-            sizes, crop, n = ((96, 128), 96, 4) if q else ((375, 500), 513, 20)
-            make_synthetic_voc(Path(tmp), num_train=n, num_val=1, size_range=sizes, seed=0)
-            rows += data_section(Path(tmp), crop, 1 if q else 2)
+            sizes, crop, n, cs_height, cs_crop = ((96, 128), 96, 4, 64, 96) if q else ((375, 500), 513, 20, 1024, 769)
+            make_synthetic_voc(Path(tmp) / "voc", num_train=n, num_val=1, size_range=sizes, seed=0)
+            rows += data_section(Path(tmp) / "voc", crop, 1 if q else 2)
+            make_synthetic_cityscapes(Path(tmp) / "cs", num_train=max(2, n // 4), num_val=1, height=cs_height, seed=0)
+            cs = CityscapesSegmentation(Path(tmp) / "cs", "train", transform=train_transform(cs_crop))
+            rows += decode_rows(cs, f"Cityscapes-size PNG ({cs_height}x{2 * cs_height}), crop {cs_crop}", 1 if q else 3)
         torch.set_num_threads(threads)
-    if "metric" in args.sections:
+    if "metric" in sections:
         rows += metric_section(256 if q else 1024, 3 if q else 10)
-    if "eval" in args.sections:
-        rows += eval_section("xception_tiny" if q else "xception65", 96 if q else 513, 1 if q else 2)
+    if "eval" in sections:
+        rows += eval_section(encoder, eval_size, reps, args.eval_output_stride, q)
+    if "train" in sections:
+        size, batch, steps = (65, 2, 2) if q else (513, 16, 10)
+        variants = args.variants or ([v for v in VARIANTS if "compile" not in v] if q else VARIANTS)
+        rows += train_section(encoder, size, batch, steps, variants)
 
     print(f"\n{'section':<7} {'case':<46} {'segkit':>9} {'peer':>9} {'ratio':>7}  target")
     for r in rows:
@@ -334,8 +473,8 @@ def main() -> None:
         peer = f"{r['peer_s']:9.4f}" if r["peer_s"] is not None else f"{'-':>9}"
         ratio = f"{r['ratio']:7.3f}" if r["ratio"] is not None else f"{'-':>7}"
         print(f"{r['section']:<7} {r['case']:<46} {r['segkit_s']:9.4f} {peer} {ratio}  {ok}")
-    print("model/eval: seconds; data: seconds per image; metric: seconds per update. ratio: model = segkit/smp "
-          "time, data and metric = segkit/peer speed.")
+    print("model/eval: seconds; data: seconds per image; metric: seconds per update; train: seconds per step. "
+          "ratio: model = segkit/smp time, data and metric = segkit/peer speed.")
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "threads": threads, "device": where, "quick": q,
                                          "rows": rows}, indent=1))

@@ -22,13 +22,11 @@ from pathlib import Path
 import timm
 import torch
 
+import benchmark  # tools/benchmark.py: Python puts a script's own folder first on the import path
+from segkit.data import CityscapesDataModule, make_synthetic_cityscapes, make_synthetic_voc
+from segkit.models import AlignedXception, DeepLabV3Plus
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench_train import train_step_bench  # noqa: E402  (tools/ is on the path when run as a script)
-
-from segkit.data import CityscapesDataModule, make_synthetic_cityscapes, make_synthetic_voc  # noqa: E402
-from segkit.models import AlignedXception, DeepLabV3Plus  # noqa: E402
 
 
 def parity(arch: str, output_stride: int, size: int, device: torch.device) -> float:
@@ -95,8 +93,9 @@ def bench_rows(encoder: str, size: int, batch: int, device: torch.device, steps:
     """Training (and inference) speed in float32 and bf16, added to ``results`` and the printed ``rows``."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    benchmark.DEVICE = device
     for dtype in ("fp32", "bf16"):
-        r = train_step_bench(encoder, size, batch, dtype, device, steps, inference)
+        r = benchmark.train_variant(encoder, size, batch, dtype, steps, inference)
         results[f"{key}_{dtype}"] = r
         rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
                      f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))

@@ -1,18 +1,23 @@
 """Data sets, pipelines and DataModules."""
-from .base import SegmentationDataset, read_image, read_label_png
-from .cityscapes import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesSegmentation, cityscapes_palette
+from .base import IGNORE_INDEX, SegmentationDataset, read_image, read_label_png, write_label_png
+from .cityscapes import (
+    CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesPredictionFiles, CityscapesSegmentation, cityscapes_palette,
+)
 from .datamodule import (
     CityscapesDataModule, SegmentationDataModule, SyntheticCityscapesDataModule, SyntheticVOCDataModule,
-    VOCDataModule, pad_collate,
+    VOCDataModule,
 )
+from .predictions import PredictionFiles
+from .sampling import pad_collate
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
 from .transforms import eval_transform, train_transform
-from .voc import IGNORE_INDEX, VOC_CLASSES, VOCSegmentation, voc_palette
+from .voc import VOC_CLASSES, VOCSegmentation, voc_palette
 
 __all__ = [
-    "CITYSCAPES_CLASSES", "CityscapesDataModule", "CityscapesSegmentation", "IGNORE_INDEX", "LABEL_ID_TO_TRAIN_ID",
-    "SYNTHETIC_CLASSES", "SegmentationDataModule", "SegmentationDataset", "SyntheticCityscapesDataModule",
-    "SyntheticVOCDataModule", "VOCDataModule", "VOCSegmentation", "VOC_CLASSES", "cityscapes_palette",
-    "eval_transform", "make_synthetic_cityscapes", "make_synthetic_voc", "pad_collate", "read_image",
-    "read_label_png", "train_transform", "voc_palette",
+    "CITYSCAPES_CLASSES", "CityscapesDataModule", "CityscapesPredictionFiles", "CityscapesSegmentation",
+    "IGNORE_INDEX", "LABEL_ID_TO_TRAIN_ID", "PredictionFiles", "SYNTHETIC_CLASSES", "SegmentationDataModule",
+    "SegmentationDataset", "SyntheticCityscapesDataModule", "SyntheticVOCDataModule", "VOCDataModule",
+    "VOCSegmentation", "VOC_CLASSES", "cityscapes_palette", "eval_transform", "make_synthetic_cityscapes",
+    "make_synthetic_voc", "pad_collate", "read_image", "read_label_png", "train_transform", "voc_palette",
+    "write_label_png",
 ]

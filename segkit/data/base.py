@@ -58,6 +58,15 @@ def read_label_png(path: Path) -> np.ndarray:
         raise ValueError(f"cannot decode mask file {path}: {e}") from e
 
 
+def write_label_png(path: Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Class indices (H, W) as an 8-bit PNG: a palette (P) PNG coloured with ``palette`` ((256, 3) uint8), or a
+    grayscale (L) PNG without one. Either way :func:`read_label_png` reads back the same indices."""
+    image = Image.fromarray(np.asarray(labels, np.uint8))  # mode L
+    if palette is not None:
+        image.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())  # makes it a P image, same indices
+    image.save(path)
+
+
 def check_values(mask: np.ndarray, valid: np.ndarray, path: Path) -> None:
     """Raises naming the file and the offending values if ``mask`` holds values outside ``valid``."""
     present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))

@@ -1,13 +1,12 @@
-"""`segkit data check`: walk every split of a configured data set and report its contents and problems."""
+"""`segkit data check`: walk every split of a configured data set and report its contents and problems
+(the command itself is in :mod:`segkit.cli`)."""
 from __future__ import annotations
-
-import sys
-from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from .datamodule import SegmentationDataModule
+from .sampling import as_is
 
 
 class _Inspect(Dataset):
@@ -27,14 +26,10 @@ class _Inspect(Dataset):
         return {"size": image.shape[:2], "hist": np.bincount(mask.ravel(), minlength=256)}
 
 
-def _identity(item: dict) -> dict:
-    return item
-
-
 def check_split(dataset, num_workers: int = 0) -> dict:
     """Image count, size range, per-class pixel histogram (train ids, 255 last) and problems of one split."""
     sizes, hist, problems = [], np.zeros(256, np.int64), []
-    loader = DataLoader(_Inspect(dataset), batch_size=None, num_workers=num_workers, collate_fn=_identity)
+    loader = DataLoader(_Inspect(dataset), batch_size=None, num_workers=num_workers, collate_fn=as_is)
     for item in loader:
         if "error" in item:
             problems.append(item["error"])
@@ -80,35 +75,3 @@ def check(datamodule: SegmentationDataModule) -> int:
         problems += len(result["problems"])
     print(f"\n{problems} problem(s) found" if problems else "\nno problems found")
     return problems
-
-
-# the sections of a segkit fit config that the data-only tools (eval, predict, export, data check) skip
-IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
-
-
-def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",)):
-    """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
-    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
-    for other in IGNORED_SECTIONS + tuple(ignore):
-        parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
-    return parser
-
-
-def config_datamodule(parser, cfg) -> SegmentationDataModule:
-    """The DataModule of a parsed config; nothing else is built (the trainer's logger would be, otherwise)."""
-    cfg = cfg.clone()
-    for section in IGNORED_SECTIONS:
-        cfg[section] = None
-    return parser.instantiate_classes(cfg).data
-
-
-def main(args: list[str]) -> None:
-    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
-    parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
-    cfg = parser.parse_args(args)
-    datamodule = config_datamodule(parser, cfg)
-    sys.exit(1 if check(datamodule) else 0)

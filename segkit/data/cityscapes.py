@@ -15,12 +15,14 @@ is mapped, and values outside the valid set raise an error naming the file.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .base import IGNORE_INDEX, Sample, SegmentationDataset, check_values
+from .predictions import PredictionFiles
 
 # (name, id, train id, colour) of the official label table; train id 255 = not evaluated.
 CITYSCAPES_LABELS = (
@@ -115,3 +117,28 @@ class CityscapesSegmentation(SegmentationDataset):
             return super().decode_mask(raw, path)
         check_values(raw, np.arange(NUM_LABEL_IDS), path)
         return LABEL_ID_TO_TRAIN_ID[raw]
+
+
+class CityscapesPredictionFiles(PredictionFiles):
+    """``<city>_<seq>_<frame>_labelIds.png`` holding label ids, as the official evaluation server takes them.
+
+    Read back from label-id files (ids outside the 19 evaluated classes become void: a miss for the true
+    class, as the official scorer counts them) or from class-index PNGs of train ids; a file belongs to the
+    image whose ``<city>_<seq>_<frame>`` starts its name, whatever suffix it carries.
+    """
+
+    def file_name(self, name: str) -> str:
+        return f"{name}_labelIds.png"
+
+    def encode(self, labels: np.ndarray) -> np.ndarray:
+        return train_ids_to_label_ids(labels)
+
+    def decode(self, raw: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+        if path.name.endswith("_labelIds.png"):
+            check_values(raw, np.arange(NUM_LABEL_IDS), path)
+            return LABEL_ID_TO_TRAIN_ID[raw]
+        return super().decode(raw, path, num_classes)
+
+    def key(self, path: Path) -> str:
+        match = re.match(r"(.+?_\d{6}_\d{6})", path.stem)
+        return match.group(1) if match else path.stem

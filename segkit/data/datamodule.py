@@ -1,157 +1,39 @@
-"""LightningDataModules: Pascal VOC 2012 (optionally SBD-augmented), Cityscapes, and synthetic sets in both layouts."""
+"""LightningDataModules: Pascal VOC 2012 (optionally SBD-augmented), Cityscapes, and synthetic sets in both layouts.
+
+How their samples are collated, sharded and seeded is :mod:`segkit.data.sampling`.
+"""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from .base import IGNORE_INDEX
-from .cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation, find_cityscapes_split
+from ..distributed import rank_and_world
+from .cityscapes import (
+    CITYSCAPES_CLASSES, CityscapesPredictionFiles, CityscapesSegmentation, cityscapes_palette, find_cityscapes_split,
+)
+from .predictions import PredictionFiles
+from .sampling import SeededSamples, TrainBatchSampler, TrainLoader, eval_sampler, pad_collate
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
-from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, seed_transform, train_transform
-from .voc import VOC_CLASSES, VOCSegmentation, find_voc_dir
-
-
-def pad_collate(samples: list[dict]) -> dict:
-    """Stacks samples, padding images (with 0, the normalized mean) and masks (with 255) at the bottom/right.
-
-    Evaluation keeps full-size images of different sizes; padded pixels are ignored by the loss and metric.
-    """
-    h = max(s["image"].shape[-2] for s in samples)
-    w = max(s["image"].shape[-1] for s in samples)
-
-    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
-        return F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value)
-
-    return {
-        "image": torch.stack([pad(s["image"], 0.0) for s in samples]),
-        "mask": torch.stack([pad(s["mask"], IGNORE_INDEX) for s in samples]),
-        "size": torch.tensor([tuple(s["mask"].shape[-2:]) for s in samples]),
-        "name": [s["name"] for s in samples],
-    }
-
-
-class ShardSampler(torch.utils.data.Sampler[int]):
-    """Evaluation sampler for several processes: rank r takes images r, r + N, r + 2N, ... with no padding.
-
-    PyTorch's DistributedSampler repeats images to even out the shards, which would count them twice in the
-    confusion matrix; here every image is seen by exactly one process (shards differ by at most one image).
-    """
-
-    def __init__(self, length: int, rank: int, world_size: int) -> None:
-        self.indices = list(range(rank, length, world_size))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def _world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def eval_sampler(dataset: Dataset) -> ShardSampler | None:
-    """A ShardSampler when running in several processes, else None (plain sequential order)."""
-    rank, world = _world()
-    return ShardSampler(len(dataset), rank, world) if world > 1 else None
-
-
-class TrainBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
-    """This process's training batches, cut from a stream of global batches that depends only on the seed.
-
-    Epoch ``e`` shuffles the data set with the seed pair ``(seed, e)``; its global batches are consecutive
-    slices of ``global_batch`` images (an incomplete last one is dropped). A global batch is split into
-    ``accumulate x world_size`` micro-batches: micro-step ``m`` of process ``r`` takes chunk
-    ``m * world_size + r``. Every image also gets an augmentation seed drawn from ``(seed, e)``, so what the
-    model sees at a step (which images, how they are scaled, cropped and flipped) does not depend on the
-    number of processes, DataLoader workers or accumulation steps.
-
-    Iteration starts at ``start_step()`` (the trainer's global step), so a resumed run continues the
-    stream where the checkpoint left it, on any number of devices.
-
-    Yields lists of ``(index, augmentation seed)`` for :class:`SeededSamples`.
-    """
-
-    def __init__(self, length: int, global_batch: int, rank: int = 0, world_size: int = 1, accumulate: int = 1,
-                 seed: int = 0, start_step: Callable[[], int] = lambda: 0) -> None:
-        parts = world_size * accumulate
-        if global_batch % parts:
-            raise ValueError(
-                f"data.batch_size={global_batch} is the global batch and must divide evenly over {world_size} "
-                f"process(es) x {accumulate} accumulation step(s) (trainer.devices x trainer.num_nodes x "
-                f"trainer.accumulate_grad_batches); choose a multiple of {parts}")
-        if length < global_batch:
-            raise ValueError(f"the training set has {length} images, fewer than one global batch "
-                             f"(data.batch_size={global_batch})")
-        self.length, self.global_batch, self.micro_batch = length, global_batch, global_batch // parts
-        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
-        self.seed, self.start_step = seed, start_step
-        self.steps_per_epoch = length // global_batch
-
-    def __len__(self) -> int:
-        """Micro-batches of this process in a full epoch."""
-        return self.steps_per_epoch * self.accumulate
-
-    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image order, augmentation seed of each image index) of ``epoch``."""
-        rng = np.random.default_rng([self.seed, epoch])
-        return rng.permutation(self.length), rng.integers(0, 2**62, self.length)
-
-    def __iter__(self):
-        epoch, first = divmod(self.start_step(), self.steps_per_epoch)
-        order, seeds = self.epoch_plan(epoch)
-        b = self.micro_batch
-        for step in range(first, self.steps_per_epoch):
-            batch = order[step * self.global_batch:(step + 1) * self.global_batch]
-            for m in range(self.accumulate):
-                chunk = m * self.world_size + self.rank
-                yield [(int(i), int(seeds[i])) for i in batch[chunk * b:(chunk + 1) * b]]
-
-
-class SeededSamples(Dataset):
-    """A training set read with ``(index, seed)`` keys: seeds the augmentations, then returns ``dataset[index]``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        parts = getattr(dataset, "datasets", [dataset])  # each part of a ConcatDataset has its own pipeline
-        self.transforms = [p.transform for p in parts if getattr(p, "transform", None) is not None]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        index, seed = key
-        for transform in self.transforms:
-            seed_transform(transform, seed)
-        return self.dataset[index]
-
-
-class TrainLoader(DataLoader):
-    """The training DataLoader, resumable in Lightning's sense: its position is the trainer's global step
-    (see :class:`TrainBatchSampler`) and its seed travels in the checkpoint, so a resumed run, on any number
-    of devices, continues the data stream of the run it resumes."""
-
-    def state_dict(self) -> dict:
-        return {"seed": self.batch_sampler.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batch_sampler.seed = state["seed"]
+from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, train_transform
+from .voc import VOC_CLASSES, VOCSegmentation, find_voc_dir, voc_palette
 
 
 class SegmentationDataModule(L.LightningDataModule):
     """Loaders, pipelines and the evaluation rules shared by every data set.
 
-    Subclasses name their ``class_names`` and build their splits in :meth:`make_split`.
+    A data set declares what the commands need to know about it, so that none of them tests for its type:
+
+    - ``class_names``, and ``num_classes`` from them;
+    - ``palette``: (256, 3) uint8 class colours of masks and overlays (``segkit predict``, reports);
+    - ``prediction_files``: how its prediction files are named and encoded for its benchmark, and read back
+      (``segkit eval --save_predictions`` / ``--predictions``);
+    - its splits, built by :meth:`make_split`, and the splits it trains on, :meth:`train_splits`.
+
+    Subclasses take the arguments below through ``**kwargs``, with their own defaults for the first five.
 
     Args:
         root: data root.
@@ -159,14 +41,16 @@ class SegmentationDataModule(L.LightningDataModule):
             accumulation steps; each process loads ``batch_size / (world size x accumulate_grad_batches)``.
         val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop.
-        scale_range: random scale range of the training pipeline.
+        num_workers: DataLoader worker processes per device.
+        scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
         std: normalization std (RGB, 0-1).
-        num_workers: DataLoader worker processes per device.
         pin_memory: pin host memory; default: when CUDA is available.
     """
 
     class_names: tuple[str, ...] = ()
+    palette: np.ndarray = voc_palette()
+    prediction_files: PredictionFiles = PredictionFiles()
 
     def __init__(
         self,
@@ -174,11 +58,11 @@ class SegmentationDataModule(L.LightningDataModule):
         batch_size: int,
         val_batch_size: int,
         crop_size: int,
-        scale_range: tuple[float, float],
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
         num_workers: int,
-        pin_memory: bool | None,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        mean: tuple[float, float, float] = XCEPTION_MEAN,
+        std: tuple[float, float, float] = XCEPTION_STD,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("crop_size", crop_size)):
@@ -218,7 +102,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Each process loads its share of the global batch (see :class:`TrainBatchSampler`)."""
         trainer = self._checked_trainer()
-        rank, world = _world()
+        rank, world = rank_and_world()
         accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
         seed = torch.initial_seed() % 2**62  # the global seed (seed_everything), the same on every process
         if trainer is not None:
@@ -264,11 +148,12 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
+        """``trainer.predict`` (Python API; ``segkit predict`` reads image folders) predicts the val split."""
         return self.val_dataloader()
 
 
 class VOCDataModule(SegmentationDataModule):
-    """Pascal VOC 2012 segmentation (21 classes).
+    """Pascal VOC 2012 segmentation (21 classes); other arguments as :class:`SegmentationDataModule`.
 
     Args:
         root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
@@ -277,29 +162,16 @@ class VOCDataModule(SegmentationDataModule):
         batch_size: the global training batch (16 in the paper), over all processes and accumulation steps.
         val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop (513 in the paper).
-        scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
-        mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
-        std: normalization std (RGB, 0-1).
         num_workers: DataLoader worker processes per device.
-        pin_memory: pin host memory; default: when CUDA is available.
     """
 
     class_names = VOC_CLASSES
 
-    def __init__(
-        self,
-        root: str = "data/voc",
-        augmented: bool = False,
-        batch_size: int = 16,
-        val_batch_size: int = 1,
-        crop_size: int = 513,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
-        num_workers: int = min(4, os.cpu_count() or 1),
-        pin_memory: bool | None = None,
-    ) -> None:
-        super().__init__(root, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers, pin_memory)
+    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16,
+                 val_batch_size: int = 1, crop_size: int = 513, num_workers: int = min(4, os.cpu_count() or 1),
+                 **kwargs) -> None:
+        super().__init__(root=root, batch_size=batch_size, val_batch_size=val_batch_size, crop_size=crop_size,
+                         num_workers=num_workers, **kwargs)
         self.augmented = augmented
 
     def prepare_data(self) -> None:
@@ -324,24 +196,11 @@ class SyntheticVOCDataModule(VOCDataModule):
 
     class_names = SYNTHETIC_CLASSES
 
-    def __init__(
-        self,
-        root: str = "data/synthetic_voc",
-        num_train: int = 300,
-        num_val: int = 60,
-        size_range: tuple[int, int] = (96, 160),
-        seed: int = 0,
-        batch_size: int = 8,
-        val_batch_size: int = 8,
-        crop_size: int = 96,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
-        num_workers: int = min(2, os.cpu_count() or 1),
-        pin_memory: bool | None = None,
-    ) -> None:
-        super().__init__(root, False, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers,
-                         pin_memory)
+    def __init__(self, root: str = "data/synthetic_voc", num_train: int = 300, num_val: int = 60,
+                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, val_batch_size: int = 8,
+                 crop_size: int = 96, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
+        super().__init__(root=root, augmented=False, batch_size=batch_size, val_batch_size=val_batch_size,
+                         crop_size=crop_size, num_workers=num_workers, **kwargs)
         self.num_train, self.num_val = num_train, num_val
         self.size_range = tuple(size_range)
         self.seed = seed
@@ -351,7 +210,8 @@ class SyntheticVOCDataModule(VOCDataModule):
 
 
 class CityscapesDataModule(SegmentationDataModule):
-    """Cityscapes (19 evaluated classes), labels mapped from raw ids to train ids.
+    """Cityscapes (19 evaluated classes), labels mapped from raw ids to train ids; other arguments as
+    :class:`SegmentationDataModule`. Prediction files are written as label ids, for the official server.
 
     Args:
         root: folder holding ``leftImg8bit`` and ``gtFine`` (and ``gtCoarse`` for ``coarse``).
@@ -360,29 +220,18 @@ class CityscapesDataModule(SegmentationDataModule):
             accumulation steps.
         val_batch_size: evaluation batch size per process (whole 1024x2048 images).
         crop_size: square training crop (769 in the official recipe).
-        scale_range: random scale range (0.5-2.0).
-        mean: normalization mean (RGB, 0-1).
-        std: normalization std (RGB, 0-1).
         num_workers: DataLoader worker processes per device.
-        pin_memory: pin host memory; default: when CUDA is available.
     """
 
     class_names = CITYSCAPES_CLASSES
+    palette = cityscapes_palette()
+    prediction_files = CityscapesPredictionFiles()
 
-    def __init__(
-        self,
-        root: str = "data/cityscapes",
-        coarse: bool = False,
-        batch_size: int = 8,
-        val_batch_size: int = 1,
-        crop_size: int = 769,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
-        num_workers: int = min(4, os.cpu_count() or 1),
-        pin_memory: bool | None = None,
-    ) -> None:
-        super().__init__(root, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers, pin_memory)
+    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8,
+                 val_batch_size: int = 1, crop_size: int = 769, num_workers: int = min(4, os.cpu_count() or 1),
+                 **kwargs) -> None:
+        super().__init__(root=root, batch_size=batch_size, val_batch_size=val_batch_size, crop_size=crop_size,
+                         num_workers=num_workers, **kwargs)
         self.coarse = coarse
 
     def prepare_data(self) -> None:
@@ -408,24 +257,11 @@ class SyntheticCityscapesDataModule(CityscapesDataModule):
         **kwargs: the CityscapesDataModule arguments.
     """
 
-    def __init__(
-        self,
-        root: str = "data/synthetic_cityscapes",
-        num_train: int = 24,
-        num_val: int = 8,
-        height: int = 128,
-        seed: int = 0,
-        batch_size: int = 4,
-        val_batch_size: int = 2,
-        crop_size: int = 128,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
-        num_workers: int = min(2, os.cpu_count() or 1),
-        pin_memory: bool | None = None,
-    ) -> None:
-        super().__init__(root, False, batch_size, val_batch_size, crop_size, scale_range, mean, std, num_workers,
-                         pin_memory)
+    def __init__(self, root: str = "data/synthetic_cityscapes", num_train: int = 24, num_val: int = 8,
+                 height: int = 128, seed: int = 0, batch_size: int = 4, val_batch_size: int = 2, crop_size: int = 128,
+                 num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
+        super().__init__(root=root, coarse=False, batch_size=batch_size, val_batch_size=val_batch_size,
+                         crop_size=crop_size, num_workers=num_workers, **kwargs)
         self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
 
     def prepare_data(self) -> None:

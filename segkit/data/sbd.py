@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy.io import loadmat
 from tqdm import tqdm
 
-from .base import read_label_png
-from .voc import find_voc_dir
+from .base import read_label_png, write_label_png
+from .voc import find_voc_dir, read_id_list
 
 
 def find_sbd_dir(sbd_root: str | Path) -> Path:
@@ -39,10 +38,6 @@ def read_sbd_mat(path: Path) -> np.ndarray:
     return np.asarray(seg, dtype=np.uint8)
 
 
-def _names(path: Path) -> list[str]:
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
 def convert_sbd(sbd_root: str | Path, voc_root: str | Path, progress: bool = True) -> dict[str, int]:
     """Writes ``SegmentationClassAug/*.png`` and ``ImageSets/Segmentation/train_aug.txt`` into the VOC folder.
 
@@ -50,8 +45,8 @@ def convert_sbd(sbd_root: str | Path, voc_root: str | Path, progress: bool = Tru
     """
     sbd, voc = find_sbd_dir(sbd_root), find_voc_dir(voc_root)
     lists = voc / "ImageSets" / "Segmentation"
-    sbd_names = set(_names(sbd / "train.txt")) | set(_names(sbd / "val.txt"))
-    voc_train, voc_val = set(_names(lists / "train.txt")), set(_names(lists / "val.txt"))
+    sbd_names = set(read_id_list(sbd / "train.txt")) | set(read_id_list(sbd / "val.txt"))
+    voc_train, voc_val = set(read_id_list(lists / "train.txt")), set(read_id_list(lists / "val.txt"))
     train_aug = sorted((sbd_names | voc_train) - voc_val)
     out = voc / "SegmentationClassAug"
     out.mkdir(exist_ok=True)
@@ -64,7 +59,7 @@ def convert_sbd(sbd_root: str | Path, voc_root: str | Path, progress: bool = Tru
         voc_mask = voc / "SegmentationClass" / f"{name}.png"
         mask = read_label_png(voc_mask) if voc_mask.is_file() else read_sbd_mat(sbd / "cls" / f"{name}.mat")
         tmp = dst.with_suffix(".tmp.png")
-        Image.fromarray(mask, mode="L").save(tmp)
+        write_label_png(tmp, mask)
         os.replace(tmp, dst)  # never leaves a half-written PNG behind
         written += 1
     (lists / "train_aug.txt").write_text("\n".join(train_aug) + "\n")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from .cityscapes import CITYSCAPES_LABELS, NUM_LABEL_IDS
-from .voc import IGNORE_INDEX, voc_palette
+from .base import IGNORE_INDEX, write_label_png
+from .voc import voc_palette
 
 SYNTHETIC_CLASSES = ("background", "horizontal_stripes", "vertical_stripes", "checkerboard", "diagonal_stripes")
 MARKER = "segkit_synthetic.json"
@@ -85,12 +85,6 @@ def render_sample(
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-def write_palette_png(mask: np.ndarray, path: Path) -> None:
-    im = Image.fromarray(mask, mode="P")
-    im.putpalette(voc_palette().flatten().tolist())
-    im.save(path)
-
-
 def _prepare(root: Path, params: dict, folders: tuple[str, ...]) -> bool:
     """True when a set with these parameters is already there; otherwise clears segkit's own older set.
 
@@ -143,7 +137,7 @@ def make_synthetic_voc(
             image, mask = render_sample(rng, size_range)
             cv2.imwrite(str(out / "JPEGImages" / f"{name}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
-            write_palette_png(mask, out / "SegmentationClass" / f"{name}.png")
+            write_label_png(out / "SegmentationClass" / f"{name}.png", mask, voc_palette())
             names.append(name)
         (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     tmp.rename(root / "VOCdevkit")

@@ -15,7 +15,7 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
-from .voc import IGNORE_INDEX  # noqa: E402
+from .base import IGNORE_INDEX  # noqa: E402
 
 # Inception-style normalization of the TF-trained Xception weights (timm xception*.tf_in1k): x / 127.5 - 1.
 XCEPTION_MEAN = (0.5, 0.5, 0.5)

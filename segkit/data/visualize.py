@@ -1,8 +1,11 @@
 """Colour-coded masks and overlays (for logging, prediction files and reports)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
+from PIL import Image
 
 from .base import IGNORE_INDEX
 from .cityscapes import cityscapes_palette
@@ -29,6 +32,11 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "vo
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
     keep = (mask == IGNORE_INDEX)[..., None]
     return np.where(keep, image, blended.round()).astype(np.uint8)
+
+
+def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "voc") -> None:
+    """The overlay of ``mask`` on ``image`` as a JPEG (quality 90)."""
+    Image.fromarray(overlay(image, mask, palette)).save(path, quality=90)
 
 
 def confusion_heatmap(confmat, cell: int = 16) -> np.ndarray:

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import IGNORE_INDEX, Sample, SegmentationDataset
-
-__all__ = ["IGNORE_INDEX", "VOC_CLASSES", "VOCSegmentation", "find_voc_dir", "voc_palette"]
+from .base import Sample, SegmentationDataset
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -36,6 +34,11 @@ def voc_palette(n: int = 256) -> np.ndarray:
             c >>= 3
         palette[i] = (r, g, b)
     return palette
+
+
+def read_id_list(path: Path) -> list[str]:
+    """The image ids of a list file (first word of each non-empty line: VOC's and SBD's split lists)."""
+    return [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def find_voc_dir(root: str | Path) -> Path:
@@ -73,7 +76,7 @@ class VOCSegmentation(SegmentationDataset):
         list_file = self.voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not list_file.is_file():
             raise FileNotFoundError(f"split list not found: {list_file}")
-        names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        names = read_id_list(list_file)
         if not names:
             raise ValueError(f"split list {list_file} is empty")
         samples = [Sample(n, self.voc_dir / "JPEGImages" / f"{n}.jpg", self.voc_dir / mask_dir / f"{n}.png")

@@ -18,8 +18,13 @@ from .encoders import build_encoder
 PAPER_RATES_OS16 = (6, 12, 18)
 
 
+def scale_atrous_rates(rates: Sequence[int], from_stride: int, to_stride: int) -> tuple[int, ...]:
+    """ASPP rates defined at output stride ``from_stride``, at ``to_stride``: the same field of view in pixels."""
+    return tuple(max(1, round(r * from_stride / to_stride)) for r in rates)
+
+
 def default_atrous_rates(output_stride: int) -> tuple[int, ...]:
-    return tuple(max(1, r * 16 // output_stride) for r in PAPER_RATES_OS16)
+    return scale_atrous_rates(PAPER_RATES_OS16, 16, output_stride)
 
 
 class DeepLabV3Plus(nn.Module):
@@ -55,9 +60,8 @@ class DeepLabV3Plus(nn.Module):
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
         self._rates_at = (rates, output_stride)  # rates are defined at this output stride
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
-        self.decoder = DeepLabV3PlusDecoder(
-            self.encoder.low_channels, num_classes, decoder_channels, low_level_channels, decoder_channels
-        )
+        self.decoder = DeepLabV3PlusDecoder(self.encoder.low_channels, num_classes, aspp_chs=decoder_channels,
+                                            low_proj_chs=low_level_channels, chs=decoder_channels)
 
     @property
     def output_stride(self) -> int:
@@ -70,8 +74,7 @@ class DeepLabV3Plus(nn.Module):
         paper's evaluation protocol.
         """
         self.encoder.set_output_stride(output_stride)
-        rates, base = self._rates_at
-        self.aspp.set_atrous_rates([max(1, round(r * base / output_stride)) for r in rates])
+        self.aspp.set_atrous_rates(scale_atrous_rates(*self._rates_at, output_stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)  # low: (B, C_low, H/4, W/4), out: (B, C_out, H/OS, W/OS)

@@ -1,0 +1,63 @@
+"""What the commands that run a trained model share: reading a segkit config for its data section alone, and
+the options of ``segkit eval``, ``segkit predict`` and ``segkit export``.
+
+Those commands (and ``segkit data check``) take the same ``--config`` as ``segkit fit``; they build only its
+DataModule (jsonargparse would otherwise also build the trainer's logger, which starts W&B), so that its
+class names, colours, normalization and splits come from the config the model was trained with.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .data import SegmentationDataModule
+
+# the sections of a segkit fit config that the data-only commands skip
+IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
+
+
+def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",)):
+    """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
+    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
+    for other in IGNORED_SECTIONS + tuple(ignore):
+        parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
+    return parser
+
+
+def config_datamodule(parser, cfg) -> SegmentationDataModule:
+    """The DataModule of a parsed config; nothing else is built (the trainer's logger would be, otherwise)."""
+    cfg = cfg.clone()
+    for section in IGNORED_SECTIONS:
+        cfg[section] = None
+    return parser.instantiate_classes(cfg).data
+
+
+def model_parser(prog: str, description: str, ckpt_required: bool = True):
+    """:func:`data_config_parser` with the checkpoint and the output stride to run it at."""
+    parser = data_config_parser(prog, description, ignore=())
+    parser.add_argument("--ckpt_path", type=str if ckpt_required else str | None, required=ckpt_required,
+                        default=None, help="checkpoint written by segkit fit")
+    parser.add_argument("--output_stride", type=int | None, default=None,
+                        help="run the model at this output stride (e.g. 8 for a model trained at 16)")
+    return parser
+
+
+def add_inference_options(parser) -> None:
+    """Test-time augmentation and the device, as :func:`segkit.inference.predict_probs` takes them."""
+    from jsonargparse import ActionYesNo
+
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="input scales, e.g. 0.75 1.0 1.25")
+    parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
+    parser.add_argument("--window", type=int | None, default=None, help="sliding-window size for large images")
+    parser.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def inference_settings(cfg) -> dict:
+    """The parsed test-time augmentation as keyword arguments of :func:`segkit.inference.predict_probs`."""
+    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap}

@@ -1,0 +1,242 @@
+"""Everything segkit does with Weights & Biases, in one place.
+
+- :class:`WandbLogger`: Lightning's, falling back to offline mode without an account or a network. A run is
+  written offline, to ``<save_dir>/wandb/offline-run-*``, when ``WANDB_MODE`` says so, when no API key is set
+  up (``WANDB_API_KEY`` or ``wandb login``), or when the W&B server cannot be reached; segkit then prints once
+  how to upload it later with ``wandb sync`` (:func:`finish_runs`, at the end of each command).
+- :class:`WandbDashboard`, a callback that adds, when the trainer logs to W&B (on rank 0 only; it does nothing
+  otherwise), after each validation:
+
+  - ``val/iou_table``: per-class IoU and accuracy (``wandb.Table``) and ``val/iou_bar``, a bar chart of it;
+  - ``val/confusion``: the confusion matrix normalized by ground-truth pixels (rows), as an image;
+  - ``val/prediction/<image name>``: a fixed set of validation images (chosen by ``seed``), each with its
+    ground-truth and predicted masks and the class names, for W&B's mask overlay and per-class toggles;
+  - ``best/val_mIoU`` and ``best/step`` in the run summary.
+
+  Scalars (``train/loss``, ``train/lr``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``) are logged by
+  the task itself, through any logger.
+- :func:`log_eval`: the same panels for ``segkit eval``'s results, to a new run or the training run.
+
+(``import wandb`` inside this module is the wandb package: imports are absolute.)
+"""
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+from urllib.parse import urlparse
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from .data.base import IGNORE_INDEX
+from .data.visualize import confusion_heatmap
+from .inference import label_maps
+from .metrics import segmentation_scores
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+
+def offline_reason(timeout: float = 3.0) -> str | None:
+    """Why a W&B run has to be offline here (``None``: it can go online)."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return f"WANDB_MODE={mode}"
+    url = urlparse(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL))
+    host = url.hostname or "api.wandb.ai"
+    if not os.environ.get("WANDB_API_KEY"):
+        try:
+            has_key = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+        except (FileNotFoundError, netrc.NetrcParseError):
+            has_key = False
+        if not has_key:
+            return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
+    try:
+        socket.create_connection((host, url.port or (443 if url.scheme != "http" else 80)), timeout=timeout).close()
+    except OSError:
+        return f"{host} cannot be reached"
+    return None
+
+
+def sync_hint(run_dir: str) -> str:
+    return f"W&B run written offline to {run_dir}; upload it with:  wandb sync {run_dir}"
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger`` that writes the run offline when W&B cannot be used online (see module doc).
+
+    Args:
+        project: W&B project.
+        name: run name (W&B picks one when None).
+        tags: run tags.
+        save_dir: folder under which W&B writes ``wandb/`` (and Lightning the run's checkpoints).
+        log_model: upload checkpoints as W&B model artifacts (``True``: at the end, ``"all"``: as they are
+            written), with their score in the metadata. Offline, they are uploaded by ``wandb sync``.
+        offline: force offline mode; default: decide as described above.
+        **kwargs: passed to Lightning's ``WandbLogger`` and ``wandb.init``.
+    """
+
+    def __init__(self, project: str = "segkit", name: str | None = None, tags: list[str] | None = None,
+                 save_dir: str = ".", log_model: bool | str = False, offline: bool | None = None, **kwargs) -> None:
+        reason = offline_reason() if offline is None else ("offline=True" if offline else None)
+        if reason is not None and os.environ.get("WANDB_MODE", "").lower() != "disabled":
+            kwargs["mode"] = "offline"  # wandb's own switch: unlike Lightning's `offline`, it allows log_model
+            rank_zero_info(f"segkit: W&B offline ({reason}); the run will be written under {save_dir}/wandb")
+        super().__init__(project=project, name=name, tags=tags, save_dir=save_dir, log_model=log_model, **kwargs)
+        self.offline_reason = reason
+
+    def sync_hint(self) -> str | None:
+        """How to upload the run, when it was written offline."""
+        if self.offline_reason is None or self._experiment is None or not getattr(self._experiment, "dir", None):
+            return None
+        return sync_hint(os.path.dirname(os.path.normpath(self._experiment.dir)))
+
+    def finish(self) -> None:
+        """Ends the run, if one was started, printing how to upload it when it was written offline."""
+        if self._experiment is None:
+            return
+        hint = self.sync_hint()
+        if hint:
+            print(hint, flush=True)
+        self._experiment.finish()
+
+
+def wandb_run(trainer: L.Trainer):
+    """The W&B run the trainer logs to (through Lightning's WandbLogger or segkit's), or None."""
+    for logger in trainer.loggers:
+        if isinstance(logger, _LightningWandbLogger):
+            return logger.experiment
+    return None
+
+
+def finish_runs(trainer: L.Trainer) -> None:
+    """Ends the W&B run of a command (saying how to upload it when it was written offline), so that a later
+    command in the same process starts its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.finish()
+
+
+def iou_table(class_names, scores: dict):
+    """A ``wandb.Table`` (class, IoU, accuracy; NaN for classes absent from ground truth and prediction)."""
+    import wandb
+
+    rows = [[name, float(iou), float(acc)] for name, iou, acc in
+            zip(class_names, scores["per_class_iou"].tolist(), scores["per_class_acc"].tolist())]
+    return wandb.Table(columns=["class", "IoU", "accuracy"], data=rows)
+
+
+def mask_image(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, class_names, caption: str,
+               max_side: int = 640):
+    """A ``wandb.Image`` with ground-truth and prediction masks (class labels, 255 as "ignored"), downsized so
+    that its longer side is at most ``max_side``."""
+    import wandb
+
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        pred = cv2.resize(pred, size, interpolation=cv2.INTER_NEAREST)
+        truth = None if truth is None else cv2.resize(truth, size, interpolation=cv2.INTER_NEAREST)
+    labels = {i: name for i, name in enumerate(class_names)} | {IGNORE_INDEX: "ignored"}
+    masks = {"prediction": {"mask_data": pred, "class_labels": labels}}
+    if truth is not None:
+        masks["ground_truth"] = {"mask_data": truth, "class_labels": labels}
+    return wandb.Image(image, masks=masks, caption=caption)
+
+
+def sample_indices(length: int, num: int, seed: int) -> list[int]:
+    """``num`` image indices out of ``length``, the same for a seed on every call."""
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(length, size=min(num, length), replace=False).tolist())
+
+
+@torch.no_grad()
+def predict_samples(predict, dataset, indices, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+    """(image, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
+    ``predict`` mapping a (1, 3, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale)."""
+    out = []
+    for i in indices:
+        image, truth = dataset.load(i)
+        x = dataset.transform(image=image, mask=truth)["image"] if dataset.transform else torch.from_numpy(image)
+        pred = label_maps(predict(x[None].to(device)), [image.shape[:2]])[0].cpu().numpy()
+        out.append((image, truth, pred, dataset.samples[i].name))
+    return out
+
+
+def panels(prefix: str, confmat: torch.Tensor, scores: dict, class_names, samples: list) -> dict:
+    """The per-class IoU table and bar chart, the confusion matrix and the sample predictions, as
+    ``<prefix>/iou_table``, ``<prefix>/iou_bar``, ``<prefix>/confusion`` and ``<prefix>/prediction/<name>``."""
+    import wandb
+
+    table = iou_table(class_names, scores)
+    log = {
+        f"{prefix}/iou_table": table,
+        f"{prefix}/iou_bar": wandb.plot.bar(table, "class", "IoU", title="Per-class IoU"),
+        f"{prefix}/confusion": wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized"),
+    }
+    for image, truth, pred, name in samples:  # one panel per image (W&B lays out lists of equal-size images)
+        log[f"{prefix}/prediction/{name}"] = mask_image(image, truth, pred, class_names, name)
+    return log
+
+
+class WandbDashboard(L.Callback):
+    """Per-validation tables, charts, confusion matrix and sample predictions for W&B (see module doc).
+
+    Args:
+        num_images: validation images logged with their masks after each validation.
+        seed: chooses those images (the same ones every validation and every run with this seed).
+    """
+
+    def __init__(self, num_images: int = 8, seed: int = 0) -> None:
+        self.num_images, self.seed = num_images, seed
+        self.best: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run = wandb_run(trainer) if trainer.is_global_zero else None
+        if run is not None:
+            run.define_metric("val/mIoU", summary="max")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or getattr(pl_module, "last_val", None) is None:
+            return
+        run = wandb_run(trainer)
+        if run is None:
+            return
+        confmat, scores = pl_module.last_val
+        dataset = trainer.datamodule.val_set if trainer.datamodule is not None else None
+        samples = []
+        if self.num_images and dataset is not None:
+            indices = sample_indices(len(dataset), self.num_images, self.seed)
+            training = pl_module.training
+            pl_module.eval()
+            samples = predict_samples(pl_module, dataset, indices, pl_module.device)
+            pl_module.train(training)
+        log = panels("val", confmat, scores, pl_module.class_names, samples)
+        run.log(log | {"trainer/global_step": trainer.global_step})
+        miou = float(scores["mIoU"])
+        if self.best is None or miou > self.best:
+            self.best = miou
+            run.summary["best/val_mIoU"] = miou
+            run.summary["best/step"] = trainer.global_step
+
+
+def log_eval(project: str | None, run_id: str | None, confmat: torch.Tensor, void: torch.Tensor | None,
+             class_names, settings: dict, result: dict, samples: list) -> None:
+    """``segkit eval``'s results (``eval/...``: table, chart, confusion matrix, sample predictions, scores in the
+    summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run)."""
+    import wandb
+
+    reason = offline_reason()
+    run = wandb.init(project=project, id=run_id, resume="allow" if run_id else None, job_type="eval",
+                     mode="offline" if reason else None, config={"eval": settings})
+    run.log(panels("eval", confmat, segmentation_scores(confmat, void), class_names, samples))
+    run.summary.update({f"eval/{k}": result[k] for k in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")})
+    run.summary.update({f"eval/IoU/{k}": v for k, v in result["per_class_iou"].items()})
+    run_dir = os.path.dirname(os.path.normpath(run.dir))
+    run.finish()
+    print(sync_hint(run_dir) if reason else f"logged to W&B run {run.id} ({project or 'existing run'})")

@@ -1,0 +1,43 @@
+"""The tools: tools/benchmark.py (every section, --quick) and tools/gpu_check.py (--quick, on the CPU)."""
+import json
+
+import pytest
+from conftest import REPO, python
+
+
+@pytest.mark.slow
+def test_benchmark_quick_runs_every_section(tmp_path):
+    proc = python(REPO / "tools" / "benchmark.py", "--quick", "--sections", "model", "data", "metric", "eval",
+                  "train", "--json", tmp_path / "b.json", cwd=tmp_path, check=True)
+    assert "applies to the full sizes" in proc.stdout  # targets are not judged on toy sizes
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    by_section = {s: [r for r in rows if r["section"] == s] for s in ("model", "data", "metric", "eval", "train")}
+    assert all(by_section.values())
+    for r in by_section["model"]:  # time ratio: segkit / smp
+        assert r["ratio"] == pytest.approx(r["segkit_s"] / r["peer_s"])
+    for r in by_section["data"] + by_section["metric"]:  # speed ratio: segkit / peer
+        if r["ratio"] is not None:
+            assert r["ratio"] == pytest.approx(r["peer_s"] / r["segkit_s"])
+    assert any("Cityscapes-size PNG" in r["case"] for r in by_section["data"])
+    # the metric section compared the two confusion matrices before timing (it exits 1 when they differ)
+    evals = {r["case"].split(",")[0]: r for r in by_section["eval"]}
+    assert set(evals) == {"single scale", "scale 1.75 only", "6 scales + flip"}
+    # 12 passes over 8.7 times the pixels cannot take less than 4 single passes, whatever the noise
+    assert evals["6 scales + flip"]["segkit_s"] > 4 * evals["single scale"]["segkit_s"]
+    assert [r["variant"] for r in by_section["train"]] == ["fp32", "bf16", "bf16+cl"]
+    for r in by_section["train"]:
+        assert r["train_img_s"] == pytest.approx(2 / r["step_s"]) and r["infer_img_s"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_the_cpu(tmp_path):
+    """tools/gpu_check.py at tiny sizes: timm parity, the stride switch, step benchmarks and short fits pass."""
+    proc = python(REPO / "tools" / "gpu_check.py", "--quick", "--json", tmp_path / "g.json", cwd=tmp_path,
+                  check=True)
+    assert "timm parity xception65 OS8" in proc.stdout and "segkit fit cityscapes.yaml" in proc.stdout
+    results = json.loads((tmp_path / "g.json").read_text())
+    parity = {k: v for k, v in results.items() if k.startswith("parity")}
+    assert len(parity) == 3 and all(v < 1e-4 for v in parity.values())
+    for fit in (results["fit"], results["cityscapes_fit"]):
+        assert fit["ok"] and 0 <= fit["val_mIoU"] <= 1
+    assert results["bench_fp32"]["train_img_s"] > 0 and results["cityscapes_loader_img_s"] > 0
