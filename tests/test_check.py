@@ -1,33 +1,31 @@
 """`segkit data check`: finds every planted problem (exit 1) and passes a clean tree (exit 0)."""
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CONFIGS
 from PIL import Image
 
-from segkit.data import make_synthetic_cityscapes
-from segkit.data import voc_palette, write_label_png
-
-REPO = Path(__file__).resolve().parents[1]
+from segkit.cli import main
+from segkit.data import make_synthetic_cityscapes, voc_palette, write_label_png
 
 
-def _check(config, root, cwd):
-    proc = subprocess.run([sys.executable, "-m", "segkit.cli", "data", "check", "--config", str(REPO / "configs" / config),
-                           "--data.root", str(root), "--data.num_workers", "0"], capture_output=True, text=True, cwd=cwd)
-    return proc.returncode, proc.stdout + proc.stderr
+def _check(config, root, capsys):
+    """``segkit data check`` in this process: (exit status, what it printed)."""
+    with pytest.raises(SystemExit) as done:
+        main(["data", "check", "--config", str(CONFIGS / config), "--data.root", str(root), "--data.num_workers", "0"])
+    printed = capsys.readouterr()
+    return done.value.code, printed.out + printed.err
 
 
-def test_clean_voc_tree_passes(tiny_voc, tmp_path):
-    code, out = _check("voc.yaml", tiny_voc, tmp_path)
+def test_clean_voc_tree_passes(tiny_voc, capsys):
+    code, out = _check("voc.yaml", tiny_voc, capsys)
     assert code == 0, out
     assert "[train] 12 images" in out and "[val] 5 images" in out
     assert "background" in out and "aeroplane" in out and "no problems found" in out
 
 
-def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path):
+def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path, capsys):
     root = tmp_path / "voc"
     shutil.copytree(tiny_voc, root)
     voc = root / "VOCdevkit" / "VOC2012"
@@ -43,7 +41,7 @@ def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path):
     bad[0, 0] = 33
     write_label_png(voc / "SegmentationClass" / f"{ids[4]}.png", bad, voc_palette())  # value outside 0..20, 255
     (voc / "SegmentationClass" / f"{ids[5]}.png").unlink()  # missing mask
-    code, out = _check("voc.yaml", root, tmp_path)
+    code, out = _check("voc.yaml", root, capsys)
     assert code == 1
     assert "6 problem(s) found" in out, out
     assert f"truncated JPEG file (no end-of-image marker): {jpg}" in out
@@ -54,22 +52,22 @@ def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path):
     assert f"mask file not found: {voc / 'SegmentationClass' / ids[5]}.png" in out
 
 
-def test_cityscapes_check(tmp_path):
+def test_cityscapes_check(tmp_path, capsys):
     root = tmp_path / "cs"
     make_synthetic_cityscapes(root, num_train=3, num_val=2, height=32, seed=0)
-    code, out = _check("cityscapes.yaml", root, tmp_path)
+    code, out = _check("cityscapes.yaml", root, capsys)
     assert code == 0, out
     assert "[train] 3 images, height 32-32, width 64-64" in out and "traffic light" in out
     label = next((root / "gtFine" / "val").glob("*/*_labelIds.png"))
     arr = np.array(Image.open(label))
     arr[0, 0] = 34  # not a Cityscapes label id
     Image.fromarray(arr, mode="L").save(label)
-    code, out = _check("cityscapes.yaml", root, tmp_path)
+    code, out = _check("cityscapes.yaml", root, capsys)
     assert code == 1 and f"{label.name} holds values [34]" in out
 
 
-def test_missing_root(tmp_path):
-    code, out = _check("voc.yaml", tmp_path / "nothing", tmp_path)
+def test_missing_root(tmp_path, capsys):
+    code, out = _check("voc.yaml", tmp_path / "nothing", capsys)
     assert code == 1 and "VOCdevkit/VOC2012/JPEGImages" in out
 
 

@@ -1,18 +1,16 @@
 """CLI tests: the configs parse with their overrides, `segkit fit` trains on a VOC-layout folder, the demo."""
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import REPO, segkit
 
 from segkit.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ["demo.yaml", "voc.yaml", "voc_aug.yaml"]
+CONFIG_NAMES = ["demo.yaml", "voc.yaml", "voc_aug.yaml"]
 
 
 def _print_config(capsys, *args):
@@ -37,7 +35,7 @@ def test_voc_config_holds_the_paper_recipe(capsys):
     assert aug["data"]["init_args"]["augmented"] is True and aug["model"] == model
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_overrides_work_in_every_config(capsys, config, tmp_path):
     cfg = _print_config(
         capsys, "--config", str(REPO / "configs" / config), "--data.root", str(tmp_path), "--data.batch_size", "3",
@@ -73,9 +71,7 @@ def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
 
 
 def _run(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "segkit.cli", *args], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return segkit(*args, cwd=cwd, check=True).stdout
 
 
 @pytest.mark.slow

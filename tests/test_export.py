@@ -26,6 +26,7 @@ def _reference(ckpt, sizes):
 SIZES = [(1, 513, 513), (2, 320, 417)]  # the paper's crop, and a batch of a different, non-square size
 
 
+@pytest.mark.slow
 def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path):
     checkpoint = random_bn_checkpoint
     import onnx

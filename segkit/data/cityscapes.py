@@ -103,13 +103,8 @@ class CityscapesSegmentation(SegmentationDataset):
         transform: callable ``(image=..., mask=...) -> dict`` returning tensors.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        annotation: str = "gtFine",
-        transform: Callable[..., dict] | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, split: str = "train", annotation: str = "gtFine",
+                 transform: Callable[..., dict] | None = None) -> None:
         super().__init__(find_cityscapes_split(root, split, annotation), len(CITYSCAPES_CLASSES), transform)
 
     def decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:

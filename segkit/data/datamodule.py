@@ -33,14 +33,14 @@ class SegmentationDataModule(L.LightningDataModule):
       (``segkit eval --save_predictions`` / ``--predictions``);
     - its splits, built by :meth:`make_split`, and the splits it trains on, :meth:`train_splits`.
 
-    Subclasses take the arguments below through ``**kwargs``, with their own defaults for the first five.
+    Subclasses take the arguments below through ``**kwargs``, with their own defaults for the first three.
 
     Args:
         root: data root.
         batch_size: the global training batch: images per optimizer step, over all processes and
             accumulation steps; each process loads ``batch_size / (world size x accumulate_grad_batches)``.
-        val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop.
+        val_batch_size: evaluation batch size per process (full images, padded within a batch).
         num_workers: DataLoader worker processes per device.
         scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
@@ -56,9 +56,9 @@ class SegmentationDataModule(L.LightningDataModule):
         self,
         root: str,
         batch_size: int,
-        val_batch_size: int,
         crop_size: int,
-        num_workers: int,
+        val_batch_size: int = 1,
+        num_workers: int = min(4, os.cpu_count() or 1),
         scale_range: tuple[float, float] = (0.5, 2.0),
         mean: tuple[float, float, float] = XCEPTION_MEAN,
         std: tuple[float, float, float] = XCEPTION_STD,
@@ -160,18 +160,14 @@ class VOCDataModule(SegmentationDataModule):
         augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
             ``train`` (1,464 images) with ``SegmentationClass``.
         batch_size: the global training batch (16 in the paper), over all processes and accumulation steps.
-        val_batch_size: evaluation batch size per process (full images, padded within a batch).
         crop_size: square training crop (513 in the paper).
-        num_workers: DataLoader worker processes per device.
     """
 
     class_names = VOC_CLASSES
 
-    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16,
-                 val_batch_size: int = 1, crop_size: int = 513, num_workers: int = min(4, os.cpu_count() or 1),
+    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513,
                  **kwargs) -> None:
-        super().__init__(root=root, batch_size=batch_size, val_batch_size=val_batch_size, crop_size=crop_size,
-                         num_workers=num_workers, **kwargs)
+        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
         self.augmented = augmented
 
     def prepare_data(self) -> None:
@@ -197,10 +193,10 @@ class SyntheticVOCDataModule(VOCDataModule):
     class_names = SYNTHETIC_CLASSES
 
     def __init__(self, root: str = "data/synthetic_voc", num_train: int = 300, num_val: int = 60,
-                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, val_batch_size: int = 8,
-                 crop_size: int = 96, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, augmented=False, batch_size=batch_size, val_batch_size=val_batch_size,
-                         crop_size=crop_size, num_workers=num_workers, **kwargs)
+                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, crop_size: int = 96,
+                 val_batch_size: int = 8, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
+        super().__init__(root=root, augmented=False, batch_size=batch_size, crop_size=crop_size,
+                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
         self.num_train, self.num_val = num_train, num_val
         self.size_range = tuple(size_range)
         self.seed = seed
@@ -218,20 +214,16 @@ class CityscapesDataModule(SegmentationDataModule):
         coarse: add the 19,998 ``train_extra`` images with their ``gtCoarse`` labels to the training set.
         batch_size: the global training batch (8 in the official recipe), over all processes and
             accumulation steps.
-        val_batch_size: evaluation batch size per process (whole 1024x2048 images).
         crop_size: square training crop (769 in the official recipe).
-        num_workers: DataLoader worker processes per device.
     """
 
     class_names = CITYSCAPES_CLASSES
     palette = cityscapes_palette()
     prediction_files = CityscapesPredictionFiles()
 
-    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8,
-                 val_batch_size: int = 1, crop_size: int = 769, num_workers: int = min(4, os.cpu_count() or 1),
+    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8, crop_size: int = 769,
                  **kwargs) -> None:
-        super().__init__(root=root, batch_size=batch_size, val_batch_size=val_batch_size, crop_size=crop_size,
-                         num_workers=num_workers, **kwargs)
+        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
         self.coarse = coarse
 
     def prepare_data(self) -> None:
@@ -258,10 +250,10 @@ class SyntheticCityscapesDataModule(CityscapesDataModule):
     """
 
     def __init__(self, root: str = "data/synthetic_cityscapes", num_train: int = 24, num_val: int = 8,
-                 height: int = 128, seed: int = 0, batch_size: int = 4, val_batch_size: int = 2, crop_size: int = 128,
+                 height: int = 128, seed: int = 0, batch_size: int = 4, crop_size: int = 128, val_batch_size: int = 2,
                  num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, coarse=False, batch_size=batch_size, val_batch_size=val_batch_size,
-                         crop_size=crop_size, num_workers=num_workers, **kwargs)
+        super().__init__(root=root, coarse=False, batch_size=batch_size, crop_size=crop_size,
+                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
         self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
 
     def prepare_data(self) -> None:

@@ -64,14 +64,8 @@ class VOCSegmentation(SegmentationDataset):
         transform: callable ``(image=..., mask=...) -> dict`` returning tensors.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        mask_dir: str = "SegmentationClass",
-        num_classes: int = 21,
-        transform: Callable[..., dict] | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, split: str = "train", mask_dir: str = "SegmentationClass",
+                 num_classes: int = 21, transform: Callable[..., dict] | None = None) -> None:
         self.voc_dir = find_voc_dir(root)
         list_file = self.voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not list_file.is_file():

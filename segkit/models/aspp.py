@@ -40,15 +40,8 @@ class ASPP(nn.Module):
         act_layer: activation type.
     """
 
-    def __init__(
-        self,
-        in_chs: int,
-        atrous_rates: Sequence[int] = (6, 12, 18),
-        out_chs: int = 256,
-        dropout: float = 0.1,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = nn.ReLU,
-    ) -> None:
+    def __init__(self, in_chs: int, atrous_rates: Sequence[int] = (6, 12, 18), out_chs: int = 256,
+                 dropout: float = 0.1, norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer = nn.ReLU) -> None:
         super().__init__()
         if len(atrous_rates) != 3:
             raise ValueError(f"ASPP takes three atrous rates, got {list(atrous_rates)}")

@@ -37,16 +37,8 @@ class DeepLabV3PlusDecoder(nn.Module):
         act_layer: activation type.
     """
 
-    def __init__(
-        self,
-        low_chs: int,
-        num_classes: int,
-        aspp_chs: int = 256,
-        low_proj_chs: int = 48,
-        chs: int = 256,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = nn.ReLU,
-    ) -> None:
+    def __init__(self, low_chs: int, num_classes: int, aspp_chs: int = 256, low_proj_chs: int = 48, chs: int = 256,
+                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer = nn.ReLU) -> None:
         super().__init__()
         self.low_proj = ConvBnAct(low_chs, low_proj_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
         self.refine = nn.Sequential(

@@ -44,17 +44,9 @@ class DeepLabV3Plus(nn.Module):
         dropout: dropout after the ASPP projection (0.1 in the official implementation).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        encoder: str = "xception65",
-        output_stride: int = 16,
-        pretrained: str | None = None,
-        atrous_rates: Sequence[int] | None = None,
-        decoder_channels: int = 256,
-        low_level_channels: int = 48,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, num_classes: int, encoder: str = "xception65", output_stride: int = 16,
+                 pretrained: str | None = None, atrous_rates: Sequence[int] | None = None, decoder_channels: int = 256,
+                 low_level_channels: int = 48, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = build_encoder(encoder, output_stride, pretrained)
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)

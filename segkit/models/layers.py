@@ -35,16 +35,8 @@ def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
 class ConvBnAct(nn.Module):
     """Convolution (no bias) -> norm -> optional activation; keys ``conv.*`` and ``bn.*`` as timm's ConvNormAct."""
 
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        kernel_size: int = 1,
-        stride: int = 1,
-        dilation: int = 1,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer | None = nn.ReLU,
-    ) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, dilation: int = 1,
+                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer | None = nn.ReLU) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
             in_chs, out_chs, kernel_size, stride=stride, dilation=dilation,
@@ -74,16 +66,8 @@ class SeparableConv2d(nn.Module):
         act_layer: activation type, or None for no activation inside the block.
     """
 
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer | None = nn.ReLU,
-    ) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
+                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer | None = nn.ReLU) -> None:
         super().__init__()
         self.conv_dw = nn.Conv2d(
             in_chs, in_chs, kernel_size, stride=stride, dilation=dilation,
