@@ -24,7 +24,7 @@ from . import distributed
 from .data.predictions import PredictionFiles
 from .data.sampling import eval_sampler
 from .data.visualize import confusion_heatmap, save_overlay
-from .inference import load_inference_model, predict_labels
+from .inference import load_inference_model, predict_labels, predict_probs
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 from .options import add_inference_options, config_datamodule, inference_settings, model_parser
 
@@ -165,7 +165,6 @@ def main(args: list[str]) -> None:
 def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device) -> list:
     """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
     the evaluation's settings, or read from the prediction files."""
-    from .inference import predict_probs
     from .wandb import predict_samples, sample_indices
 
     indices = sample_indices(len(dataset), cfg.wandb_images, 0)
