@@ -33,9 +33,13 @@ def test_timm_parity(arch, output_stride):
 
     feats = {}
     modules = dict(ref.named_modules())
+    # segkit's "low" is the official decoder input: the input of the ReLU that timm's feature_info names at
+    # reduction 4 (blocks.1.stack.act3 for Xception-65, blocks.2 for -71), cloned before it runs in place
     low_name = next(f["module"] for f in ref.feature_info if f["reduction"] == 4)
+    assert low_name.endswith("stack.act3")
     out_name = ref.feature_info[-1]["module"]
-    modules[low_name].register_forward_hook(lambda m, i, o: feats.__setitem__("low", o.clone()))
+    modules[low_name].register_forward_pre_hook(lambda m, i: feats.__setitem__("low", i[0].clone()))
+    modules[low_name].register_forward_hook(lambda m, i, o: feats.__setitem__("low_relu", o.clone()))
     modules[out_name].register_forward_hook(lambda m, i, o: feats.__setitem__("out", o.clone()))
     x = torch.randn(2, 3, 97, 129, generator=gen)
     with torch.no_grad():
@@ -45,6 +49,9 @@ def test_timm_parity(arch, output_stride):
         assert got[key].shape == feats[key].shape
         rel = (got[key] - feats[key]).abs().max() / feats[key].abs().max()
         assert rel < 1e-4, (key, float(rel))
+    # before the ReLU: negative values are there, and the ReLU of it is timm's feature_info tensor
+    assert (got["low"] < 0).any()
+    assert (got["low"].relu() - feats["low_relu"]).abs().max() <= 1e-4 * feats["low_relu"].abs().max()
     assert got["low"].shape[-2:] == (25, 33)  # stride 4
     assert got["out"].shape[-2:] == ((7, 9) if output_stride == 16 else (13, 17))
 

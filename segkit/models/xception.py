@@ -66,9 +66,12 @@ class XceptionBlock(nn.Module):
 
     ``start_with_relu=True``: ReLU -> separable conv (no inner activation), three times (entry and middle
     flows). ``start_with_relu=False``: separable convs with BN + ReLU inside (the last exit-flow block).
+    ``keeps_tap``: the block whose second separable convolution's output (before the ReLU that opens the
+    third) feeds the decoder; that ReLU then runs out of place, so the tap is not overwritten.
     """
 
-    def __init__(self, cfg: BlockCfg, dilation: int, norm_layer: NormLayer, act_layer: ActLayer) -> None:
+    def __init__(self, cfg: BlockCfg, dilation: int, norm_layer: NormLayer, act_layer: ActLayer,
+                 keeps_tap: bool = False) -> None:
         super().__init__()
         self.no_skip = cfg.no_skip
         out = cfg.out_chs[-1]
@@ -79,8 +82,9 @@ class XceptionBlock(nn.Module):
         in_chs = cfg.in_chs
         for i, out_chs in enumerate(cfg.out_chs):
             if cfg.start_with_relu:
-                # the first ReLU must not overwrite the block input, which the shortcut still needs
-                self.stack.add_module(f"act{i + 1}", act_layer(inplace=i > 0))
+                # the first ReLU must not overwrite the block input, which the shortcut still needs, nor the
+                # third the decoder's tap
+                self.stack.add_module(f"act{i + 1}", act_layer(inplace=i == 1 or (i == 2 and not keeps_tap)))
             self.stack.add_module(f"conv{i + 1}", SeparableConv2d(
                 in_chs, out_chs, 3, stride=cfg.stride if i == 2 else 1, dilation=dilation,
                 norm_layer=norm_layer, act_layer=None if cfg.start_with_relu else act_layer,
@@ -93,24 +97,28 @@ class XceptionBlock(nn.Module):
         if self.shortcut is not None:
             set_conv_geometry(self.shortcut.conv, stride, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the block output and the tap: the input of the last (strided) separable conv."""
-        layers = list(self.stack)
-        tap = x
-        for layer in layers[:-1]:
-            tap = layer(tap)
-        out = layers[-1](tap)
+    def forward(self, x: torch.Tensor, return_tap: bool = False):
+        """The block output; with ``return_tap``, also the tap: the output of the second separable conv (its
+        pointwise batch norm) before the ReLU that opens the third, the official ``separable_conv2_pointwise``
+        end point."""
+        out, tap = x, None
+        for name, layer in self.stack.named_children():
+            if name == "act3":
+                tap = out
+            out = layer(out)
         if not self.no_skip:
             out = out + (self.shortcut(x) if self.shortcut is not None else x)
-        return out, tap
+        return (out, tap) if return_tap else out
 
 
 class AlignedXception(nn.Module):
     """Modified Aligned Xception encoder returning ``{"low": stride-4 features, "out": stride-OS features}``.
 
-    ``"low"`` is the tap inside the stride-4 entry-flow block (the input of its strided separable conv,
-    timm's ``feature_info`` entry at reduction 4); the official TF model taps the same convolution's output
-    before the ReLU that timm and segkit include. ``"out"`` is the exit-flow output.
+    ``"low"`` is the decoder's input inside the stride-4 entry-flow block, as the official model takes it
+    (``entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise``; ``block3`` for Xception-71): the
+    output of the block's second separable convolution, *before* the ReLU that opens the third. timm's
+    ``feature_info`` entry at reduction 4 is that ReLU's output (``blocks.1.stack.act3``); the official tap
+    changes the decoder's input, so segkit follows the official code. ``"out"`` is the exit-flow output.
 
     Args:
         arch: one of ``xception41``, ``xception65``, ``xception71`` or the small ``xception_tiny``.
@@ -135,11 +143,12 @@ class AlignedXception(nn.Module):
             ConvBnAct(3, stem1, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer),
             ConvBnAct(stem1, stem2, 3, stride=1, norm_layer=norm_layer, act_layer=act_layer),
         )
-        self.blocks = nn.Sequential(*[XceptionBlock(c, 1, norm_layer, act_layer) for c in cfgs])
         self._nominal_strides = [c.stride for c in cfgs]
         # the block whose tap is at stride 4: the second strided block (after stem /2 and one /2 block)
         strided = [i for i, s in enumerate(self._nominal_strides) if s > 1]
         self.low_index = strided[1]
+        self.blocks = nn.Sequential(*[XceptionBlock(c, 1, norm_layer, act_layer, keeps_tap=i == self.low_index)
+                                      for i, c in enumerate(cfgs)])
         self.low_channels = cfgs[self.low_index].out_chs[1]
         self.out_channels = cfgs[-1].out_chs[-1]
         self.output_stride = 32
@@ -163,7 +172,8 @@ class AlignedXception(nn.Module):
         x = self.stem(x)  # (B, C, H/2, W/2)
         low = x
         for i, block in enumerate(self.blocks):
-            x, tap = block(x)
             if i == self.low_index:
-                low = tap  # (B, C_low, H/4, W/4)
+                x, low = block(x, return_tap=True)  # low: (B, C_low, H/4, W/4)
+            else:
+                x = block(x)
         return {"low": low, "out": x}  # out: (B, C_out, H/OS, W/OS)
