@@ -87,8 +87,7 @@ def _fit(tiny_voc, out, devices, *extra):
                   "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "64-true",
                   "--trainer.max_steps", "6", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
                   "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", out,
-                  "--checkpoint.save_top_k", "-1", *extra, cwd=out.parent, threads=1 if devices > 1 else None,
-                  check=True)
+                  "--checkpoint.save_top_k", "-1", *extra, cwd=out.parent, threads=1, check=True)
     (metrics_file,) = out.rglob("metrics.csv")
     metrics = list(csv.DictReader(metrics_file.open()))
     losses = {int(r["step"]): float(r["train/loss"]) for r in metrics if r["train/loss"]}
@@ -116,7 +115,9 @@ def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_pro
     assert "global batch 4 = 1 process(es) x 4 images" in stdout1
     assert sorted(one) == sorted(two) == list(range(6))
     for step in one:
-        assert two[step] == pytest.approx(one[step], rel=1e-9, abs=0), step
+        # float64 rounding differs between the two (reductions over 2 processes vs 1) and grows with the steps:
+        # measured 0, 7e-15, 2e-12, 5e-11, 1.1e-9, 8e-10 relative at steps 0-5; a DDP error would show at 1e-3
+        assert two[step] == pytest.approx(one[step], rel=1e-8, abs=0), step
 
 
 @pytest.mark.slow
@@ -149,7 +150,8 @@ def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path):
                       "--trainer.default_root_dir", tmp_path / f"d{devices}", cwd=tmp_path,
                       threads=1 if devices > 1 else None, check=True)
         table = proc.stdout[proc.stdout.index("val: per-class IoU"):proc.stdout.index("val/mean_acc")]
-        return re.findall(r"^\s*val/(?:mIoU|pixel_acc)\s+(\d\.\d+)\s*$", proc.stdout, re.M), table
+        # Lightning's results table, plain or drawn with rich's box characters (when rich is installed)
+        return re.findall(r"^\W*val/(?:mIoU|pixel_acc)\W+(\d\.\d+)\W*$", proc.stdout, re.M), table
 
     scores1, table1 = validate(1)
     scores2, table2 = validate(2)
