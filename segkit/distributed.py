@@ -23,9 +23,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+def running() -> bool:
+    """True when this process belongs to a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def rank_and_world() -> tuple[int, int]:
     """(rank, world size) of this process: (0, 1) when no process group is running."""
-    if dist.is_available() and dist.is_initialized():
+    if running():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -38,7 +43,7 @@ def is_main() -> bool:
 def init_from_env(device: str) -> str:
     """Joins the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL for CUDA devices, gloo
     otherwise. Returns this process's device (``cuda:<LOCAL_RANK>`` with NCCL, else ``device`` as given)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or running():
         return device
     nccl = device.startswith("cuda")
     dist.init_process_group("nccl" if nccl else "gloo")
@@ -50,13 +55,13 @@ def init_from_env(device: str) -> str:
 
 def barrier() -> None:
     """Waits for every process (nothing to wait for in one process)."""
-    if dist.is_available() and dist.is_initialized():
+    if running():
         dist.barrier()
 
 
 def leave() -> None:
     """Ends this process's part in the process group, if one is running."""
-    if dist.is_available() and dist.is_initialized():
+    if running():
         dist.destroy_process_group()
 
 
@@ -95,7 +100,7 @@ class CPUSyncBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        synced = self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        synced = self.training and running() and dist.get_world_size() > 1
         if not synced:
             return super().forward(input)
         self._check_input_dim(input)

@@ -52,6 +52,7 @@ def evaluate(
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:
         save_predictions.mkdir(parents=True, exist_ok=True)
+        files = files or PredictionFiles()
     order = list(loader.sampler)  # dataset indices of this process's images
     for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())):
         image, mask = batch["image"].to(device), batch["mask"].to(device)
@@ -59,7 +60,7 @@ def evaluate(
         metric.update(pred[None], mask)
         if save_predictions is not None:
             labels = pred.cpu().numpy()
-            (files or PredictionFiles()).write(save_predictions, batch["name"][0], labels)
+            files.write(save_predictions, batch["name"][0], labels)
             save_overlay(save_predictions / f"{batch['name'][0]}_overlay.jpg", dataset.load(index)[0], labels, palette)
     return metric.compute().cpu()  # summed over processes
 
