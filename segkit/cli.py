@@ -5,6 +5,7 @@
     segkit eval --config configs/voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     segkit predict --config configs/voc.yaml --ckpt_path CKPT --input photos/ --output out/
     segkit export --config configs/voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
+    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config configs/voc.yaml --output x65.ckpt
     segkit summary --encoder xception65 --size 513
     segkit data check --config configs/cityscapes.yaml --data.root DIR
     segkit data sbd --sbd_root DIR --voc_root DIR
@@ -116,10 +117,10 @@ def main(args: list[str] | None = None) -> None:
 
         CLI(summary, args=argv[1:])
         return
-    if argv and argv[0] in ("eval", "predict", "export"):  # predict: segkit's own, in place of LightningCLI's
-        from . import evaluate, export, predict
+    if argv and argv[0] in ("eval", "predict", "export", "convert"):  # predict: segkit's own, not LightningCLI's
+        from . import convert, evaluate, export, predict
 
-        {"eval": evaluate, "predict": predict, "export": export}[argv[0]].main(argv[1:])
+        {"eval": evaluate, "predict": predict, "export": export, "convert": convert}[argv[0]].main(argv[1:])
         return
     if argv and argv[0] == "data":
         if len(argv) < 2 or argv[1] not in ("check", "sbd"):

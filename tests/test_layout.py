@@ -13,7 +13,7 @@ FLOORS = [
     ("data", ["segkit.data"]),
     ("inference", ["segkit.inference"]),
     ("shared", ["segkit.task", "segkit.wandb", "segkit.options"]),
-    ("commands", ["segkit.evaluate", "segkit.predict", "segkit.export", "segkit.summary", "segkit.loggers",
+    ("commands", ["segkit.evaluate", "segkit.predict", "segkit.export", "segkit.summary", "segkit.convert", "segkit.loggers",
                   "segkit.callbacks"]),
     ("entry", ["segkit.cli"]),
 ]

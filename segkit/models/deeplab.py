@@ -13,6 +13,7 @@ from torch import nn
 from .aspp import ASPP
 from .decoder import DeepLabV3PlusDecoder, resize
 from .encoders import build_encoder
+from .pretrained import holds_whole_model, load_pretrained
 
 # ASPP rates of the paper at output stride 16; they scale inversely with the output stride (12/24/36 at 8).
 PAPER_RATES_OS16 = (6, 12, 18)
@@ -36,8 +37,11 @@ class DeepLabV3Plus(nn.Module):
             (small variant for CPU demos and tests), any segmentation-models-pytorch encoder name
             (``resnet101``, ``mobilenet_v2``...) or ``tu-<timm model>``.
         output_stride: encoder output stride, 8, 16 or 32.
-        pretrained: encoder weights: a local file, a timm name (``xception65.tf_in1k``) or an smp weights
-            name (``imagenet``); None for random initialization.
+        pretrained: initial weights. The whole model (the classifier left at random when the class count
+            differs) from an official TensorFlow DeepLab checkpoint prefix (``.../model.ckpt``) or a segkit
+            checkpoint (``segkit fit`` or ``segkit convert``); the encoder from a backbone-only TF checkpoint,
+            an encoder weights file, a timm name (``xception65.tf_in1k``) or an smp weights name
+            (``imagenet``); None for random initialization.
         atrous_rates: ASPP rates at ``output_stride``; default 6/12/18 scaled by 16 / output_stride.
         decoder_channels: ASPP and decoder width (256 in the paper).
         low_level_channels: low-level projection width (48 in the paper).
@@ -48,12 +52,17 @@ class DeepLabV3Plus(nn.Module):
                  pretrained: str | None = None, atrous_rates: Sequence[int] | None = None, decoder_channels: int = 256,
                  low_level_channels: int = 48, dropout: float = 0.1) -> None:
         super().__init__()
-        self.encoder = build_encoder(encoder, output_stride, pretrained)
+        whole = holds_whole_model(pretrained)
+        self.encoder = build_encoder(encoder, output_stride, None if whole else pretrained)
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
         self._rates_at = (rates, output_stride)  # rates are defined at this output stride
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
         self.decoder = DeepLabV3PlusDecoder(self.encoder.low_channels, num_classes, aspp_chs=decoder_channels,
                                             low_proj_chs=low_level_channels, chs=decoder_channels)
+        if whole:
+            report = load_pretrained(self, pretrained)
+            if not (torch.distributed.is_initialized() and torch.distributed.get_rank() > 0):  # once under DDP
+                print(report, flush=True)
 
     @property
     def output_stride(self) -> int:

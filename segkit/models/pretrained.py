@@ -1,0 +1,69 @@
+"""Whole-model pretrained weights: an official TensorFlow DeepLab checkpoint or a segkit checkpoint, for
+fine-tuning (``--model.pretrained``).
+
+The whole model is initialized when the class count matches; on another data set (another class count) the
+encoder, ASPP and decoder are, and the classifier stays at random; a backbone-only checkpoint (the zoo's
+ImageNet Xception, a timm or smp encoder file) initializes the encoder (see :func:`build_encoder`). What was
+loaded and what was left at random is reported in one line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .encoders import WEIGHT_FILE_SUFFIXES, load_weights_file
+from .official import convert_tf_checkpoint, is_tf_checkpoint
+
+CLASSIFIER = "decoder.classifier."
+
+
+def _model_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The model keys of a segkit checkpoint or DeepLabV3Plus state dict, None when it holds no ASPP."""
+    for prefix in ("model.", ""):
+        if any(k.startswith(f"{prefix}aspp.") for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return None
+
+
+def holds_whole_model(source: str | Path | None) -> bool:
+    """True for a TF checkpoint prefix and for a weights file with ASPP weights (a segkit checkpoint or model)."""
+    if source is None:
+        return False
+    if is_tf_checkpoint(source):
+        return True
+    path = Path(source)
+    return path.is_file() and path.suffix in WEIGHT_FILE_SUFFIXES and _model_keys(load_weights_file(path)) is not None
+
+
+def load_pretrained(model: nn.Module, source: str | Path) -> str:
+    """Loads a whole-model checkpoint into ``model`` (a DeepLabV3Plus) and says what was loaded."""
+    own = model.state_dict()
+    if is_tf_checkpoint(source):
+        converted = convert_tf_checkpoint(source, model, other_classes=True)
+        state, theirs = converted.state, converted.num_classes
+        if not converted.whole_model:
+            model.load_state_dict({**own, **state})
+            return (f"pretrained {source}: loaded the encoder ({len(state)} tensors, a backbone-only checkpoint); "
+                    "ASPP, decoder and classifier are at random")
+    else:
+        state = _model_keys(load_weights_file(source)) or {}
+        theirs = state[f"{CLASSIFIER}bias"].numel() if f"{CLASSIFIER}bias" in state else None
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    ours = own[f"{CLASSIFIER}bias"].numel()
+    if theirs != ours:
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
+    needed = [k for k in own if not k.endswith("num_batches_tracked") and (theirs == ours or not k.startswith(CLASSIFIER))]
+    missing = [k for k in needed if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs the model's {tuple(own[k].shape)}" for k in needed
+              if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"pretrained {source} does not fit the model: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, shapes {shapes[:5]}")
+    model.load_state_dict({**own, **state})
+    if theirs == ours:
+        return f"pretrained {source}: loaded the whole model ({len(state)} tensors, {ours} classes)"
+    return (f"pretrained {source}: loaded encoder, ASPP and decoder ({len(state)} tensors); the classifier is at "
+            f"random (the checkpoint has {theirs} classes, the model {ours})")

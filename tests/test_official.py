@@ -1,0 +1,163 @@
+"""The official DeepLab checkpoints: segkit.models.official converts them, and segkit with a converted
+checkpoint computes the official graph's logits (tests/official_tf.py runs that graph in TensorFlow on random
+weights and random batch-norm statistics and writes the checkpoint); every error of the converter; whole-model
+``pretrained``."""
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, python
+
+from segkit.models import DeepLabV3Plus
+from segkit.models.official import CheckpointError, convert_tf_checkpoint, encoder_names, head_names
+from segkit.tf_checkpoint import TFCheckpoint
+
+ARCHS = {"xception41": 41, "xception65": 65, "xception71": 71}
+SIZES = (513, 512)  # the paper's crop (odd: 33x33 at stride 16) and an even size
+# variable counts of the official graphs with the VOC head, measured by building them (issue facts)
+OFFICIAL_COUNTS = {"xception41": 492, "xception65": 732, "xception71": 802}
+
+
+def official_reference(arch: str, root) -> str:
+    """Runs the official graph (TensorFlow, in a subprocess) at SIZES and output strides 16 and 8."""
+    out = root / arch
+    if not (out / "model.ckpt.index").exists():
+        python(REPO / "tests" / "official_tf.py", out, ARCHS[arch], ",".join(map(str, SIZES)), "16,8",
+               cwd=root, check=True)
+    return str(out / "model.ckpt")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    root = tmp_path_factory.mktemp("official")
+    return lambda arch: official_reference(arch, root)
+
+
+def converted_model(prefix: str, arch: str, output_stride: int = 16, num_classes: int = 21) -> DeepLabV3Plus:
+    model = DeepLabV3Plus(num_classes, arch, output_stride=output_stride).eval()
+    model.load_state_dict({**model.state_dict(), **convert_tf_checkpoint(prefix, model).state})
+    return model
+
+
+def assert_official(logits: np.ndarray, want: np.ndarray, what: str) -> None:
+    """The issue's bar: 1e-4 relative to the largest logit (float32), and 99.99% of argmaxes agree."""
+    rel = np.abs(logits - want).max() / np.abs(want).max()
+    agree = (logits.argmax(1) == want.argmax(1)).mean()
+    assert rel <= 1e-4 and agree >= 0.9999, f"{what}: relative difference {rel:.2e}, argmax agreement {agree:.6f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_converted_checkpoint_gives_the_official_logits(arch, references):
+    prefix = references(arch)
+    root = prefix.rsplit("/", 1)[0]
+    names = TFCheckpoint(prefix).names
+    assert len(names) == OFFICIAL_COUNTS[arch] + 2  # the model, global_step and one optimizer slot
+    switched = converted_model(prefix, arch, output_stride=16)
+    switched.set_output_stride(8)  # the paper's protocol: train at 16, evaluate at 8
+    models = {"OS16": (converted_model(prefix, arch, 16), 16), "OS8": (converted_model(prefix, arch, 8), 8),
+              "OS16 switched to 8": (switched, 8)}
+    for size in SIZES:
+        image = torch.from_numpy(np.load(f"{root}/image_{size}.npy"))
+        for what, (model, output_stride) in models.items():
+            with torch.no_grad():
+                logits = model(image).numpy()
+            assert_official(logits, np.load(f"{root}/logits_{size}_os{output_stride}.npy"), f"{arch} {what} {size}")
+
+
+def test_every_official_variable_has_one_segkit_weight():
+    for arch, count in OFFICIAL_COUNTS.items():
+        model = DeepLabV3Plus(21, arch)
+        names = encoder_names(model.encoder) + head_names()
+        keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+        assert len(names) == count and {k for k, _, _ in names} == keys
+        assert len({tf for _, tf, _ in names}) == count
+
+
+VARIANTS = r'''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import tensorflow as tf
+
+source, out = sys.argv[1], sys.argv[2]
+reader = tf.train.load_checkpoint(source)
+base = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def save(name, values):
+    os.makedirs(f"{out}/{name}", exist_ok=True)
+    tf.raw_ops.SaveV2(prefix=f"{out}/{name}/model.ckpt", tensor_names=list(values),
+                      shape_and_slices=[""] * len(values), tensors=[tf.constant(v) for v in values.values()])
+
+
+odd = dict(base)
+odd["decoder/feature_projection1/weights"] = odd.pop("decoder/feature_projection0/weights")
+save("unknown_missing", odd)
+odd = dict(base)
+odd["aspp0/weights"] = np.zeros((1, 1, 2048, 128), np.float32)
+save("shape", odd)
+# the zoo's ImageNet checkpoints: the backbone and its ImageNet classifier
+imagenet = {k: v for k, v in base.items() if k.startswith("xception_41/")}
+imagenet["xception_41/logits/weights"] = np.zeros((1, 1, 2048, 1001), np.float32)
+imagenet["xception_41/logits/biases"] = np.zeros(1001, np.float32)
+save("imagenet", imagenet)
+save("dpc", {"xception_71/entry_flow/conv1_1/weights": np.zeros((3, 3, 3, 32), np.float32),
+             "dense_prediction_cell/branch0/weights": np.zeros((1, 1, 2048, 256), np.float32)})
+save("mobilenet", {"MobilenetV2/Conv/weights": np.zeros((3, 3, 3, 32), np.float32),
+                   "logits/semantic/weights": np.zeros((1, 1, 320, 21), np.float32)})
+'''
+
+
+@pytest.fixture(scope="module")
+def variants(references, tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    python("-c", VARIANTS, references("xception41"), root, cwd=root, check=True)
+    return lambda name: str(root / name / "model.ckpt")
+
+
+@pytest.mark.slow
+def test_converter_errors_name_what_does_not_fit(references, variants):
+    prefix = references("xception41")
+    cases = [
+        (prefix, DeepLabV3Plus(21, "xception65"), r"holds xception_41, the model's encoder is xception65"),
+        (prefix, DeepLabV3Plus(19, "xception41"), r"predicts 21 classes, the model 19"),
+        (variants("unknown_missing"), DeepLabV3Plus(21, "xception41"),
+         r"1 unknown variable \['decoder/feature_projection1/weights'\]; "
+         r"1 missing variable \['decoder/feature_projection0/weights'\]"),
+        (variants("shape"), DeepLabV3Plus(21, "xception41"),
+         r"aspp0/weights has shape \(1, 1, 2048, 128\), segkit's aspp.conv1x1.conv.weight needs \(1, 1, 2048, 256\)"),
+        (variants("dpc"), DeepLabV3Plus(19, "xception71"), r"dense prediction cell \(DPC\) checkpoint"),
+        (variants("mobilenet"), DeepLabV3Plus(21, "xception65"), r"MobileNet checkpoint \(MobilenetV2\)"),
+        (prefix + "_missing", DeepLabV3Plus(21, "xception41"), r"model.ckpt_missing"),
+    ]
+    for path, model, message in cases:
+        with pytest.raises((CheckpointError, FileNotFoundError), match=message):
+            convert_tf_checkpoint(path, model)
+    with pytest.raises(ValueError, match="xception_tiny has no official TensorFlow checkpoint"):
+        encoder_names(DeepLabV3Plus(21, "xception_tiny").encoder)
+
+
+def _equal(a: dict, b: dict, keys) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in keys)
+
+
+@pytest.mark.slow
+def test_pretrained_official_checkpoint(references, variants, capsys):
+    prefix = references("xception41")
+    want = converted_model(prefix, "xception41").state_dict()
+    same = DeepLabV3Plus(21, "xception41", pretrained=prefix).state_dict()
+    assert _equal(same, want, want)
+    assert "loaded the whole model (492 tensors, 21 classes)" in capsys.readouterr().out
+    # another data set: all but the classifier
+    other = DeepLabV3Plus(5, "xception41", pretrained=prefix).state_dict()
+    assert _equal(other, want, [k for k in want if not k.startswith("decoder.classifier.")])
+    assert other["decoder.classifier.weight"].shape == (5, 256, 1, 1)
+    assert re.search(r"classifier is at random \(the checkpoint has 21 classes, the model 5\)", capsys.readouterr().out)
+    # the ImageNet backbone: the encoder only
+    backbone = DeepLabV3Plus(5, "xception41", pretrained=variants("imagenet")).state_dict()
+    encoder = [k for k in want if k.startswith("encoder.")]
+    assert _equal(backbone, want, encoder) and not torch.equal(backbone["aspp.project.conv.weight"],
+                                                                  want["aspp.project.conv.weight"])
+    assert "loaded the encoder (" in capsys.readouterr().out
