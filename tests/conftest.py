@@ -49,6 +49,31 @@ def segkit(*args, **kwargs):
     return python("-m", "segkit.cli", *args, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def official(tmp_path_factory):
+    """``official(arch)``: the prefix of a checkpoint of the official DeepLabV3+ graph (tests/official_tf.py, run
+    by TensorFlow in a subprocess) with random weights and batch-norm statistics, for ``xception41/65/71``;
+    next to it the graph's inputs and logits at 513 and 512 px, output strides 16 and 8
+    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). Each arch runs once per session."""
+    root = tmp_path_factory.mktemp("official")
+
+    def reference(arch: str) -> str:
+        out = root / arch
+        if not (out / "model.ckpt.index").exists():
+            python(REPO / "tests" / "official_tf.py", out, arch.removeprefix("xception"), "513,512", "16,8",
+                   cwd=root, check=True)
+        return str(out / "model.ckpt")
+    return reference
+
+
+def assert_official(logits, want, what: str) -> None:
+    """Logits (numpy, NCHW) as the official graph's: within 1e-4 of the largest logit (float32), and at least
+    99.99% of the argmaxes agree."""
+    rel = abs(logits - want).max() / abs(want).max()
+    agree = (logits.argmax(1) == want.argmax(1)).mean()
+    assert rel <= 1e-4 and agree >= 0.9999, f"{what}: relative difference {rel:.2e}, argmax agreement {agree:.6f}"
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random batch-norm statistics and affine parameters, so that identity batch norms hide nothing (parity,
     folding)."""

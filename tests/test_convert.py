@@ -1,0 +1,101 @@
+"""`segkit convert`: an official checkpoint becomes a file that every segkit command takes with the config, and
+that file computes the official graph's logits (in PyTorch and exported to ONNX)."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONFIGS, assert_official, segkit
+
+from segkit import convert
+from segkit.data.base import read_label_png
+from segkit.inference import load_inference_model
+
+
+def _config(tiny_voc):
+    return ("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--model.encoder", "xception41",
+            "--data.num_workers", "0")
+
+
+@pytest.mark.slow
+def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path):
+    prefix = official("xception41")
+    root = prefix.rsplit("/", 1)[0]
+    config = _config(tiny_voc)
+    ckpt = tmp_path / "xception41.ckpt"
+    proc = segkit("convert", "--tf_checkpoint", prefix, *config, "--output", ckpt, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "xception41, 21 classes, 492 variables converted; dropped global_step, logits/semantic/weights/Momentum" \
+        in proc.stdout
+    assert "W&B" not in proc.stdout + proc.stderr  # the config's logger is not built
+
+    # the file is the official model, as inference runs it (batch norm folded), at both output strides
+    image = torch.from_numpy(np.load(f"{root}/image_513.npy"))
+    for output_stride in (16, 8):
+        with torch.no_grad():
+            logits = load_inference_model(ckpt, 21, output_stride)(image).numpy()
+        assert_official(logits, np.load(f"{root}/logits_513_os{output_stride}.npy"), f"converted file OS{output_stride}")
+
+    # eval and LightningCLI's validate score the same model on the same images
+    proc = segkit("eval", *config, "--ckpt_path", ckpt, "--json", tmp_path / "scores.json",
+                  "--save_predictions", tmp_path / "eval", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    miou = json.loads((tmp_path / "scores.json").read_text())["mIoU"]
+    proc = segkit("validate", *config, "--ckpt_path", ckpt, "--model.pretrained", "null", "--trainer.logger", "false",
+                  "--trainer.callbacks", "null", "--trainer.precision", "32", "--trainer.accelerator", "cpu",
+                  "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    validated = re.findall(r"^\W*val/mIoU\W+(\d\.\d+(?:e-\d+)?)\W*$", proc.stdout, re.M)
+    assert validated and all(float(v) == pytest.approx(miou, rel=1e-5) for v in validated), (validated, miou)
+
+    # predict writes the masks eval scored
+    images = tiny_voc / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    val = (tiny_voc / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    for name in val:
+        (tmp_path / "inputs").mkdir(exist_ok=True)
+        (tmp_path / "inputs" / f"{name}.jpg").write_bytes((images / f"{name}.jpg").read_bytes())
+    proc = segkit("predict", *config, "--ckpt_path", ckpt, "--input", tmp_path / "inputs", "--output",
+                  tmp_path / "predicted", "--device", "cpu", "--num_workers", "0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in val:
+        assert np.array_equal(read_label_png(tmp_path / "predicted" / f"{name}.png"),
+                              read_label_png(tmp_path / "eval" / f"{name}.png")), name
+
+    # ONNX: the official logits too
+    import onnxruntime as ort
+
+    onnx = tmp_path / "xception41.onnx"
+    proc = segkit("export", *config, "--ckpt_path", ckpt, "--format", "onnx", "--output", onnx, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"image": image.numpy()})
+    assert_official(logits, np.load(f"{root}/logits_513_os16.npy"), "ONNX")
+
+
+def _convert_error(*args) -> str:
+    """The one-line message `segkit convert ARGS` exits with (run in this process)."""
+    with pytest.raises(SystemExit) as exit:
+        convert.main([str(a) for a in args])
+    message = str(exit.value.code)
+    assert message.startswith("segkit convert: ") and "\n" not in message
+    return message
+
+
+def test_convert_errors(official, tiny_voc, tmp_path):
+    prefix = official("xception41")
+    config = _config(tiny_voc)
+    # the config's encoder must be the checkpoint's
+    assert "holds xception_41, the model's encoder is xception65" in _convert_error(
+        "--tf_checkpoint", prefix, *config, "--model.encoder", "xception65", "--output", tmp_path / "a.ckpt")
+    # and its data set's class count (Cityscapes: 19)
+    assert "predicts 21 classes, the model 19" in _convert_error(
+        "--tf_checkpoint", prefix, "--config", CONFIGS / "cityscapes.yaml", "--model.encoder", "xception41",
+        "--output", tmp_path / "b.ckpt")
+    assert "nothing/model.ckpt.index not found" in _convert_error(
+        "--tf_checkpoint", tmp_path / "nothing/model.ckpt", *config, "--output", tmp_path / "c.ckpt")
+    # an existing file is never replaced
+    (tmp_path / "d.ckpt").write_text("mine")
+    assert "does not overwrite" in _convert_error("--tf_checkpoint", prefix, *config, "--output", tmp_path / "d.ckpt")
+    assert (tmp_path / "d.ckpt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.ckpt"]  # no partial or temporary files
