@@ -144,9 +144,10 @@ def main(args: list[str]) -> None:
                            datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
                            files, datamodule.palette)
         settings = {"num_images": len(dataset), "split": cfg.split, "scales": list(cfg.scales), "flip": cfg.flip,
-                    "output_stride": model.output_stride, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
+                    "output_stride": model.output_stride, "window": cfg.window, "pad_to": cfg.pad_to,
+                    "checkpoint": str(cfg.ckpt_path)}
         heading = (f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
-                   f"output stride {model.output_stride}")
+                   f"output stride {model.output_stride}" + (f", padded to {cfg.pad_to}" if cfg.pad_to else ""))
     world = distributed.rank_and_world()[1]
     if world > 1:
         settings["processes"] = world

@@ -2,9 +2,10 @@
 ``trainer.predict`` run: a checkpoint's model as inference runs it, class probabilities as the DeepLab
 papers evaluate (multi-scale inputs, left-right flips, sliding windows), and class-index maps.
 
-Following the official ``predict_labels_multi_scale``, each scale (and its flipped copy) is run separately,
-its logits are resized back to the input size and turned into class probabilities, and the probabilities are
-averaged. They are added to one running sum one scale and flip at a time, so peak memory stays that of the
+Following the official ``predict_labels_multi_scale`` and ``multi_scale_logits`` (and equal to them, tests/
+test_official.py), each scale (and its flipped copy) is run separately at the official sizes, its logits are
+resized back to the input size as the official code resizes them and turned into class probabilities, and the
+probabilities are averaged; ``pad_to`` pads the image first as the official evaluation's crop size does. They are added to one running sum one scale and flip at a time, so peak memory stays that of the
 largest single pass plus one (B, K, H, W) buffer. Images larger than ``window`` are cut into overlapping
 windows whose logits are averaged where they overlap.
 """
@@ -88,6 +89,31 @@ def sliding_logits(model: nn.Module, image: torch.Tensor, window: int | None, ov
     return (logits / counts)[..., :h, :w]
 
 
+def scaled_size(size: int, scale: float) -> int:
+    """The official ``scale_dimension``: ``int((size - 1) * scale + 1)``, the size whose corner pixels stay on
+    the original's corners when resizing with ``align_corners=True`` (513 at 0.5 -> 257, at 1.75 -> 897)."""
+    return max(1, int((size - 1) * scale + 1))
+
+
+def _scale_logits(model: nn.Module, image: torch.Tensor, scale: float, window: int | None,
+                  overlap: float) -> torch.Tensor:
+    """Logits of ``image`` (B, 3, H, W) at input scale ``scale``, resized back to (H, W).
+
+    As the official ``multi_scale_logits``: the image resized to the official ``scale_dimension`` sizes, the
+    model's stride-4 logits resized to the stride-4 size of max(1, scale) x the image, then to the image
+    (every resize bilinear with ``align_corners=True``). With a sliding window, each window's logits come
+    upsampled to the window and the scaled image's logits are resized to (H, W).
+    """
+    h, w = image.shape[-2:]
+    size = (scaled_size(h, scale), scaled_size(w, scale))
+    scaled = image if size == (h, w) else resize(image, size)
+    if window is not None and (size[0] > window or size[1] > window):
+        return resize(sliding_logits(model, scaled, window, overlap), (h, w))
+    logits = model(scaled, upsample=False)  # (B, K, ceil(h * scale / 4), ceil(w * scale / 4))
+    big = max(1.0, scale) / 4
+    return resize(resize(logits, (scaled_size(h, big), scaled_size(w, big))), (h, w))
+
+
 @torch.no_grad()
 def predict_probs(
     model: nn.Module,
@@ -96,28 +122,36 @@ def predict_probs(
     flip: bool = False,
     window: int | None = None,
     overlap: float = 1 / 3,
+    pad_to: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Class probabilities (B, K, H, W), averaged over ``scales`` and (with ``flip``) left-right flips."""
+    """Class probabilities (B, K, H, W), averaged over ``scales`` and (with ``flip``) left-right flips.
+
+    ``model`` is a :class:`~segkit.models.DeepLabV3Plus` (its ``upsample=False`` logits are resized as the
+    official evaluation resizes them). ``pad_to=(H, W)``: the official evaluation's ``eval_crop_size``: the
+    image is first padded at the bottom and right with zeros (the normalized mean pixel, as the official
+    ``pad_to_bounding_box`` with the mean) to at least that size; scales and flips then apply to the padded
+    image, and the result is cropped back.
+    """
     h, w = image.shape[-2:]
+    if pad_to is not None:
+        image = F.pad(image, (0, max(w, pad_to[1]) - w, 0, max(h, pad_to[0]) - h))
     total = None
     passes = 0
     for scale in scales:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))  # official: bilinear, align_corners=True
-        scaled = image if size == (h, w) else resize(image, size)
         for flipped in ((False, True) if flip else (False,)):
-            inp = scaled.flip(-1) if flipped else scaled
-            logits = sliding_logits(model, inp, window, overlap)
             if flipped:
-                logits = logits.flip(-1)
-            probs = resize(logits, (h, w)).softmax(dim=1)
+                logits = _scale_logits(model, image.flip(-1), scale, window, overlap).flip(-1)
+            else:
+                logits = _scale_logits(model, image, scale, window, overlap)
+            probs = logits.softmax(dim=1)
             total = probs if total is None else total.add_(probs)
             passes += 1
             del logits, probs
-    return total.div_(passes)
+    return total.div_(passes)[..., :h, :w]
 
 
 def predict_labels(model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False,
-                   window: int | None = None, overlap: float = 1 / 3,
+                   window: int | None = None, overlap: float = 1 / 3, pad_to: Sequence[int] | None = None,
                    sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
     """:func:`predict_probs` followed by :func:`label_maps`: one uint8 class-index map per image."""
-    return label_maps(predict_probs(model, image, scales, flip, window, overlap), sizes)
+    return label_maps(predict_probs(model, image, scales, flip, window, overlap, pad_to), sizes)

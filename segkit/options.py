@@ -55,9 +55,13 @@ def add_inference_options(parser) -> None:
     parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
     parser.add_argument("--window", type=int | None, default=None, help="sliding-window size for large images")
     parser.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
+    parser.add_argument("--pad_to", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="pad each image (bottom/right, mean pixel) to H W first, as the official evaluation "
+                             "does (its eval_crop_size: 513 513 for VOC, 1025 2049 for Cityscapes)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def inference_settings(cfg) -> dict:
     """The parsed test-time augmentation as keyword arguments of :func:`segkit.inference.predict_probs`."""
-    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap}
+    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap,
+            "pad_to": cfg.pad_to}

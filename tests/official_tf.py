@@ -1,8 +1,9 @@
 """The official DeepLabV3+ graph in TensorFlow, for the parity tests of segkit's converted checkpoints.
 
 Written from tensorflow/models research/deeplab (model.py: _extract_features, refine_by_decoder,
-_get_branch_logits, _split_separable_conv2d, scale_dimension; core/xception.py: xception_module,
-separable_conv2d_same, fixed_padding, stack_blocks_dense, xception_41/65/71; core/resnet_utils.conv2d_same;
+_get_branch_logits, multi_scale_logits, predict_labels_multi_scale, _split_separable_conv2d, scale_dimension;
+core/xception.py: xception_module, separable_conv2d_same, fixed_padding, stack_blocks_dense,
+xception_41/65/71; core/resnet_utils.conv2d_same;
 core/feature_extractor.py: the decoder end points), with TensorFlow ops in NHWC, the layers of tf-slim as the
 official code calls them (``weights``, ``depthwise_weights``, ``BatchNorm/{gamma,beta,moving_mean,
 moving_variance}``, ``biases``) and the variable names its scopes give. Nothing here comes from segkit: the
@@ -15,7 +16,10 @@ them. Usage (in a subprocess: TensorFlow and PyTorch are not loaded into one pro
     python official_tf.py OUT ARCH SIZE,SIZE,... OS,OS,...
 
 writes ``OUT/model.ckpt`` (plus ``global_step`` and a ``Momentum`` slot, which a converter must drop),
-``OUT/image_<size>.npy`` (NCHW, normalized) and ``OUT/logits_<size>_os<os>.npy`` (NCHW, at the input size).
+``OUT/image_<size>.npy`` (NCHW, normalized) and ``OUT/logits_<size>_os<os>.npy`` (NCHW, at the input size);
+and the official evaluation of a 150x119 image (``eval_image.npy``) padded to a 193x193 eval crop, output
+stride 16, scales 0.5/0.75/1.0/1.25 with flips: ``eval_probs.npy`` (the averaged probabilities, cropped to
+the image).
 """
 import os
 import sys
@@ -162,9 +166,32 @@ class Graph:
         return self.conv2d(x, depth, 1, scope + "_pointwise", eps=HEAD_EPS, relu=True)
 
     def logits(self, images, arch, output_stride, num_classes):
+        """predict_labels' logits: _get_logits resized to the input."""
+        return tf.compat.v1.image.resize_bilinear(self.stride4_logits(images, arch, output_stride, num_classes),
+                                                  images.shape[1:3], align_corners=True)
+
+    def multi_scale_probs(self, images, arch, output_stride, num_classes, scales, flip):
+        """predict_labels_multi_scale's averaged probabilities (before its argmax): per scale (and flip),
+        multi_scale_logits with image_pyramid=[scale], resized to the crop, softmax."""
+        crop_h, crop_w = images.shape[1:3]
+        probs = []
+        for scale in scales:
+            for flipped in (False, True) if flip else (False,):
+                inputs = tf.reverse(images, [2]) if flipped else images
+                if scale != 1.0:  # multi_scale_logits
+                    inputs = tf.compat.v1.image.resize_bilinear(
+                        inputs, [scale_dimension(crop_h, scale), scale_dimension(crop_w, scale)], align_corners=True)
+                logits = self.stride4_logits(inputs, arch, output_stride, num_classes)
+                big = max(1.0, scale) / 4
+                logits = tf.compat.v1.image.resize_bilinear(
+                    logits, [scale_dimension(crop_h, big), scale_dimension(crop_w, big)], align_corners=True)
+                logits = tf.compat.v1.image.resize_bilinear(logits, [crop_h, crop_w], align_corners=True)
+                probs.append(tf.nn.softmax(tf.reverse(logits, [2]) if flipped else logits))
+        return tf.reduce_mean(tf.stack(probs), axis=0)
+
+    def stride4_logits(self, images, arch, output_stride, num_classes):
         """_get_logits with the zoo's settings: ASPP with separable convs and image pooling, decoder output
-        stride 4 with separable convs, crop size = the input size; logits resized to the input
-        (predict_labels)."""
+        stride 4 with separable convs, crop size = the input size."""
         h, w = images.shape[1:3]
         end_points = {}
         features = self.xception(images, arch, output_stride, end_points)
@@ -185,8 +212,7 @@ class Graph:
             x = self.split_separable_conv2d(tf.concat(parts, 3), 256, 1, "decoder_conv0")
             x = self.split_separable_conv2d(x, 256, 1, "decoder_conv1")
         with self.scoped("logits"):
-            x = self.conv2d(x, num_classes, 1, "semantic", bias=True)
-        return tf.compat.v1.image.resize_bilinear(x, [h, w], align_corners=True)
+            return self.conv2d(x, num_classes, 1, "semantic", bias=True)
 
 
 def main(out, arch, sizes, strides, num_classes=21):
@@ -199,6 +225,13 @@ def main(out, arch, sizes, strides, num_classes=21):
         for output_stride in strides:
             logits = graph.logits(tf.constant(image), arch, output_stride, num_classes).numpy()
             np.save(f"{out}/logits_{size}_os{output_stride}.npy", logits.transpose(0, 3, 1, 2))
+    # the official evaluation (eval.py): an image padded to the eval crop with the mean pixel (0 after
+    # normalization) at the bottom/right, scales and flips of the padded image
+    image = rng.uniform(-1, 1, (1, 150, 119, 3)).astype(np.float32)
+    padded = np.pad(image, [(0, 0), (0, 193 - 150), (0, 193 - 119), (0, 0)])
+    probs = graph.multi_scale_probs(tf.constant(padded), arch, 16, num_classes, (0.5, 0.75, 1.0, 1.25), True)
+    np.save(f"{out}/eval_image.npy", image.transpose(0, 3, 1, 2))
+    np.save(f"{out}/eval_probs.npy", probs.numpy()[:, :150, :119].transpose(0, 3, 1, 2))
     names = dict(graph.variables)
     names["global_step"] = tf.constant(np.int64(30000))
     names["logits/semantic/weights/Momentum"] = tf.zeros_like(graph.variables["logits/semantic/weights"])

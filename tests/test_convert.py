@@ -37,6 +37,16 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path)
             logits = load_inference_model(ckpt, 21, output_stride)(image).numpy()
         assert_official(logits, np.load(f"{root}/logits_513_os{output_stride}.npy"), f"converted file OS{output_stride}")
 
+    # --model.pretrained takes the converted file: the whole model, or all but the classifier for 5 classes
+    from segkit.models import DeepLabV3Plus
+
+    saved = {k[len("model."):]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
+    whole = DeepLabV3Plus(21, "xception41", pretrained=str(ckpt)).state_dict()
+    assert all(torch.equal(whole[k], v) for k, v in saved.items())
+    other = DeepLabV3Plus(5, "xception41", pretrained=str(ckpt)).state_dict()
+    assert all(torch.equal(other[k], v) for k, v in saved.items() if not k.startswith("decoder.classifier."))
+    assert other["decoder.classifier.bias"].shape == (5,)
+
     # eval and LightningCLI's validate score the same model on the same images
     proc = segkit("eval", *config, "--ckpt_path", ckpt, "--json", tmp_path / "scores.json",
                   "--save_predictions", tmp_path / "eval", "--device", "cpu", cwd=tmp_path)

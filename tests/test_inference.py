@@ -2,10 +2,13 @@
 inference (batch norm folded)."""
 import pytest
 import torch
-from conftest import trained_module
+from conftest import randomize_batchnorm, trained_module
 from torch import nn
 
-from segkit.inference import label_maps, load_inference_model, predict_labels, predict_probs, sliding_logits
+import torch.nn.functional as F
+
+from segkit.inference import (label_maps, load_inference_model, predict_labels, predict_probs, scaled_size,
+                              sliding_logits)
 from segkit.models import DeepLabV3Plus
 
 
@@ -37,6 +40,55 @@ def test_multi_scale_is_the_mean_of_single_scales():
     model, x = _model(), torch.randn(1, 3, 64, 64)
     a, b = predict_probs(model, x, [0.5]), predict_probs(model, x, [1.5])
     torch.testing.assert_close(predict_probs(model, x, [0.5, 1.5]), (a + b) / 2)
+
+
+def _stride4_logits(model, x):
+    """The decoder's logits before any resize, from the model's parts."""
+    feats = model.encoder(x)
+    return model.decoder(model.aspp(feats["out"]), feats["low"])
+
+
+def _official_scale(model, image, scale):
+    """The official multi_scale_logits + predict_labels_multi_scale resizes, written out for one scale."""
+    def resize(t, size):
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=True)
+
+    h, w = image.shape[-2:]
+    size = (int((h - 1) * scale + 1), int((w - 1) * scale + 1))
+    logits = _stride4_logits(model, image if size == (h, w) else resize(image, size))
+    big = max(1.0, scale) / 4
+    return resize(resize(logits, (int((h - 1) * big + 1), int((w - 1) * big + 1))), (h, w))
+
+
+def test_scales_follow_the_official_scale_dimension():
+    assert [scaled_size(513, s) for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)] == [257, 385, 513, 641, 769, 897]
+    assert scaled_size(500, 0.75) == 375 and scaled_size(375, 1.25) == 468 and scaled_size(3, 0.1) == 1
+    model, x = randomize_batchnorm(_model()), torch.randn(1, 3, 41, 57)
+    with torch.no_grad():  # 0.5: 41x57 -> 21x29, logits 6x8 -> 11x15 -> 41x57; 1.5: 61x85, 16x22 -> 16x22 -> 41x57
+        for scale in (0.5, 1.5):
+            torch.testing.assert_close(predict_probs(model, x, [scale]), _official_scale(model, x, scale).softmax(1))
+        assert torch.equal(model(x, upsample=False), _stride4_logits(model, x))
+
+
+def test_pad_to_is_the_official_eval_crop():
+    """Padded with the (normalized) mean at the bottom/right first; scales and flips of the padded image; the
+    result cropped back: computed here step by step."""
+    model, x = randomize_batchnorm(_model()), torch.randn(1, 3, 40, 50)  # batch norm that lets the input matter
+    with torch.no_grad():
+        padded = F.pad(x, (0, 65 - 50, 0, 61 - 40))  # to 61x65
+        total = 0
+        for scale in (1.0, 0.5):
+            total = total + _official_scale(model, padded, scale).softmax(1)
+            total = total + _official_scale(model, padded.flip(-1), scale).flip(-1).softmax(1)
+        want = (total / 4)[..., :40, :50]
+    got = predict_probs(model, x, [1.0, 0.5], flip=True, pad_to=(61, 65))
+    assert got.shape == (1, 4, 40, 50)
+    torch.testing.assert_close(got, want)
+    assert (got - predict_probs(model, x, [1.0, 0.5], flip=True)).abs().max() > 1e-3  # padding changes the result
+    big = torch.randn(1, 3, 70, 30)  # larger than pad_to in one dimension: padded only in the other
+    with torch.no_grad():
+        want = model(F.pad(big, (0, 35))).softmax(1)[..., :, :30]
+    torch.testing.assert_close(predict_probs(model, big, pad_to=(61, 65)), want)
 
 
 def test_sliding_window():

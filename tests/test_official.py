@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import assert_official, python
 
-from segkit.models import DeepLabV3Plus
+from segkit.inference import predict_probs
+from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.official import CheckpointError, convert_tf_checkpoint, encoder_names, head_names
 from segkit.tf_checkpoint import TFCheckpoint
 
@@ -42,6 +43,21 @@ def test_converted_checkpoint_gives_the_official_logits(arch, official):
             with torch.no_grad():
                 logits = model(image).numpy()
             assert_official(logits, np.load(f"{root}/logits_{size}_os{output_stride}.npy"), f"{arch} {what} {size}")
+
+
+def test_the_official_evaluation_protocol(official):
+    """eval.py's protocol on the converted model (and folded, as segkit eval runs it): the image padded to the
+    eval crop (--pad_to), scales 0.5/0.75/1.0/1.25 of the padded image at the official sizes, flips, the
+    official logits resizes, probabilities averaged: the official graph's probabilities to 1e-6."""
+    prefix = official("xception41")
+    root = prefix.rsplit("/", 1)[0]
+    image, want = torch.from_numpy(np.load(f"{root}/eval_image.npy")), np.load(f"{root}/eval_probs.npy")
+    model = converted_model(prefix, "xception41")
+    for run in (model, fold_batchnorm(model)):
+        probs = predict_probs(run, image, (0.5, 0.75, 1.0, 1.25), flip=True, pad_to=(193, 193)).numpy()
+        assert np.abs(probs - want).max() < 1e-6 and (probs.argmax(1) == want.argmax(1)).mean() >= 0.9999
+    unpadded = predict_probs(model, image, (0.5, 0.75, 1.0, 1.25), flip=True).numpy()
+    assert np.abs(unpadded - want).max() > 1e-3  # without the eval crop, the model sees another input
 
 
 def test_every_official_variable_has_one_segkit_weight():
@@ -83,6 +99,8 @@ imagenet["xception_41/logits/biases"] = np.zeros(1001, np.float32)
 save("imagenet", imagenet)
 save("dpc", {"xception_71/entry_flow/conv1_1/weights": np.zeros((3, 3, 3, 32), np.float32),
              "dense_prediction_cell/branch0/weights": np.zeros((1, 1, 2048, 256), np.float32)})
+save("resnet", {"resnet_v1_101/conv1_1/weights": np.zeros((3, 3, 3, 64), np.float32),
+                "logits/semantic/weights": np.zeros((1, 1, 2048, 21), np.float32)})
 save("mobilenet", {"MobilenetV2/Conv/weights": np.zeros((3, 3, 3, 32), np.float32),
                    "logits/semantic/weights": np.zeros((1, 1, 320, 21), np.float32)})
 '''
@@ -108,6 +126,8 @@ def test_converter_errors_name_what_does_not_fit(official, variants):
          r"aspp0/weights has shape \(1, 1, 2048, 128\), segkit's aspp.conv1x1.conv.weight needs \(1, 1, 2048, 256\)"),
         (variants("dpc"), DeepLabV3Plus(19, "xception71"), r"dense prediction cell \(DPC\) checkpoint"),
         (variants("mobilenet"), DeepLabV3Plus(21, "xception65"), r"MobileNet checkpoint \(MobilenetV2\)"),
+        (variants("resnet"), DeepLabV3Plus(21, "xception65"), r"has the backbone resnet_v1_101; segkit converts the "
+                                                              r"official Xception checkpoints"),
         (prefix + "_missing", DeepLabV3Plus(21, "xception41"), r"model.ckpt_missing"),
     ]
     for path, model, message in cases:

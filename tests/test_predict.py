@@ -91,5 +91,6 @@ def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_pat
     # so the labels alone would not show a lost --window)
     cfg = predict.parser().parse_args(["--config", str(CONFIGS / "voc.yaml"), "--ckpt_path", "m.ckpt", "--input",
                                        "x", "--output", "y", "--scales", "0.5", "1.0", "--flip", "--window", "48",
-                                       "--overlap", "0.25"])
-    assert inference_settings(cfg) == {"scales": [0.5, 1.0], "flip": True, "window": 48, "overlap": 0.25}
+                                       "--overlap", "0.25", "--pad_to", "513", "600"])
+    assert inference_settings(cfg) == {"scales": [0.5, 1.0], "flip": True, "window": 48, "overlap": 0.25,
+                                       "pad_to": [513, 600]}

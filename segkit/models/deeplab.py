@@ -77,7 +77,9 @@ class DeepLabV3Plus(nn.Module):
         self.encoder.set_output_stride(output_stride)
         self.aspp.set_atrous_rates(scale_atrous_rates(*self._rates_at, output_stride))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        """Logits (B, K, H, W); with ``upsample=False`` at the decoder's stride 4, (B, K, ceil(H/4), ceil(W/4)),
+        as the official model returns them before ``predict_labels`` resizes them."""
         feats = self.encoder(x)  # low: (B, C_low, H/4, W/4), out: (B, C_out, H/OS, W/OS)
         logits = self.decoder(self.aspp(feats["out"]), feats["low"])  # (B, K, H/4, W/4)
-        return resize(logits, x.shape[-2:])  # (B, K, H, W)
+        return resize(logits, x.shape[-2:]) if upsample else logits  # (B, K, H, W)
