@@ -5,8 +5,9 @@ papers evaluate (multi-scale inputs, left-right flips, sliding windows), and cla
 Following the official ``predict_labels_multi_scale`` and ``multi_scale_logits`` (and equal to them, tests/
 test_official.py), each scale (and its flipped copy) is run separately at the official sizes, its logits are
 resized back to the input size as the official code resizes them and turned into class probabilities, and the
-probabilities are averaged; ``pad_to`` pads the image first as the official evaluation's crop size does. They are added to one running sum one scale and flip at a time, so peak memory stays that of the
-largest single pass plus one (B, K, H, W) buffer. Images larger than ``window`` are cut into overlapping
+probabilities are averaged; ``pad_to`` pads the image first as the official evaluation's crop size does.
+They are added to one running sum one scale and flip at a time, so peak memory stays that of the largest
+single pass plus one (B, K, H, W) buffer. Images larger than ``window`` are cut into overlapping
 windows whose logits are averaged where they overlap.
 """
 from __future__ import annotations

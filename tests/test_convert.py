@@ -35,7 +35,8 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path)
     for output_stride in (16, 8):
         with torch.no_grad():
             logits = load_inference_model(ckpt, 21, output_stride)(image).numpy()
-        assert_official(logits, np.load(f"{root}/logits_513_os{output_stride}.npy"), f"converted file OS{output_stride}")
+        want = np.load(f"{root}/logits_513_os{output_stride}.npy")
+        assert_official(logits, want, f"converted file OS{output_stride}")
 
     # --model.pretrained takes the converted file: the whole model, or all but the classifier for 5 classes
     from segkit.models import DeepLabV3Plus

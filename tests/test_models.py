@@ -173,11 +173,13 @@ def test_pretrained_from_file(tmp_path, suffix):
     model = DeepLabV3Plus(3, "xception41", pretrained=str(path))
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, state[k]), k
-    # a segkit model state dict (encoder.* keys) works as well
+    # a segkit model state dict is a whole model: encoder, ASPP, decoder and (same class count) classifier
     seg = tmp_path / "segkit.pt"
     torch.save(model.state_dict(), seg)
     again = DeepLabV3Plus(3, "xception41", pretrained=str(seg))
-    assert torch.equal(again.encoder.stem[0].conv.weight, model.encoder.stem[0].conv.weight)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())
+    with pytest.raises(ValueError, match=r'does not fit the model: missing keys \d+ \[.encoder.blocks.13.*shape mismatches \d+ \["encoder.blocks.11'):
+        DeepLabV3Plus(3, "xception65", pretrained=str(seg))
 
 
 def test_pretrained_mismatch_names_keys(tmp_path):

@@ -60,6 +60,21 @@ def test_the_official_evaluation_protocol(official):
     assert np.abs(unpadded - want).max() > 1e-3  # without the eval crop, the model sees another input
 
 
+def test_converting_needs_no_tensorflow(official, tmp_path):
+    """With TensorFlow made unimportable, the checkpoint still converts (and the model gives its logits)."""
+    prefix = official("xception41")
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "import numpy as np, torch\n"
+        "from segkit.models import DeepLabV3Plus\n"
+        f"model = DeepLabV3Plus(21, 'xception41', pretrained={prefix!r}).eval()\n"
+        "assert 'tensorflow' not in sys.modules or sys.modules['tensorflow'] is None\n"
+        "print('converted')\n"
+    )
+    proc = python("-c", code, cwd=tmp_path)
+    assert proc.returncode == 0 and "converted" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_every_official_variable_has_one_segkit_weight():
     for arch, count in OFFICIAL_COUNTS.items():
         model = DeepLabV3Plus(21, arch)

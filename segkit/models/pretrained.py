@@ -54,14 +54,17 @@ def load_pretrained(model: nn.Module, source: str | Path) -> str:
     ours = own[f"{CLASSIFIER}bias"].numel()
     if theirs != ours:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
-    needed = [k for k in own if not k.endswith("num_batches_tracked") and (theirs == ours or not k.startswith(CLASSIFIER))]
+    needed = [k for k in own
+              if not k.endswith("num_batches_tracked") and (theirs == ours or not k.startswith(CLASSIFIER))]
     missing = [k for k in needed if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k}: {tuple(state[k].shape)} vs the model's {tuple(own[k].shape)}" for k in needed
               if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"pretrained {source} does not fit the model: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}, shapes {shapes[:5]}")
+        def show(keys: list[str]) -> str:
+            return f"{len(keys)} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+        raise ValueError(f"pretrained {source} does not fit the model: missing keys {show(missing)}; unexpected "
+                         f"keys {show(unexpected)}; shape mismatches {show(shapes)}")
     model.load_state_dict({**own, **state})
     if theirs == ours:
         return f"pretrained {source}: loaded the whole model ({len(state)} tensors, {ours} classes)"
