@@ -16,10 +16,10 @@ import os
 import sys
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.plugins import LayerSync
+from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
+from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
 from .task import SegmentationTask
@@ -65,7 +65,7 @@ class SegkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SegkitCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/mIoU",
             "checkpoint.mode": "max",
@@ -77,12 +77,16 @@ class SegkitCLI(LightningCLI):
         })
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """``trainer.sync_batchnorm: true`` installs segkit's SyncBatchNorm, which also synchronizes CPU processes."""
+        """``trainer.sync_batchnorm: true`` installs segkit's SyncBatchNorm, which also synchronizes CPU processes;
+        checkpoints are written atomically (unless another CheckpointIO is configured)."""
         config = self._get(self.config_init, "trainer", default={})
         plugins = config.get("plugins") or []
-        plugins = plugins if isinstance(plugins, list) else [plugins]
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
-            kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]
+            plugins.append(SyncBatchNormPlugin())
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -129,8 +133,11 @@ def main(args: list[str] | None = None) -> None:
 
         (data_check if argv[1] == "check" else sbd.main)(argv[2:])
         return
-    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args,
-              save_config_callback=SaveRunConfig)
+    try:
+        SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args,
+                  save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})
+    except Diverged as e:
+        sys.exit(f"segkit: {e}")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ An existing output file is never overwritten.
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning
 import torch
 
+from .checkpointing import save_atomic
 from .data import SegmentationDataModule
 from .models.official import CheckpointError, convert_tf_checkpoint, is_tf_checkpoint
 from .task import SegmentationTask
@@ -43,23 +42,6 @@ def parser():
     for other in OTHER_SECTIONS:
         p.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
     return p
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file in the destination folder, then a rename: no half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp's is private)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: SegmentationDataModule) -> str:

@@ -4,17 +4,21 @@ Loss: pixel-wise cross-entropy ignoring label 255, optionally with hard-pixel mi
 ``top_k_percent_pixels``: keep the largest k% of the pixel losses). Optimizer: SGD with momentum 0.9 and
 weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor depthwise
 weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
-linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split.
+linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split. A non-finite
+training loss stops training at its step (:class:`~segkit.checkpointing.LossWatch`); each step seeds dropout's
+random numbers from (seed, step, rank), so a resumed run draws what the uninterrupted one drew.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpointing import LossWatch
 from .data.base import IGNORE_INDEX
 from .distributed import CPUSyncBatchNorm
 from .inference import label_maps
@@ -122,6 +126,8 @@ class SegmentationTask(L.LightningModule):
         self.val_confmat = ConfusionMatrix(num_classes)
         self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
         self.test_confmat = ConfusionMatrix(num_classes)
+        self._step_seed: int | None = None  # see on_train_batch_start
+        self._loss_watch = LossWatch()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -132,7 +138,18 @@ class SegmentationTask(L.LightningModule):
         if self.hparams.compile:
             self.model.compile()  # in place: parameter names (and checkpoints) stay as they are
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Seeds the random numbers of this step (dropout) from (seed, step, rank): a run resumed from a
+        checkpoint draws what the uninterrupted run drew, with no random-number state to save."""
+        if self._step_seed is None:
+            self._step_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed
+        torch.manual_seed((self._step_seed * 1_000_003 + self.global_step * 4_099 + self.global_rank) % 2**63)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["segkit_step_seed"] = self._step_seed
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._step_seed = checkpoint.get("segkit_step_seed", self._step_seed)
         # Lightning restores the weights before converting the model to the run's precision: with
         # precision 64-true convert first, or the float64 weights of the checkpoint would be rounded to float32
         if self._trainer is not None and self.trainer.precision == "64-true":
@@ -151,12 +168,19 @@ class SegmentationTask(L.LightningModule):
         logits = self(batch["image"])  # (B, K, H, W)
         loss = self.training_loss(logits, batch["mask"].long())  # masks travel as uint8, widened on the device
         # the loss of the whole global batch (the mean over processes of the scaled losses below)
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        global_loss = loss.detach()
+        if self.trainer.world_size > 1:
+            global_loss = self.trainer.strategy.reduce(global_loss, reduce_op="mean")
+        self._loss_watch.start(global_loss)
+        self.log("train/loss", global_loss, prog_bar=True)
         # a device tensor filled from the Python float: self.log(float) would copy it from the host, and a
         # copy from pageable host memory waits for the device to finish the queued forward pass
         lr = self.trainer.optimizers[0].param_groups[-1]["lr"]
         self.log("train/lr", torch.full((), lr, device=self.device))
         return loss
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        self._loss_watch.check(self.trainer)  # a non-finite loss stops training at this step
 
     def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """This process's share of the cross-entropy of the whole global batch.

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -72,6 +73,18 @@ def assert_official(logits, want, what: str) -> None:
     rel = abs(logits - want).max() / abs(want).max()
     agree = (logits.argmax(1) == want.argmax(1)).mean()
     assert rel <= 1e-4 and agree >= 0.9999, f"{what}: relative difference {rel:.2e}, argmax agreement {agree:.6f}"
+
+
+class SignalAt(L.Callback):
+    """Sends this process a signal after training step ``step``, as a user's Ctrl-C (2) or a scheduler's
+    SIGTERM (15) would; usable from a config as ``conftest.SignalAt``."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, segkit
+from conftest import REPO, TINY_VOC_ARGS, segkit
 
 from segkit.cli import main
 
@@ -68,6 +68,25 @@ def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
     assert ckpt["global_step"] == 2
     assert any(k.startswith("val/IoU/") for k in Path(best.group(2)).parents[1].joinpath("metrics.csv").read_text().split(","))
     assert (Path(best.group(2)).parent / "last.ckpt").is_file()
+
+
+def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny_voc, tmp_path, capsys):
+    """Through `segkit fit`: SIGTERM after step 3 of 8 ends the run cleanly with last.ckpt at step 3 and the
+    resume command; a learning rate of 1e6 ends it with status 1 and one line."""
+    common = ["fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
+              "--trainer.max_steps", "8", "--trainer.val_check_interval", "4", "--trainer.logger",
+              "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
+    main([*common, "--trainer.callbacks+", '{"class_path": "conftest.SignalAt", "init_args": {"step": 3, '
+                                          '"signum": 15}}'])
+    out = capsys.readouterr().out
+    resume = re.search(r"segkit: stopped at step 3 \(SIGTERM\); resume with the same command and --ckpt_path (\S+)",
+                       out)
+    assert resume and torch.load(resume.group(1), weights_only=False)["global_step"] == 3
+    assert Path(resume.group(1)).name == "last.ckpt"
+    with pytest.raises(SystemExit) as exit:
+        main([*common, "--model.lr", "1e6"])
+    message = str(exit.value.code)
+    assert re.fullmatch(r"segkit: training diverged at step \d+: .*", message) and "\n" not in message
 
 
 def _run(*args, cwd):

@@ -12,7 +12,7 @@ FLOORS = [
     ("foundations", ["segkit.models", "segkit.metrics", "segkit.distributed", "segkit.tf_checkpoint"]),
     ("data", ["segkit.data"]),
     ("inference", ["segkit.inference"]),
-    ("shared", ["segkit.task", "segkit.wandb", "segkit.options"]),
+    ("shared", ["segkit.task", "segkit.wandb", "segkit.options", "segkit.checkpointing"]),
     ("commands", ["segkit.evaluate", "segkit.predict", "segkit.export", "segkit.summary", "segkit.convert", "segkit.loggers",
                   "segkit.callbacks"]),
     ("entry", ["segkit.cli"]),

@@ -1,0 +1,193 @@
+"""Checkpoints that survive interruptions: atomic writes, ``last.ckpt`` always the newest state, a clean stop on
+Ctrl-C / SIGTERM, and no non-finite model saved.
+
+- :func:`save_atomic`: the file is written under a temporary name in its own folder, flushed to disk and renamed
+  over the destination; a reader sees the old file or the new one, never a part. (Lightning writes through
+  fsspec's local transaction, whose temporary file lives in ``$TMPDIR``: on another filesystem, the final
+  move is a copy, and a kill during it leaves a truncated file.) :class:`AtomicCheckpointIO` makes every
+  checkpoint Lightning writes go through it.
+- :class:`SegkitCheckpoint`: Lightning's ``ModelCheckpoint`` rewrites ``last.ckpt`` only when a top-k
+  checkpoint was written at the same step; here ``last.ckpt`` is written after every validation and at the
+  end of ``fit``. It never writes a model with a non-finite weight.
+- :class:`GracefulStop`: the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's preemption) stops training after
+  the running step; ``last.ckpt`` is then written and the command to resume printed. A second Ctrl-C stops at
+  once.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp's is private)
+        os.close(fd)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power loss once the folder is synced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # folders cannot be opened for fsync on some systems
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through :func:`save_atomic` (local paths; URLs as Lightning writes them)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        save_atomic(checkpoint, path)
+
+
+class Diverged(FloatingPointError):
+    """Training diverged (a non-finite loss, or weights); the message names the step and the last checkpoint."""
+
+    def __init__(self, trainer: pl.Trainer, what: str) -> None:
+        callback = trainer.checkpoint_callback
+        last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        saved = f"the last checkpoint is {last}" if last else "no checkpoint was written before"
+        super().__init__(f"training diverged at step {trainer.global_step}: {what}. Training stopped and the "
+                         f"diverged weights were not saved; {saved}. Lower model.lr (or raise model.warmup_steps) "
+                         "and restart, or resume from that checkpoint")
+
+
+class LossWatch:
+    """Stops training at the step whose (global) loss is not finite, without making the step wait for the
+    device: on a GPU the flag is copied to host memory behind an event that :meth:`check` (after the step)
+    waits for, while the step's backward pass is still queued, so the GPU does not idle."""
+
+    def __init__(self) -> None:
+        self._pending: tuple | None = None
+
+    def start(self, loss: torch.Tensor) -> None:
+        finite, event = torch.isfinite(loss.detach()).reshape(1), None
+        if finite.is_cuda:
+            finite = finite.to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self._pending = (finite, event, loss.detach())
+
+    def check(self, trainer: pl.Trainer) -> None:
+        if self._pending is None:
+            return
+        (finite, event, loss), self._pending = self._pending, None
+        if event is not None:
+            event.synchronize()
+        if not finite.numpy()[0]:  # host memory: no device synchronization
+            raise Diverged(trainer, f"the training loss is {float(loss)}")
+
+
+def finite_model(module: torch.nn.Module) -> bool:
+    """True when every floating-point parameter and buffer is finite."""
+    return all(torch.isfinite(t).all() for t in [*module.parameters(), *module.buffers()] if t.is_floating_point())
+
+
+class SegkitCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose ``last.ckpt`` is always the newest state (after every validation, at the end of
+    ``fit``, on a graceful stop), and which never writes a model with a non-finite weight."""
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if not finite_model(trainer.lightning_module):
+            raise Diverged(trainer, "the weights are no longer finite")
+        super()._save_checkpoint(trainer, filepath)
+
+    def save_last_now(self, trainer: pl.Trainer) -> str | None:
+        """Writes ``last.ckpt`` unless it already holds this step; returns its path."""
+        if not self.save_last or self.dirpath is None:
+            return None
+        if self._last_saved_step != trainer.global_step or not self.last_model_path:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_saved_step = trainer.global_step
+        return self.last_model_path
+
+    _last_saved_step: int | None = None
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_saved_step = trainer.global_step
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Removes what a killed write left behind: save_atomic's temporary files (the checkpoints are whole)."""
+        if trainer.is_global_zero and self.dirpath and os.path.isdir(self.dirpath):
+            for leftover in Path(self.dirpath).glob(".*.ckpt.*.tmp"):
+                leftover.unlink(missing_ok=True)
+                print(f"segkit: removed {leftover}, an unfinished write of a killed run", flush=True)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run:
+            self.save_last_now(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.fast_dev_run:
+            self.save_last_now(trainer)
+
+
+class GracefulStop(Callback):
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a stop after the running training step (agreed on by
+    every process), so that ``last.ckpt`` holds a whole step; a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C
+        self.signal = signal.Signals(signum).name
+        print(f"\nsegkit: {self.signal} received: stopping after this training step and saving last.ckpt "
+              "(Ctrl-C again to stop at once)", flush=True)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: leave the signals to Lightning
+            self._previous = {}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        stop = torch.tensor(self.signal is not None, device=pl_module.device)
+        if trainer.world_size > 1:  # one process's signal stops them all at the same step
+            stop = trainer.strategy.reduce(stop.float(), reduce_op="max") > 0
+        if bool(stop):
+            trainer.should_stop = True
+            self.signal = self.signal or "a signal in another process"
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        if self.signal is None:
+            return
+        checkpoint = trainer.checkpoint_callback
+        last = checkpoint.save_last_now(trainer) if isinstance(checkpoint, SegkitCheckpoint) else None
+        if not trainer.is_global_zero:
+            return
+        where = f" --ckpt_path {last}" if last else " (no checkpoint was written: checkpointing is off)"
+        print(f"segkit: stopped at step {trainer.global_step} ({self.signal}); resume with the same command and"
+              f"{where}", flush=True)
