@@ -19,9 +19,11 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
+from .checkpoint_file import CheckpointFileError, read_checkpoint
 from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
+from .tf_checkpoint import CheckpointError
 from .task import SegmentationTask
 from .wandb import finish_runs, wandb_run
 
@@ -62,6 +64,10 @@ class SaveRunConfig(SaveConfigCallback):
 class SegkitCLI(LightningCLI):
     """LightningCLI with the class count and names linked from the DataModule and best/last checkpoints."""
 
+    def __init__(self, *args, args_list: list[str], **kwargs) -> None:
+        self._argv = list(args_list)  # the command line, for the checks of --ckpt_path against --model.*
+        super().__init__(*args, args=args_list, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
@@ -89,6 +95,43 @@ class SegkitCLI(LightningCLI):
         kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's: the checkpoint's model hyper-parameters replace the config's. Here the file is read with
+        one-line errors, and a ``--model.X`` given on the command line that the checkpoint would replace is an
+        error instead of being ignored silently."""
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if not path or path in ("last", "best", "hpc", "registry") or str(path).startswith("registry:"):
+            return
+        checkpoint = read_checkpoint(path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        for key, value in _command_line_values(self._argv, "model").items():
+            if key in hparams and key not in RUN_SETTINGS and hparams[key] != value:
+                sys.exit(f"segkit {sub}: --model.{key} {value} differs from the checkpoint's {hparams[key]} ({path}), "
+                         "which would replace it: drop the option or give another checkpoint")
+        self._checkpoint_hparams = hparams
+        if hparams:
+            self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+
+    def _check_checkpoint_fits(self) -> None:
+        """The data set's class count against the checkpoint's, before any weights are loaded."""
+        hparams = getattr(self, "_checkpoint_hparams", None) or {}
+        theirs, ours = hparams.get("num_classes"), getattr(self.datamodule, "num_classes", None)
+        if theirs is not None and ours is not None and theirs != ours:
+            path = self.config[self.subcommand].get("ckpt_path")
+            sys.exit(f"segkit {self.subcommand}: checkpoint {path} predicts {theirs} classes, the config's data set "
+                     f"has {ours}: use the config the model was trained with")
+
+    def before_fit(self) -> None:
+        self._check_checkpoint_fits()
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_fits()
+
+    def before_test(self) -> None:
+        self._check_checkpoint_fits()
+
     def after_fit(self) -> None:
         cb = self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
@@ -102,6 +145,29 @@ class SegkitCLI(LightningCLI):
         finish_runs(self.trainer)
 
 
+# model options a run may change on a checkpoint without changing what the weights mean
+RUN_SETTINGS = {"lr", "momentum", "weight_decay", "poly_power", "warmup_steps", "encoder_lr_mult",
+                "top_k_percent_pixels", "freeze_bn", "channels_last", "compile", "eval_output_stride", "pretrained",
+                "class_names"}
+
+
+def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
+    """``--section.key value`` and ``--section.key=value`` pairs given on the command line, values read as YAML."""
+    import yaml
+
+    values, prefix = {}, f"--{section}."
+    for i, arg in enumerate(argv):
+        if arg.startswith(prefix):
+            key, eq, value = arg[len(prefix):].partition("=")
+            if not eq and i + 1 < len(argv):
+                value = argv[i + 1]
+            try:
+                values[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                values[key] = value
+    return values
+
+
 def data_check(args: list[str]) -> None:
     """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
     from .data.check import check
@@ -112,8 +178,24 @@ def data_check(args: list[str]) -> None:
     sys.exit(1 if check(datamodule) else 0)
 
 
+# errors whose message says what is wrong: one line and exit status 1, the traceback only with --debug
+ONE_LINE_ERRORS = (CheckpointFileError, CheckpointError, Diverged, FileNotFoundError, FileExistsError, ValueError)
+
+
 def main(args: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if args is None else args
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv or bool(os.environ.get("SEGKIT_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        run(argv)
+    except ONE_LINE_ERRORS as e:
+        if debug:
+            raise
+        command = " ".join(argv[:2] if argv[:1] == ["data"] else argv[:1])
+        sys.exit(f"segkit {command}: {e} (--debug shows where)")
+
+
+def run(argv: list[str]) -> None:
     if argv and argv[0] == "summary":
         from jsonargparse import CLI
 
@@ -128,16 +210,14 @@ def main(args: list[str] | None = None) -> None:
         return
     if argv and argv[0] == "data":
         if len(argv) < 2 or argv[1] not in ("check", "sbd"):
-            sys.exit("usage: segkit data check --config FILE [--data.root DIR] | segkit data sbd --sbd_root DIR --voc_root DIR")
+            sys.exit("usage: segkit data check --config FILE [--data.root DIR] | "
+                     "segkit data sbd --sbd_root DIR --voc_root DIR")
         from .data import sbd
 
         (data_check if argv[1] == "check" else sbd.main)(argv[2:])
         return
-    try:
-        SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args=args,
-                  save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})
-    except Diverged as e:
-        sys.exit(f"segkit: {e}")
+    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args_list=argv,
+              save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint_file import CheckpointFileError, read_checkpoint
 from .models import DeepLabV3Plus, fold_batchnorm
 from .models.decoder import resize
 
@@ -34,10 +35,11 @@ def load_inference_model(ckpt_path: str | Path, num_classes: int | None = None,
     The model is rebuilt from the checkpoint's hyper-parameters and ``model.*`` weights (Lightning's format;
     nothing is downloaded). ``num_classes``, when given, must be the checkpoint's (the config's data set).
     """
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    hparams = checkpoint["hyper_parameters"]
+    checkpoint = read_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "num_classes" not in hparams:
+        raise CheckpointFileError(f"checkpoint {ckpt_path} has no segkit hyper-parameters (num_classes, encoder): "
+                                  "give a file written by segkit fit or segkit convert")
     if num_classes is not None and hparams["num_classes"] != num_classes:
         raise ValueError(f"checkpoint {ckpt_path} predicts {hparams['num_classes']} classes, the config's data set "
                          f"has {num_classes}: use the config the model was trained with")

@@ -86,7 +86,7 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
     with pytest.raises(SystemExit) as exit:
         main([*common, "--model.lr", "1e6"])
     message = str(exit.value.code)
-    assert re.fullmatch(r"segkit: training diverged at step \d+: .*", message) and "\n" not in message
+    assert re.fullmatch(r"segkit fit: training diverged at step \d+: .*", message) and "\n" not in message
 
 
 def _run(*args, cwd):

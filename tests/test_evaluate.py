@@ -99,11 +99,13 @@ def test_missing_and_extra_prediction_files_are_named(cityscapes_predictions, tm
     root, _, preds, files = cityscapes_predictions
     files[0].unlink()
     (preds / "munich_000001_000002_labelIds.png").write_bytes(files[1].read_bytes())
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(SystemExit) as error:  # one line, exit status 1
         main(["eval", "--config", str(CONFIGS / "cityscapes.yaml"), "--data.root", str(root), "--predictions",
               str(preds), "--data.num_workers", "0"])
-    assert files[0].name.replace("_labelIds.png", "") in str(error.value)
-    assert "munich_000001_000002_labelIds.png" in str(error.value)
+    message = str(error.value.code)
+    assert message.startswith("segkit eval: 1 images have no prediction") and "\n" not in message
+    assert files[0].name.replace("_labelIds.png", "") in message
+    assert "munich_000001_000002_labelIds.png" in message
 
 
 

@@ -144,7 +144,7 @@ def test_checkpoints_are_artifacts_with_their_score(wandb_run):
     files = sorted(meta["original_filename"] for meta, _ in models)
     assert files[-1] == "last.ckpt" and files[0].startswith("best-step")
     best = next((meta, aliases) for meta, aliases in models if meta["original_filename"].startswith("best"))
-    assert "best" in best[1] and best[0]["ModelCheckpoint"]["monitor"] == "val/mIoU"
+    assert "best" in best[1] and best[0]["SegkitCheckpoint"]["monitor"] == "val/mIoU"
     assert best[0]["score"] == pytest.approx(run["summary"]["best/val_mIoU"])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint_file import CheckpointFileError, CheckpointNotFound, read_torch_file
 from .xception import ARCHS, AlignedXception
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -101,15 +102,15 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a state dict safely (safetensors, or torch.load with weights_only=True)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path}")
+        raise CheckpointNotFound(f"pretrained weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"cannot read weights file {path}: {e}") from e
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise CheckpointFileError(f"pretrained weights file {path} cannot be read: {e}") from None
+    state = read_torch_file(path, "pretrained weights file")
     for key in ("state_dict", "model", "model_state_dict"):  # Lightning / common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
