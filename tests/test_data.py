@@ -122,6 +122,36 @@ def test_bad_files_raise_errors_naming_them(tiny_voc, tmp_path):
         ds[3]
 
 
+def test_jpeg_ends_are_found_by_walking_segments(tmp_path):
+    """Bytes after a JPEG's end (cameras, editors) are accepted; a cut file is not, also when an EXIF thumbnail
+    (a JPEG inside the JPEG, with its own end marker) precedes the cut; an empty file is named."""
+    from segkit.data.base import jpeg_end, read_image
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    thumb = cv2.imencode(".jpg", image[::4, ::4])[1].tobytes()
+    app1 = b"Exif\x00\x00" + thumb
+    with_thumb = jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+    want = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    for name, data in (("plain", jpeg), ("thumb", with_thumb)):
+        assert jpeg_end(data) == len(data)
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(data + bytes(300))  # e.g. padding an editor left after the end marker
+        assert np.array_equal(read_image(path), want), name
+        for cut in (len(data) // 2, len(data) - 2):
+            path.write_bytes(data[:cut])
+            with pytest.raises(ValueError, match=f"truncated JPEG file \\(no end-of-image marker\\): {path}"):
+                read_image(path)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"empty image file \\(0 bytes\\): {empty}"):
+        read_image(empty)
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64) + b"IEND\xaeB`\x82")
+    with pytest.raises(ValueError, match=f"cannot decode image file: {garbage}"):
+        read_image(garbage)
+
+
 def test_missing_root_is_explained(tmp_path):
     dm = VOCDataModule(root=str(tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match="VOCdevkit/VOC2012/JPEGImages"):

@@ -20,8 +20,9 @@ def _predict(*args, cwd):
 
 
 def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, tmp_path):
-    """Five images of three sizes, a truncated JPEG and a text file: five masks and overlays, the broken one
-    named, exit 1; each mask equals single-image inference of the module as trained."""
+    """Five images of three sizes (one JPEG with bytes after its end, as cameras write them), a truncated JPEG,
+    a 0-byte JPEG and a text file: five masks and overlays, the broken ones named, exit 1; each mask equals
+    single-image inference of the module as trained."""
     checkpoint = random_bn_checkpoint
     rng = np.random.default_rng(0)
     photos = tmp_path / "photos"
@@ -32,13 +33,16 @@ def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, t
                     rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     good = (photos / "a.jpg").read_bytes()
     (photos / "broken.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "c.jpg").write_bytes((photos / "c.jpg").read_bytes() + bytes(range(256)) * 8)  # trailing data
     (photos / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
 
     proc = _predict("--ckpt_path", str(checkpoint), "--input", str(photos), "--output", str(out),
                    "--batch_size", "2", "--num_workers", "0", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "broken.jpg" in proc.stderr and "wrote 5 of 6 image(s)" in proc.stdout
+    assert "broken.jpg" in proc.stderr and "wrote 5 of 7 image(s)" in proc.stdout
+    assert f"empty image file (0 bytes): {photos / 'empty.jpg'}" in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}.png" for s in sizes] + [f"{s}_overlay.jpg" for s in sizes])
 

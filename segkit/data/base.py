@@ -20,13 +20,49 @@ IGNORE_INDEX = 255
 _PNG_END = b"IEND\xaeB`\x82"
 
 
+def jpeg_end(data: bytes) -> int | None:
+    """The position just after a JPEG's end-of-image marker, found by walking its segments (an EXIF thumbnail's
+    own marker does not count, bytes after the end are allowed); None when the data stops before it."""
+    i, n = 2, len(data)
+    while i + 2 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0xD9:
+            return i + 2
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+        else:
+            if i + 4 > n:
+                return None
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+            if marker == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
+                while True:
+                    j = data.find(b"\xff", i)
+                    if j < 0 or j + 1 >= n:
+                        return None
+                    follower = data[j + 1]
+                    if follower == 0x00 or 0xD0 <= follower <= 0xD7:  # stuffed byte, restart marker
+                        i = j + 2
+                    elif follower == 0xFF:
+                        i = j + 1
+                    else:
+                        i = j
+                        break
+    return None
+
+
 def _check_complete(path: Path, data: bytes) -> None:
     """Truncated files decode silently in OpenCV (a grey or black bottom): check the end markers."""
+    if not data:
+        raise ValueError(f"empty image file (0 bytes): {path}")
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         if _PNG_END not in data[-32:]:
             raise ValueError(f"truncated PNG file (no IEND chunk): {path}")
     elif data[:2] == b"\xff\xd8":
-        if b"\xff\xd9" not in data[-64:]:
+        if jpeg_end(data) is None:
             raise ValueError(f"truncated JPEG file (no end-of-image marker): {path}")
 
 
@@ -37,7 +73,10 @@ def read_image(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"image file not found: {path}")
     data = path.read_bytes()
     _check_complete(path, data)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ValueError(f"cannot decode image file: {path} ({str(e).strip().splitlines()[-1]})") from None
     if image is None:
         raise ValueError(f"cannot decode image file: {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
