@@ -107,6 +107,24 @@ def finite_model(module: torch.nn.Module) -> bool:
     return all(torch.isfinite(t).all() for t in [*module.parameters(), *module.buffers()] if t.is_floating_point())
 
 
+def own_run_folder(trainer: pl.Trainer) -> str:
+    """Without a logger, the run's own folder ``<default_root_dir>/runs/run_N`` (the first free N, claimed by
+    creating it), so that two runs in one folder never mix their checkpoints and configs. Rank 0 claims it."""
+    folder = getattr(trainer, "segkit_run_folder", None)
+    if folder is None:
+        base = Path(trainer.default_root_dir) / "runs"
+        base.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:
+            try:
+                (base / f"run_{n}").mkdir()
+                break
+            except FileExistsError:
+                n += 1
+        folder = trainer.segkit_run_folder = str(base / f"run_{n}")
+    return folder
+
+
 class SegkitCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose ``last.ckpt`` is always the newest state (after every validation, at the end of
     ``fit``, on a graceful stop), and which never writes a model with a non-finite weight."""
@@ -130,6 +148,12 @@ class SegkitCheckpoint(ModelCheckpoint):
     def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_saved_step = trainer.global_step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.dirpath is None and not trainer.loggers and stage == "fit":  # Lightning: <root>/checkpoints
+            folder = own_run_folder(trainer) if trainer.is_global_zero else None
+            self.dirpath = os.path.join(trainer.strategy.broadcast(folder), "checkpoints")
+        super().setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Removes what a killed write left behind: save_atomic's temporary files (the checkpoints are whole)."""

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
 from .checkpoint_file import CheckpointFileError, read_checkpoint
-from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint
+from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, own_run_folder
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
 from .tf_checkpoint import CheckpointError
@@ -30,9 +30,10 @@ from .wandb import finish_runs, wandb_run
 
 def run_folder(trainer: Trainer) -> str:
     """The run's own folder, as ModelCheckpoint derives it: ``<save_dir>/<name>/<version>`` of the first logger
-    (``lightning_logs/version_N``, or ``<project>/<W&B run id>``), else ``trainer.default_root_dir``."""
+    (``lightning_logs/version_N``, or ``<project>/<W&B run id>``); without a logger ``runs/run_N`` of its own
+    under ``trainer.default_root_dir``."""
     if not trainer.loggers:
-        return trainer.default_root_dir
+        return own_run_folder(trainer)
     logger = trainer.loggers[0]
     version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
     return os.path.join(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
@@ -125,6 +126,14 @@ class SegkitCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_checkpoint_fits()
+        # the global batch over processes and accumulation steps, checked before DDP starts its processes
+        parts = self.trainer.world_size * self.trainer.accumulate_grad_batches
+        batch = getattr(self.datamodule, "batch_size", None)
+        if isinstance(batch, int) and batch % parts:
+            sys.exit(f"segkit fit: data.batch_size={batch} is the global batch and must divide evenly over "
+                     f"{self.trainer.world_size} process(es) x {self.trainer.accumulate_grad_batches} accumulation "
+                     f"step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
+                     f"multiple of {parts}")
 
     def before_validate(self) -> None:
         self._check_checkpoint_fits()

@@ -215,3 +215,16 @@ def test_killed_at_any_moment_resumes_from_a_whole_checkpoint(tmp_path):
     assert not list(run.glob(".*.tmp"))
     assert _step(last) == 8
     assert not [p for p in os.listdir(tmpdir) if "ckpt" in p]  # nothing of the checkpoints went through TMPDIR
+
+
+def test_runs_without_a_logger_get_folders_of_their_own(tmp_path):
+    data = tmp_path / "data"
+    folders = []
+    for _ in range(2):
+        L.seed_everything(0)
+        checkpoint = SegkitCheckpoint(save_last=True, save_top_k=0)
+        _trainer(tmp_path, checkpoint=checkpoint, max_steps=2, limit_val_batches=0).fit(_task(), _data(data))
+        folders.append(checkpoint.dirpath)
+    assert folders == [str(tmp_path / "runs" / f"run_{n}" / "checkpoints") for n in (0, 1)]
+    assert all(_step(os.path.join(f, "last.ckpt")) == 2 for f in folders)
+    assert not (tmp_path / "checkpoints").exists()

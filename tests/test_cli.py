@@ -89,6 +89,19 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
     assert re.fullmatch(r"segkit fit: training diverged at step \d+: .*", message) and "\n" not in message
 
 
+def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
+              "--data.batch_size", "5", "--trainer.devices", "3", "--trainer.strategy", "ddp",
+              "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    assert str(exit.value.code) == (
+        "segkit fit: data.batch_size=5 is the global batch and must divide evenly over 3 process(es) x 1 "
+        "accumulation step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
+        "multiple of 3")
+    assert time.perf_counter() - started < 30  # no process was started
+
+
 def _run(*args, cwd):
     return segkit(*args, cwd=cwd, check=True).stdout
 

@@ -1,6 +1,7 @@
 """Data tests: the synthetic set, the VOC reader, the albumentations pipelines, colours, prediction files, what
 a DataModule declares, and clear errors."""
 import hashlib
+import os
 
 import cv2
 import numpy as np
@@ -37,6 +38,24 @@ def test_synthetic_is_deterministic_and_in_voc_layout(tmp_path):
     assert values <= set(range(len(SYNTHETIC_CLASSES))) | {255}
     assert 255 in values  # object borders are ignored, as in VOC
     assert (a / "JPEGImages/synth_val_00000.jpg").is_file()
+
+
+def test_synthetic_generation_started_twice_at_once(tmp_path):
+    """Two runs that generate the same set in one fresh folder at the same moment: one writes it, the other
+    waits and reuses it; both succeed (without the lock, 200 images were enough for one to crash on the
+    other's partial folder)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from segkit.data import make_synthetic_voc; "
+            "make_synthetic_voc(sys.argv[1], num_train=200, num_val=8, size_range=(64, 96), seed=3); print('ok')")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "voc")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    assert all(rc == 0 and out.strip() == "ok" for out, _, rc in results), [err[-2000:] for _, err, _ in results]
+    voc = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
+    assert len(list((voc / "JPEGImages").glob("*.jpg"))) == 208 and not list(tmp_path.glob("voc/*.partial"))
 
 
 def test_synthetic_never_overwrites_foreign_data(tmp_path):

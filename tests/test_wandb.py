@@ -172,7 +172,9 @@ def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
     elif logger.endswith("TensorBoardLogger"):
         assert list((tmp_path / "lightning_logs/version_0").glob("events.out.tfevents.*"))
     else:
-        assert (tmp_path / "config.yaml").is_file() and list((tmp_path / "checkpoints").glob("*.ckpt"))
+        run = tmp_path / "runs" / "run_0"  # a folder of its own, next to which another run gets run_1
+        assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("*.ckpt"))
+        assert not (tmp_path / "checkpoints").exists()
 
 
 def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):

@@ -10,6 +10,8 @@ learns the classes in minutes on a CPU. Object borders are marked 255 (ignored),
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import json
 import shutil
 from pathlib import Path
@@ -105,7 +107,31 @@ def _prepare(root: Path, params: dict, folders: tuple[str, ...]) -> bool:
     return False
 
 
-def make_synthetic_voc(
+@contextmanager
+def _generating(root: Path):
+    """One generator at a time per folder: a second run started at the same moment waits, then finds the set
+    written (POSIX file lock; elsewhere no lock)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(root / ".segkit_synthetic.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def make_synthetic_voc(root: str | Path, *args, **kwargs) -> Path:
+    """:func:`_make_synthetic_voc` under the folder's generation lock."""
+    with _generating(Path(root)):
+        return _make_synthetic_voc(root, *args, **kwargs)
+
+
+def _make_synthetic_voc(
     root: str | Path,
     num_train: int = 300,
     num_val: int = 60,
@@ -166,7 +192,13 @@ def _render_city(rng: np.random.Generator, h: int, id_cycle: list[int]) -> np.nd
     return label
 
 
-def make_synthetic_cityscapes(
+def make_synthetic_cityscapes(root: str | Path, *args, **kwargs) -> Path:
+    """:func:`_make_synthetic_cityscapes` under the folder's generation lock."""
+    with _generating(Path(root)):
+        return _make_synthetic_cityscapes(root, *args, **kwargs)
+
+
+def _make_synthetic_cityscapes(
     root: str | Path, num_train: int = 24, num_val: int = 8, height: int = 128, seed: int = 0
 ) -> Path:
     """Writes (or reuses) a synthetic set in the Cityscapes layout under ``root``; returns ``root``.
