@@ -173,10 +173,13 @@ class SegkitCheckpoint(ModelCheckpoint):
 
 
 class GracefulStop(Callback):
-    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a stop after the running training step (agreed on by
-    every process), so that ``last.ckpt`` holds a whole step; a second SIGINT interrupts at once."""
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a stop after the running training step, so that
+    ``last.ckpt`` holds a whole step; a second SIGINT interrupts at once. With several processes they agree
+    every ``every_n_steps`` steps (one small collective), so all stop at the same step, within that many steps
+    of the signal."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_n_steps: int = 10) -> None:
+        self.every_n_steps = every_n_steps  # with several processes, how often they agree on stopping
         self.signal: str | None = None
         self._previous: dict[int, Any] = {}
 
@@ -195,10 +198,14 @@ class GracefulStop(Callback):
             self._previous = {}
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
-        stop = torch.tensor(self.signal is not None, device=pl_module.device)
-        if trainer.world_size > 1:  # one process's signal stops them all at the same step
-            stop = trainer.strategy.reduce(stop.float(), reduce_op="max") > 0
-        if bool(stop):
+        if trainer.world_size == 1:
+            stop = self.signal is not None  # plain Python: no device operation in the step
+        elif trainer.global_step % self.every_n_steps == 0:  # the processes agree (a collective, so not every step)
+            flag = torch.tensor([float(self.signal is not None)], device=pl_module.device)
+            stop = bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
+        else:
+            return
+        if stop:
             trainer.should_stop = True
             self.signal = self.signal or "a signal in another process"
 

@@ -54,16 +54,15 @@ def segkit(*args, **kwargs):
 def official(tmp_path_factory):
     """``official(arch)``: the prefix of a checkpoint of the official DeepLabV3+ graph (tests/official_tf.py, run
     by TensorFlow in a subprocess) with random weights and batch-norm statistics, for ``xception41/65/71``;
-    next to it the graph's inputs and logits at 513 and 512 px, output strides 16 and 8
-    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). Each arch runs once per session."""
+    next to it the graph's inputs and logits at 513 and 320 px (odd and even), output strides 16 and 8
+    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). The three graphs run once per session, in
+    one TensorFlow process."""
     root = tmp_path_factory.mktemp("official")
 
     def reference(arch: str) -> str:
-        out = root / arch
-        if not (out / "model.ckpt.index").exists():
-            python(REPO / "tests" / "official_tf.py", out, arch.removeprefix("xception"), "513,512", "16,8",
-                   cwd=root, check=True)
-        return str(out / "model.ckpt")
+        if not (root / arch / "model.ckpt.index").exists():
+            python(REPO / "tests" / "official_tf.py", root, "41,65,71", "513,320", "16,8", cwd=root, check=True)
+        return str(root / arch / "model.ckpt")
     return reference
 
 

@@ -13,9 +13,9 @@ Variables are created on first use with random values (batch-norm statistics inc
 initialized official graph would hold them; running the graph again (another size or output stride) reuses
 them. Usage (in a subprocess: TensorFlow and PyTorch are not loaded into one process by the tests):
 
-    python official_tf.py OUT ARCH SIZE,SIZE,... OS,OS,...
+    python official_tf.py ROOT ARCH,ARCH,... SIZE,SIZE,... OS,OS,...     (ARCH: 41, 65, 71)
 
-writes ``OUT/model.ckpt`` (plus ``global_step`` and a ``Momentum`` slot, which a converter must drop),
+writes, for each ARCH into OUT = ``ROOT/xception<ARCH>``: ``OUT/model.ckpt`` (plus ``global_step`` and a ``Momentum`` slot, which a converter must drop),
 ``OUT/image_<size>.npy`` (NCHW, normalized) and ``OUT/logits_<size>_os<os>.npy`` (NCHW, at the input size);
 and the official evaluation of a 150x119 image (``eval_image.npy``) padded to a 193x193 eval crop, output
 stride 16, scales 0.5/0.75/1.0/1.25 with flips: ``eval_probs.npy`` (the averaged probabilities, cropped to
@@ -241,5 +241,6 @@ def main(out, arch, sizes, strides, num_classes=21):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")],
-         [int(s) for s in sys.argv[4].split(",")])
+    for arch in sys.argv[2].split(","):  # OUT/xception<arch>/...
+        main(f"{sys.argv[1]}/xception{arch}", int(arch), [int(s) for s in sys.argv[3].split(",")],
+             [int(s) for s in sys.argv[4].split(",")])
