@@ -201,7 +201,16 @@ def main(args: list[str] | None = None) -> None:
         if debug:
             raise
         command = " ".join(argv[:2] if argv[:1] == ["data"] else argv[:1])
-        sys.exit(f"segkit {command}: {e} (--debug shows where)")
+        sys.exit(f"segkit {command}: {one_line(e)} (--debug shows where)")
+
+
+def one_line(error: BaseException) -> str:
+    """The message; for an error raised in a DataLoader worker (PyTorch re-raises it with the worker's
+    traceback in the message), the original error's own message."""
+    message = str(error)
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def run(argv: list[str]) -> None:

@@ -89,6 +89,25 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
     assert re.fullmatch(r"segkit fit: training diverged at step \d+: .*", message) and "\n" not in message
 
 
+def test_errors_from_dataloader_workers_keep_their_own_message():
+    from torch.utils.data import DataLoader
+
+    from segkit.cli import one_line
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            raise ValueError("cannot decode image file: data/x.jpg")
+
+    with pytest.raises(ValueError) as error:  # as PyTorch re-raises it from a worker process
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert "Original Traceback" in str(error.value)
+    assert one_line(error.value) == "cannot decode image file: data/x.jpg"
+    assert one_line(ValueError("plain")) == "plain"
+
+
 def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):
     started = time.perf_counter()
     with pytest.raises(SystemExit) as exit:
