@@ -13,7 +13,7 @@ from torch import nn
 from .aspp import ASPP
 from .decoder import DeepLabV3PlusDecoder, resize
 from .encoders import build_encoder
-from .pretrained import holds_whole_model, load_pretrained
+from .pretrained import load_pretrained, read_pretrained
 
 # ASPP rates of the paper at output stride 16; they scale inversely with the output stride (12/24/36 at 8).
 PAPER_RATES_OS16 = (6, 12, 18)
@@ -52,15 +52,16 @@ class DeepLabV3Plus(nn.Module):
                  pretrained: str | None = None, atrous_rates: Sequence[int] | None = None, decoder_channels: int = 256,
                  low_level_channels: int = 48, dropout: float = 0.1) -> None:
         super().__init__()
-        whole = holds_whole_model(pretrained)
-        self.encoder = build_encoder(encoder, output_stride, None if whole else pretrained)
+        whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
+        self.encoder = build_encoder(encoder, output_stride, None if whole else pretrained,
+                                     state=None if whole else weights)
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
         self._rates_at = (rates, output_stride)  # rates are defined at this output stride
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
         self.decoder = DeepLabV3PlusDecoder(self.encoder.low_channels, num_classes, aspp_chs=decoder_channels,
                                             low_proj_chs=low_level_channels, chs=decoder_channels)
         if whole:
-            report = load_pretrained(self, pretrained)
+            report = load_pretrained(self, pretrained, weights)
             if not (torch.distributed.is_initialized() and torch.distributed.get_rank() > 0):  # once under DDP
                 print(report, flush=True)
 

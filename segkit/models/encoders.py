@@ -66,7 +66,8 @@ class SmpEncoder(nn.Module):
         return {"low": feats[2], "out": feats[-1]}
 
 
-def build_encoder(name: str, output_stride: int = 16, pretrained: str | None = None) -> nn.Module:
+def build_encoder(name: str, output_stride: int = 16, pretrained: str | None = None,
+                  state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Builds an encoder and loads its pretrained weights.
 
     Args:
@@ -76,17 +77,20 @@ def build_encoder(name: str, output_stride: int = 16, pretrained: str | None = N
         pretrained: None; a local weights file (.pth/.pt/.ckpt/.safetensors with timm, smp or segkit keys);
             for Xception a timm name such as ``xception65.tf_in1k`` (downloaded through timm / the Hugging
             Face hub); for smp encoders an smp weights name such as ``imagenet``.
+        state: the contents of the file ``pretrained`` when the caller has read it already.
     """
-    is_file = pretrained is not None and (Path(pretrained).suffix in WEIGHT_FILE_SUFFIXES or Path(pretrained).exists())
+    is_file = state is not None or (
+        pretrained is not None and (Path(pretrained).suffix in WEIGHT_FILE_SUFFIXES or Path(pretrained).exists()))
+    if is_file and state is None:
+        state = load_weights_file(pretrained)
     if name in ARCHS:
         encoder: nn.Module = AlignedXception(name, output_stride)
         if pretrained is not None:
-            state = load_weights_file(pretrained) if is_file else _timm_state_dict(pretrained)
-            load_encoder_state(encoder, state, source=pretrained)
+            load_encoder_state(encoder, state if is_file else _timm_state_dict(pretrained), source=pretrained)
         return encoder
     encoder = SmpEncoder(name, output_stride, weights=None if is_file else pretrained)
     if is_file:
-        load_encoder_state(encoder.body, load_weights_file(pretrained), source=pretrained)
+        load_encoder_state(encoder.body, state, source=pretrained)
     return encoder
 
 

@@ -27,18 +27,26 @@ def _model_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | Non
     return None
 
 
-def holds_whole_model(source: str | Path | None) -> bool:
-    """True for a TF checkpoint prefix and for a weights file with ASPP weights (a segkit checkpoint or model)."""
+def read_pretrained(source: str | Path | None) -> tuple[bool, dict[str, torch.Tensor] | None]:
+    """(whether ``source`` holds a whole model, the contents of ``source`` when it is a weights file).
+
+    A whole model: a TF checkpoint prefix, or a weights file with ASPP weights (a segkit checkpoint or model).
+    The file is read here once, and its contents passed on to whichever loader takes them.
+    """
     if source is None:
-        return False
+        return False, None
     if is_tf_checkpoint(source):
-        return True
+        return True, None
     path = Path(source)
-    return path.is_file() and path.suffix in WEIGHT_FILE_SUFFIXES and _model_keys(load_weights_file(path)) is not None
+    if not (path.is_file() and path.suffix in WEIGHT_FILE_SUFFIXES):
+        return False, None  # a timm or smp weights name, or a missing file (reported by build_encoder)
+    state = load_weights_file(path)
+    return _model_keys(state) is not None, state
 
 
-def load_pretrained(model: nn.Module, source: str | Path) -> str:
-    """Loads a whole-model checkpoint into ``model`` (a DeepLabV3Plus) and says what was loaded."""
+def load_pretrained(model: nn.Module, source: str | Path, state: dict[str, torch.Tensor] | None = None) -> str:
+    """Loads a whole-model checkpoint into ``model`` (a DeepLabV3Plus) and says what was loaded; ``state``: the
+    file's contents when already read."""
     own = model.state_dict()
     if is_tf_checkpoint(source):
         converted = convert_tf_checkpoint(source, model, other_classes=True)
@@ -48,7 +56,7 @@ def load_pretrained(model: nn.Module, source: str | Path) -> str:
             return (f"pretrained {source}: loaded the encoder ({len(state)} tensors, a backbone-only checkpoint); "
                     "ASPP, decoder and classifier are at random")
     else:
-        state = _model_keys(load_weights_file(source)) or {}
+        state = _model_keys(state if state is not None else load_weights_file(source)) or {}
         theirs = state[f"{CLASSIFIER}bias"].numel() if f"{CLASSIFIER}bias" in state else None
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     ours = own[f"{CLASSIFIER}bias"].numel()
