@@ -111,13 +111,14 @@ def head_names() -> list[tuple[str, str, str]]:
                     ("decoder.classifier.bias", "logits/semantic/biases", "vector")]
 
 
+# TF layout -> PyTorch layout, as a permutation of the TF axes: HWIO -> OIHW, depthwise HWC1 -> C1HW
+TO_TORCH = {"conv": (3, 2, 0, 1), "concat_projection": (3, 2, 0, 1), "depthwise": (2, 3, 0, 1)}
+
+
 def _to_torch(value: np.ndarray, kind: str) -> torch.Tensor:
-    if kind == "conv":  # HWIO -> OIHW
-        value = value.transpose(3, 2, 0, 1)
-    elif kind == "depthwise":  # HWC1 -> C1HW
-        value = value.transpose(2, 3, 0, 1)
-    elif kind == "concat_projection":  # input channels [pooling, aspp0, aspp1, aspp2, aspp3] -> [aspp0..3, pooling]
-        value = value.transpose(3, 2, 0, 1)
+    if kind in TO_TORCH:
+        value = value.transpose(TO_TORCH[kind])
+    if kind == "concat_projection":  # input channels [pooling, aspp0, aspp1, aspp2, aspp3] -> [aspp0..3, pooling]
         value = np.roll(value, -value.shape[1] // 5, axis=1)
     return torch.from_numpy(np.ascontiguousarray(value))
 
@@ -155,12 +156,13 @@ class Converted:
 
 
 def _tf_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
-    """The TF shape of a segkit tensor of ``shape``."""
-    if kind in ("conv", "concat_projection"):  # OIHW -> HWIO
-        return shape[2], shape[3], shape[1], shape[0]
-    if kind == "depthwise":  # C1HW -> HWC1
-        return shape[2], shape[3], shape[0], shape[1]
-    return shape
+    """The TF shape of a segkit tensor of ``shape`` (the inverse of :data:`TO_TORCH`)."""
+    if kind not in TO_TORCH:
+        return shape
+    tf = [0] * len(shape)
+    for torch_axis, tf_axis in enumerate(TO_TORCH[kind]):
+        tf[tf_axis] = shape[torch_axis]
+    return tuple(tf)
 
 
 def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: bool = False) -> Converted:
@@ -185,7 +187,8 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
     own = model.state_dict()
     num_classes = None
     if whole:
-        num_classes, model_classes = ckpt.shape("logits/semantic/weights")[-1], own["decoder.classifier.bias"].numel()
+        num_classes = ckpt.shape("logits/semantic/weights")[-1]
+        model_classes = own["decoder.classifier.bias"].numel()
         if num_classes != model_classes and not other_classes:
             raise CheckpointError(f"{prefix} predicts {num_classes} classes, the model {model_classes}")
     mapped = {tf for _, tf, _ in expected}
