@@ -13,12 +13,10 @@ An existing output file is never overwritten.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning
-import torch
 
 from .checkpointing import save_atomic
 from .data import SegmentationDataModule
@@ -75,12 +73,8 @@ def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: Segme
 def main(args: list[str]) -> None:
     p = parser()
     cfg = p.parse_args(args)
-    cfg = cfg.clone()
     for section in OTHER_SECTIONS:  # a trainer's logger would be built (and W&B started) otherwise
         cfg[section] = None
     init = p.instantiate_classes(cfg, instantiate_groups=False)  # the DataModule; the model section stays args
-    model_args = {k: v for k, v in vars(init.model).items()}
-    try:
-        print(convert(cfg.tf_checkpoint, cfg.output, model_args, init.data), flush=True)
-    except (CheckpointError, FileNotFoundError, FileExistsError) as e:
-        sys.exit(f"segkit convert: {e}")
+    # errors (CheckpointError, FileNotFoundError, FileExistsError) reach the user in one line through cli.main
+    print(convert(cfg.tf_checkpoint, cfg.output, dict(vars(init.model)), init.data), flush=True)

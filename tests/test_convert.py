@@ -8,7 +8,6 @@ import pytest
 import torch
 from conftest import CONFIGS, assert_official
 
-from segkit import convert
 from segkit.cli import main
 from segkit.data.base import read_label_png
 from segkit.inference import load_inference_model
@@ -92,7 +91,7 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
 def _convert_error(*args) -> str:
     """The one-line message `segkit convert ARGS` exits with (run in this process)."""
     with pytest.raises(SystemExit) as exit:
-        convert.main([str(a) for a in args])
+        main(["convert", *(str(a) for a in args)])
     message = str(exit.value.code)
     assert message.startswith("segkit convert: ") and "\n" not in message
     return message
