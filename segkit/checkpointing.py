@@ -129,6 +129,8 @@ class SegkitCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose ``last.ckpt`` is always the newest state (after every validation, at the end of
     ``fit``, on a graceful stop), and which never writes a model with a non-finite weight."""
 
+    _last_saved_step: int | None = None  # the step last.ckpt holds
+
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         if not finite_model(trainer.lightning_module):
             raise Diverged(trainer, "the weights are no longer finite")
@@ -140,10 +142,7 @@ class SegkitCheckpoint(ModelCheckpoint):
             return None
         if self._last_saved_step != trainer.global_step or not self.last_model_path:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_saved_step = trainer.global_step
         return self.last_model_path
-
-    _last_saved_step: int | None = None
 
     def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

@@ -10,10 +10,9 @@ learns the classes in minutes on a CPU. Object borders are marked 255 (ignored),
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
