@@ -76,13 +76,13 @@ def assert_official(logits, want, what: str) -> None:
 
 class SignalAt(L.Callback):
     """Sends this process a signal after training step ``step``, as a user's Ctrl-C (2) or a scheduler's
-    SIGTERM (15) would; usable from a config as ``conftest.SignalAt``."""
+    SIGTERM (15) would; only in process ``rank`` when given. Usable from a config as ``conftest.SignalAt``."""
 
-    def __init__(self, step: int, signum: int) -> None:
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: int, rank: int | None = None) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
 
     def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signum)
 
 

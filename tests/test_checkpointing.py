@@ -3,14 +3,18 @@ kill cannot truncate, a clean stop on SIGINT/SIGTERM, training stopped on a non-
 non-finite saved, and exact resume with dropout."""
 import os
 import signal
+import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+import torch.multiprocessing as mp
 from conftest import SignalAt
 
 from segkit.checkpointing import (AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, finite_model,
-                                  save_atomic)
+                                  own_run_folder, save_atomic)
 from segkit.data import SyntheticVOCDataModule
 from segkit.task import SegmentationTask
 
@@ -228,3 +232,41 @@ def test_runs_without_a_logger_get_folders_of_their_own(tmp_path):
     assert folders == [str(tmp_path / "runs" / f"run_{n}" / "checkpoints") for n in (0, 1)]
     assert all(_step(os.path.join(f, "last.ckpt")) == 2 for f in folders)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_runs_started_at_once_claim_different_folders(tmp_path):
+    barrier, folders = threading.Barrier(8), []
+
+    def start():
+        barrier.wait()
+        folders.append(own_run_folder(SimpleNamespace(default_root_dir=str(tmp_path))))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(folders) == sorted(str(tmp_path / "runs" / f"run_{n}") for n in range(8))
+
+
+def _graceful_worker(rank, world, port, root, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    torch.set_num_threads(1)
+    L.seed_everything(0)
+    checkpoint = SegkitCheckpoint(dirpath=out, save_last=True, save_top_k=0)
+    trainer = _trainer(out, callbacks=[GracefulStop(every_n_steps=2), SignalAt(3, signal.SIGTERM, rank=1)],
+                       checkpoint=checkpoint, max_steps=20, devices=world, strategy="ddp", limit_val_batches=0,
+                       use_distributed_sampler=False)
+    trainer.fit(_task(), _data(root))
+    Path(out, f"rank{rank}.step").write_text(str(trainer.global_step))
+
+
+@pytest.mark.slow
+def test_signal_in_one_of_two_processes_stops_both_at_the_same_step(tmp_path):
+    """A SIGTERM that only process 1 receives (after step 3): both agree at the next check (every 2 steps here)
+    and stop after step 4, and last.ckpt holds step 4."""
+    _data(tmp_path / "data").prepare_data()
+    mp.spawn(_graceful_worker, args=(2, 29533, str(tmp_path / "data"), str(tmp_path / "run")), nprocs=2)
+    assert [(tmp_path / "run" / f"rank{r}.step").read_text() for r in (0, 1)] == ["4", "4"]
+    assert _step(tmp_path / "run" / "last.ckpt") == 4

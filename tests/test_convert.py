@@ -18,7 +18,6 @@ def _config(tiny_voc):
             "--data.num_workers", "0")
 
 
-@pytest.mark.slow
 def _command(capsys, *argv) -> str:
     """`segkit ARGV` run in this process (no start-up cost); its standard output."""
     try:
@@ -28,6 +27,7 @@ def _command(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path, capsys):
     prefix = official("xception41")
     root = prefix.rsplit("/", 1)[0]
