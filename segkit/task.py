@@ -1,7 +1,8 @@
 """The LightningModule: DeepLabV3+ with the paper's training recipe.
 
-Loss: pixel-wise cross-entropy ignoring label 255, optionally with hard-pixel mining (the official
-``top_k_percent_pixels``: keep the largest k% of the pixel losses). Optimizer: SGD with momentum 0.9 and
+Loss: pixel-wise cross-entropy ignoring label 255 (the paper's), optionally with hard-pixel mining (the official
+``top_k_percent_pixels``: keep the largest k% of the pixel losses), class weights and label smoothing, alone or
+summed with smp's Dice, Focal, Lovasz, Jaccard or Tversky loss (:mod:`segkit.losses`). Optimizer: SGD with momentum 0.9 and
 weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor depthwise
 weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
 linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split. A non-finite
@@ -10,7 +11,6 @@ random numbers from (seed, step, rank), so a resumed run draws what the uninterr
 """
 from __future__ import annotations
 
-import math
 import os
 
 import lightning as L
@@ -22,44 +22,10 @@ from .checkpointing import LossWatch
 from .data.base import IGNORE_INDEX
 from .distributed import CPUSyncBatchNorm
 from .inference import label_maps
+from .losses import SegmentationLoss, enet_class_weights
+from .optim import sgd_poly
 from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 from .models import DeepLabV3Plus
-
-
-def hard_pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, top_k_percent: float = 100.0) -> torch.Tensor:
-    """Cross-entropy over non-ignored pixels; with ``top_k_percent < 100`` only the hardest k% of all pixels count.
-
-    Like the official implementation, k% is taken of all pixels of the batch and ignored pixels have zero loss.
-    """
-    if top_k_percent >= 100.0:
-        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    losses = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none").flatten()
-    k = max(1, int(losses.numel() * top_k_percent / 100.0))
-    return losses.topk(k).values.mean()
-
-
-def poly_lr_lambda(max_steps: int, power: float = 0.9, warmup_steps: int = 0):
-    """LR factor at a step: linear warmup, then ``(1 - step / max_steps) ** power``."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, 1.0 - step / max_steps) ** power
-    return factor
-
-
-def _decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(weights to decay, parameters not to decay): decay only non-depthwise convolution/linear weights."""
-    decay, no_decay = [], []
-    for m in module.modules():
-        for name, p in m.named_parameters(recurse=False):
-            if not p.requires_grad:
-                continue
-            depthwise = isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
-            if name == "weight" and isinstance(m, (nn.Conv2d, nn.Linear)) and not depthwise:
-                decay.append(p)
-            else:
-                no_decay.append(p)
-    return decay, no_decay
 
 
 class SegmentationTask(L.LightningModule):
@@ -81,7 +47,13 @@ class SegmentationTask(L.LightningModule):
         poly_power: exponent of the poly schedule.
         warmup_steps: linear warmup iterations.
         encoder_lr_mult: LR multiplier for the encoder parameters.
-        top_k_percent_pixels: hard-pixel mining; 100 = plain cross-entropy.
+        top_k_percent_pixels: hard-pixel mining of the cross-entropy; 100 = every pixel.
+        loss: the training loss, ``{name: weight}`` summed (``cross_entropy``, ``dice``, ``focal``, ``lovasz``,
+            ``jaccard``, ``tversky``), e.g. ``{cross_entropy: 1.0, dice: 0.5}``, or one name; default cross-entropy.
+        loss_options: arguments of smp's losses, e.g. ``{focal: {gamma: 3.0}}``.
+        class_weights: cross-entropy class weights: one per class, or ``auto`` (from the training set's class
+            pixel histogram, :func:`segkit.losses.enet_class_weights`; printed and logged when training starts).
+        label_smoothing: label smoothing of the cross-entropy.
         freeze_bn: keep batch-norm statistics fixed during training (the official ``fine_tune_batch_norm=False``,
             for batches too small to estimate them, e.g. fine-tuning at OS8); scale and shift still train.
         channels_last: run the model in channels-last memory format (faster convolutions on recent GPUs).
@@ -106,6 +78,10 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: int = 0,
         encoder_lr_mult: float = 1.0,
         top_k_percent_pixels: float = 100.0,
+        loss: dict[str, float] | str | None = None,
+        loss_options: dict[str, dict] | None = None,
+        class_weights: list[float] | str | None = None,
+        label_smoothing: float = 0.0,
         freeze_bn: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -115,6 +91,8 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model.class_names has {len(class_names)} names for num_classes={num_classes}")
         if not 0 < top_k_percent_pixels <= 100:
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
+        if isinstance(class_weights, str) and class_weights != "auto":
+            raise ValueError(f"model.class_weights must be a list of {num_classes} numbers or auto, got {class_weights!r}")
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
         self.model = DeepLabV3Plus(num_classes=num_classes, encoder=encoder, output_stride=output_stride,
@@ -128,6 +106,10 @@ class SegmentationTask(L.LightningModule):
         self.test_confmat = ConfusionMatrix(num_classes)
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()
+        terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {"cross_entropy": 1.0})
+        fixed = None if class_weights is None or class_weights == "auto" else torch.tensor(class_weights)
+        self.criterion = SegmentationLoss(terms, num_classes, fixed, label_smoothing, top_k_percent_pixels,
+                                          loss_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -183,21 +165,32 @@ class SegmentationTask(L.LightningModule):
         self._loss_watch.check(self.trainer)  # a non-finite loss stops training at this step
 
     def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """This process's share of the cross-entropy of the whole global batch.
-
-        The sum of this process's pixel losses over the labelled pixels of all processes, times the number of
-        processes: DDP averages gradients over processes, which then gives the gradient of one mean over the
-        global batch, as on one device. (A mean per process, averaged, would weight the pixels of a process
-        whose crops are mostly padding more.) Hard-pixel mining keeps the hardest k% of each process's pixels,
-        as the official code does per GPU clone. With gradient accumulation, each micro-batch is its own mean.
-        """
-        top_k = self.hparams.top_k_percent_pixels
+        """This process's share of the loss of the global batch (see :class:`~segkit.losses.SegmentationLoss`)."""
         world = self.trainer.world_size
-        if top_k < 100.0 or world == 1:
-            return hard_pixel_cross_entropy(logits, target, top_k)
-        total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
-        labelled = self.trainer.strategy.reduce((target != IGNORE_INDEX).sum().float(), reduce_op="sum")
-        return total * world / labelled.clamp(min=1)
+        if world == 1:
+            return self.criterion(logits, target)
+        return self.criterion(logits, target, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"), world)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.class_weights == "auto":
+            self.criterion.class_weights = torch.tensor(self._auto_class_weights(), device=self.device)
+
+    def _auto_class_weights(self) -> list[float]:
+        """``class_weights: auto``: counted on the training set by process 0, the same for all."""
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "class_pixel_counts"):
+            raise ValueError("model.class_weights: auto needs a segkit DataModule (it counts the training masks)")
+        counts = datamodule.class_pixel_counts() if self.trainer.is_global_zero else None
+        counts = self.trainer.strategy.broadcast(counts)
+        weights = enet_class_weights(counts)
+        if self.trainer.is_global_zero:
+            share = counts / max(counts.sum(), 1)
+            rows = "\n".join(f"{n:<20} {100 * p:8.3f}% {w:8.3f}" for n, p, w in zip(self.class_names, share, weights))
+            print(f"segkit: class weights (auto: 1 / ln(1.02 + share), mean 1 over the training pixels)\n"
+                  f"{'class':<20} {'pixels':>9} {'weight':>8}\n{rows}", flush=True)
+            for logger in self.loggers:
+                logger.log_hyperparams({f"class_weights/{n}": float(w) for n, w in zip(self.class_names, weights)})
+        return weights.tolist()
 
     def on_train_start(self) -> None:
         if not self.trainer.is_global_zero:
@@ -220,18 +213,9 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        groups = []
-        for module, mult in ((self.model.encoder, hp.encoder_lr_mult), (nn.ModuleList([self.model.aspp, self.model.decoder]), 1.0)):
-            decay, no_decay = _decay_split(module)
-            groups.append({"params": decay, "lr": hp.lr * mult, "weight_decay": hp.weight_decay})
-            groups.append({"params": no_decay, "lr": hp.lr * mult, "weight_decay": 0.0})
-        optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=hp.lr, momentum=hp.momentum)
-        max_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(max_steps):
-            raise ValueError("the poly LR schedule needs a finite length: set trainer.max_steps or trainer.max_epochs")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, poly_lr_lambda(int(max_steps), hp.poly_power, hp.warmup_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        head = nn.ModuleList([self.model.aspp, self.model.decoder])
+        return sgd_poly([(self.model.encoder, hp.lr * hp.encoder_lr_mult), (head, hp.lr)], hp.momentum,
+                        hp.weight_decay, self.trainer.estimated_stepping_batches, hp.poly_power, hp.warmup_steps)
 
     # evaluation ---------------------------------------------------------------------------------------
     def _set_eval_stride(self, evaluating: bool) -> None:

@@ -10,10 +10,11 @@ PACKAGE = REPO / "segkit"
 # lowest floor first; a module not listed here makes the test fail, so that each new module gets a floor
 FLOORS = [
     ("foundations", ["segkit.models", "segkit.metrics", "segkit.distributed", "segkit.tf_checkpoint",
-                     "segkit.checkpoint_file"]),
+                     "segkit.checkpoint_file", "segkit.optim"]),
     ("data", ["segkit.data"]),
     ("inference", ["segkit.inference"]),
-    ("shared", ["segkit.task", "segkit.wandb", "segkit.options", "segkit.checkpointing"]),
+    ("shared", ["segkit.task", "segkit.wandb", "segkit.options", "segkit.checkpointing",
+                "segkit.losses"]),
     ("commands", ["segkit.evaluate", "segkit.predict", "segkit.export", "segkit.summary", "segkit.convert", "segkit.loggers",
                   "segkit.callbacks"]),
     ("entry", ["segkit.cli"]),

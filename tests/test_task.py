@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from segkit.data import SyntheticVOCDataModule
-from segkit.task import SegmentationTask, _decay_split, hard_pixel_cross_entropy, poly_lr_lambda
+from segkit.losses import hard_pixel_cross_entropy
+from segkit.optim import _decay_split, poly_lr_lambda
+from segkit.task import SegmentationTask
 
 
 def test_poly_schedule_values():
