@@ -9,12 +9,14 @@
     segkit summary --encoder xception65 --size 513
     segkit data check --config configs/cityscapes.yaml --data.root DIR
     segkit data sbd --sbd_root DIR --voc_root DIR
+    segkit data synthetic --root DIR
 """
 from __future__ import annotations
 
 import os
 import sys
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
@@ -39,10 +41,21 @@ def run_folder(trainer: Trainer) -> str:
     return os.path.join(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
 
 
+def _free_path(folder: str, filename: str) -> str:
+    """``folder/filename``, or ``folder/<stem>_N<ext>`` with the first free N: nothing is overwritten."""
+    stem, ext = os.path.splitext(filename)
+    path, n = os.path.join(folder, filename), 0
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(folder, f"{stem}_{n}{ext}")
+    return path
+
+
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run's own folder (next to its checkpoints; Lightning's
     default puts every W&B run's config in the same file and then refuses to start) and, for W&B, as the run's
-    config and a file of the run. An existing file is never overwritten (``config_1.yaml``, ... instead)."""
+    config and a file of the run. An existing file is never overwritten (``config_1.yaml``, ... instead). A
+    folder data set's held-out validation images are listed next to it (``val_split.txt``)."""
 
     def __init__(self, parser, config, **kwargs) -> None:
         super().__init__(parser, config, save_to_log_dir=False, **kwargs)
@@ -50,12 +63,12 @@ class SaveRunConfig(SaveConfigCallback):
     def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:  # rank 0 only
         folder = run_folder(trainer)
         os.makedirs(folder, exist_ok=True)
-        stem, ext = os.path.splitext(self.config_filename)
-        path, n = os.path.join(folder, self.config_filename), 0
-        while os.path.exists(path):
-            n += 1
-            path = os.path.join(folder, f"{stem}_{n}{ext}")
+        path = _free_path(folder, self.config_filename)
         self.parser.save(self.config, path, skip_none=False, multifile=self.multifile)
+        held_out = getattr(trainer.datamodule, "held_out_names", lambda: None)()
+        if held_out:  # the validation images a folder data set held out of its training images (val_fraction)
+            with open(_free_path(folder, "val_split.txt"), "w") as f:
+                f.write("".join(f"{name}\n" for name in held_out))
         run = wandb_run(trainer)
         if run is not None:
             run.config.update(self.config.as_dict(), allow_val_change=True)
@@ -124,6 +137,12 @@ class SegkitCLI(LightningCLI):
             sys.exit(f"segkit {self.subcommand}: checkpoint {path} predicts {theirs} classes, the config's data set "
                      f"has {ours}: use the config the model was trained with")
 
+    def _check_data(self) -> None:
+        """The data set's files, in the launching process before DDP starts the others: ``prepare_data`` (VOC and
+        Cityscapes check their layout, the synthetic sets write themselves), once per node as Lightning does."""
+        if getattr(self, "datamodule", None) is not None and self.trainer.local_rank == 0:
+            self.datamodule.prepare_data()
+
     def before_fit(self) -> None:
         self._check_checkpoint_fits()
         # the global batch over processes and accumulation steps, checked before DDP starts its processes
@@ -134,12 +153,15 @@ class SegkitCLI(LightningCLI):
                      f"{self.trainer.world_size} process(es) x {self.trainer.accumulate_grad_batches} accumulation "
                      f"step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
                      f"multiple of {parts}")
+        self._check_data()
 
     def before_validate(self) -> None:
         self._check_checkpoint_fits()
+        self._check_data()
 
     def before_test(self) -> None:
         self._check_checkpoint_fits()
+        self._check_data()
 
     def after_fit(self) -> None:
         cb = self.trainer.checkpoint_callback
@@ -157,7 +179,7 @@ class SegkitCLI(LightningCLI):
 # model options a run may change on a checkpoint without changing what the weights mean
 RUN_SETTINGS = {"lr", "momentum", "weight_decay", "poly_power", "warmup_steps", "encoder_lr_mult",
                 "top_k_percent_pixels", "freeze_bn", "channels_last", "compile", "eval_output_stride", "pretrained",
-                "class_names"}
+                "class_names", "loss", "loss_options", "class_weights", "label_smoothing"}
 
 
 def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
@@ -180,15 +202,33 @@ def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
 def data_check(args: list[str]) -> None:
     """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
     from .data.check import check
+    from .losses import enet_class_weights
     from .options import config_datamodule, data_config_parser
 
     parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
     datamodule = config_datamodule(parser, parser.parse_args(args))
-    sys.exit(1 if check(datamodule) else 0)
+    sys.exit(1 if check(datamodule, enet_class_weights) else 0)
+
+
+def data_synthetic(args: list[str]) -> None:
+    """``segkit data synthetic [--root DIR]``: the folder-layout demo set (configs/demo_folder.yaml)."""
+    from jsonargparse import ArgumentParser
+
+    from .data.synthetic import make_synthetic_folder
+
+    parser = ArgumentParser(prog="segkit data synthetic", description="Write the two-class demo set in a plain "
+                            "folder layout: images/part_{a,b}/*.jpg and masks/part_{a,b}/*.png (0/255).")
+    parser.add_argument("--root", default="data/synthetic_folder", help="the folder to write it in")
+    parser.add_argument("--num_images", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=0)
+    cfg = parser.parse_args(args)
+    root = make_synthetic_folder(cfg.root, cfg.num_images, seed=cfg.seed)
+    print(f"{cfg.num_images} images and their 0/255 masks in {root / 'images'} and {root / 'masks'}")
 
 
 # errors whose message says what is wrong: one line and exit status 1, the traceback only with --debug
-ONE_LINE_ERRORS = (CheckpointFileError, CheckpointError, Diverged, FileNotFoundError, FileExistsError, ValueError)
+ONE_LINE_ERRORS = (CheckpointFileError, CheckpointError, Diverged, FileNotFoundError, FileExistsError, ValueError,
+                   MisconfigurationException)  # the last: Lightning's, e.g. an accelerator this machine lacks
 
 
 def main(args: list[str] | None = None) -> None:
@@ -227,12 +267,12 @@ def run(argv: list[str]) -> None:
         {"eval": evaluate, "predict": predict, "export": export, "convert": convert}[argv[0]].main(argv[1:])
         return
     if argv and argv[0] == "data":
-        if len(argv) < 2 or argv[1] not in ("check", "sbd"):
+        if len(argv) < 2 or argv[1] not in ("check", "sbd", "synthetic"):
             sys.exit("usage: segkit data check --config FILE [--data.root DIR] | "
-                     "segkit data sbd --sbd_root DIR --voc_root DIR")
+                     "segkit data sbd --sbd_root DIR --voc_root DIR | segkit data synthetic [--root DIR]")
         from .data import sbd
 
-        (data_check if argv[1] == "check" else sbd.main)(argv[2:])
+        {"check": data_check, "sbd": sbd.main, "synthetic": data_synthetic}[argv[1]](argv[2:])
         return
     SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args_list=argv,
               save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})

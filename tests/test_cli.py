@@ -10,7 +10,7 @@ from conftest import REPO, TINY_VOC_ARGS, segkit
 
 from segkit.cli import main
 
-CONFIG_NAMES = ["demo.yaml", "voc.yaml", "voc_aug.yaml"]
+CONFIG_NAMES = ["demo.yaml", "voc.yaml", "voc_aug.yaml", "ade20k.yaml", "demo_folder.yaml"]
 
 
 def _print_config(capsys, *args):
@@ -33,6 +33,18 @@ def test_voc_config_holds_the_paper_recipe(capsys):
     assert (trainer["devices"], trainer["sync_batchnorm"], trainer["precision"]) == ("auto", True, "bf16-mixed")
     aug = _print_config(capsys, "--config", str(REPO / "configs/voc_aug.yaml"))
     assert aug["data"]["init_args"]["augmented"] is True and aug["model"] == model
+
+
+def test_ade20k_config_holds_the_official_command(capsys):
+    """g3doc/ade20k.md's train.py flags, and train.py's defaults for those it leaves out."""
+    cfg = _print_config(capsys, "--config", str(REPO / "configs/ade20k.yaml"))
+    model, data = cfg["model"], cfg["data"]["init_args"]
+    assert cfg["data"]["class_path"] == "segkit.data.ADE20KDataModule"
+    assert (model["encoder"], model["output_stride"], model["atrous_rates"]) == ("xception65", 16, [6, 12, 18])
+    assert (model["lr"], model["momentum"], model["weight_decay"], model["poly_power"]) == (1e-4, 0.9, 4e-5, 0.9)
+    assert (data["batch_size"], data["crop_size"], data["scale_range"]) == (4, 513, [0.5, 2.0])
+    assert cfg["trainer"]["max_steps"] == 150000 and model["freeze_bn"] is False
+    assert "classes" not in data and "reduce_zero_label" not in data  # fixed by the layout, not settable
 
 
 @pytest.mark.parametrize("config", CONFIG_NAMES)
@@ -119,6 +131,24 @@ def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):
         "accumulation step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
         "multiple of 3")
     assert time.perf_counter() - started < 30  # no process was started
+
+
+def test_missing_data_is_reported_before_ddp_starts_and_lightning_errors_in_one_line(tmp_path):
+    """The data set's files are checked in the launching process, before DDP starts any other; Lightning's
+    configuration errors (here an accelerator this machine lacks) end in one line too."""
+    common = ["--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tmp_path / "nowhere"), *TINY_VOC_ARGS,
+              "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    for command in ("fit", "validate", "test"):
+        with pytest.raises(SystemExit) as exit:
+            main([command, *common, "--data.batch_size", "6", "--trainer.devices", "3", "--trainer.strategy", "ddp"])
+        assert str(exit.value.code).startswith(
+            f"segkit {command}: no Pascal VOC 2012 data under data.root={tmp_path / 'nowhere'}: expected "), command
+        assert "\n" not in str(exit.value.code)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(SystemExit) as exit:
+            main(["fit", *common, "--trainer.accelerator", "mps"])
+        message = str(exit.value.code)
+        assert message.startswith("segkit fit: ") and "MPSAccelerator" in message and "\n" not in message, message
 
 
 def _run(*args, cwd):

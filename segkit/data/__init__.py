@@ -7,6 +7,9 @@ from .datamodule import (
     CityscapesDataModule, SegmentationDataModule, SyntheticCityscapesDataModule, SyntheticVOCDataModule,
     VOCDataModule,
 )
+from .folder import ADE20K_CLASSES, ADE20KDataModule, FolderDataModule, FolderSegmentation
+from .masks import MaskDecoder
+from .pairing import PairingError, pair_folders, read_pair_list
 from .predictions import PredictionFiles
 from .sampling import pad_collate
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
@@ -14,7 +17,8 @@ from .transforms import eval_transform, train_transform
 from .voc import VOC_CLASSES, VOCSegmentation, voc_palette
 
 __all__ = [
-    "CITYSCAPES_CLASSES", "CityscapesDataModule", "CityscapesPredictionFiles", "CityscapesSegmentation",
+    "ADE20K_CLASSES", "ADE20KDataModule", "FolderDataModule", "FolderSegmentation", "MaskDecoder", "PairingError",
+    "pair_folders", "read_pair_list", "CITYSCAPES_CLASSES", "CityscapesDataModule", "CityscapesPredictionFiles", "CityscapesSegmentation",
     "IGNORE_INDEX", "LABEL_ID_TO_TRAIN_ID", "PredictionFiles", "SYNTHETIC_CLASSES", "SegmentationDataModule",
     "SegmentationDataset", "SyntheticCityscapesDataModule", "SyntheticVOCDataModule", "VOCDataModule",
     "VOCSegmentation", "VOC_CLASSES", "cityscapes_palette", "eval_transform", "make_synthetic_cityscapes",

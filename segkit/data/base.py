@@ -161,13 +161,22 @@ class SegmentationDataset(Dataset):
         check_values(raw, np.r_[np.arange(self.num_classes), IGNORE_INDEX], path)
         return raw
 
+    def read_mask(self, path: Path) -> np.ndarray:
+        """The raw mask file (H, W); subclasses read other formats."""
+        return read_label_png(path)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The train-id mask (H, W) uint8 of sample ``index``, checked."""
+        path = self.samples[index].mask
+        return self.decode_mask(self.read_mask(path), path)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The image (H, W, 3) uint8 and its train-id mask (H, W) uint8, checked."""
         s = self.samples[index]
-        image, raw = read_image(s.image), read_label_png(s.mask)
-        if image.shape[:2] != raw.shape:
-            raise ValueError(f"size mismatch: image {s.image} is {image.shape[:2]}, mask {s.mask} is {raw.shape}")
-        return image, self.decode_mask(raw, s.mask)
+        image, mask = read_image(s.image), self.load_mask(index)
+        if image.shape[:2] != mask.shape[:2]:
+            raise ValueError(f"size mismatch: image {s.image} is {image.shape[:2]}, mask {s.mask} is {mask.shape[:2]}")
+        return image, mask
 
     def __getitem__(self, index: int) -> dict:
         image, mask = self.load(index)

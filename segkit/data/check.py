@@ -2,10 +2,13 @@
 (the command itself is in :mod:`segkit.cli`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from .datamodule import SegmentationDataModule
+from .pairing import PairingError
 from .sampling import as_is
 
 
@@ -23,12 +26,13 @@ class _Inspect(Dataset):
             image, mask = self.dataset.load(index)
         except Exception as e:  # reported, not swallowed: check() lists every one and exits non-zero
             return {"error": f"{type(e).__name__}: {e}"}
-        return {"size": image.shape[:2], "hist": np.bincount(mask.ravel(), minlength=256)}
+        warnings = self.dataset.mask_warnings(index) if hasattr(self.dataset, "mask_warnings") else []
+        return {"size": image.shape[:2], "hist": np.bincount(mask.ravel(), minlength=256), "warnings": warnings}
 
 
 def check_split(dataset, num_workers: int = 0) -> dict:
     """Image count, size range, per-class pixel histogram (train ids, 255 last) and problems of one split."""
-    sizes, hist, problems = [], np.zeros(256, np.int64), []
+    sizes, hist, problems, warnings = [], np.zeros(256, np.int64), [], []
     loader = DataLoader(_Inspect(dataset), batch_size=None, num_workers=num_workers, collate_fn=as_is)
     for item in loader:
         if "error" in item:
@@ -36,7 +40,8 @@ def check_split(dataset, num_workers: int = 0) -> dict:
         else:
             sizes.append(tuple(item["size"]))
             hist += item["hist"]
-    return {"images": len(dataset), "sizes": sizes, "hist": hist, "problems": problems}
+            warnings += item["warnings"]
+    return {"images": len(dataset), "sizes": sizes, "hist": hist, "problems": problems, "warnings": warnings}
 
 
 def format_report(split: str, result: dict, class_names: tuple[str, ...]) -> str:
@@ -52,26 +57,46 @@ def format_report(split: str, result: dict, class_names: tuple[str, ...]) -> str
         lines.append(f"  {'(ignored, 255)':<22}{int(result['hist'][255]):>14}{100 * result['hist'][255] / total:8.2f}%")
     for problem in result["problems"]:
         lines.append(f"  PROBLEM {problem}")
+    for warning in result.get("warnings", []):
+        lines.append(f"  WARNING {warning}")
     return "\n".join(lines)
 
 
-def check(datamodule: SegmentationDataModule) -> int:
-    """Prints the report of every split; returns the number of problems found."""
-    problems = 0
+def check(datamodule: SegmentationDataModule,
+          class_weights: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+    """Prints the report of every split, and the class weights ``class_weights`` computes from the training
+    histogram; returns the number of problems found (warnings do not count)."""
+    problems, warnings = 0, 0
     try:
         datamodule.prepare_data()
+    except PairingError:
+        pass  # reported file by file below
     except Exception as e:
         print(f"PROBLEM {type(e).__name__}: {e}")
         return 1
+    train_hist = np.zeros(256, np.int64)
     for split in [*datamodule.train_splits(), "val"]:
+        paired = []
         try:
             dataset = datamodule.make_split(split)
+        except PairingError as e:
+            paired, dataset = e.problems, getattr(e, "dataset", None)
         except Exception as e:
             print(f"[{split}]\n  PROBLEM {type(e).__name__}: {e}")
             problems += 1
             continue
-        result = check_split(dataset, datamodule.num_workers)
+        result = check_split(dataset, datamodule.num_workers) if dataset is not None else \
+            {"images": 0, "sizes": [], "hist": np.zeros(256, np.int64), "problems": [], "warnings": []}
+        result["problems"] = paired + result["problems"]
         print(format_report(split, result, datamodule.class_names), flush=True)
         problems += len(result["problems"])
-    print(f"\n{problems} problem(s) found" if problems else "\nno problems found")
+        warnings += len(result["warnings"])
+        if split != "val":
+            train_hist += result["hist"]
+    counts = train_hist[:datamodule.num_classes]
+    if class_weights is not None and counts.sum():
+        rows = "\n".join(f"  {n:<22}{w:>9.3f}" for n, w in zip(datamodule.class_names, class_weights(counts)))
+        print(f"\nclass weights that model.class_weights: auto would use (from the training histogram)\n{rows}")
+    summary = f"{problems} problem(s) found" if problems else "no problems found"
+    print(f"\n{summary}" + (f", {warnings} warning(s)" if warnings else ""))
     return problems

@@ -99,6 +99,18 @@ class SegmentationDataModule(L.LightningDataModule):
         if self.val_set is None:
             self.val_set = self.make_split("val", eval_transform(self.mean, self.std))
 
+    def class_pixel_counts(self) -> np.ndarray:
+        """Labelled pixels per class over the training set, its masks read as training reads them (ignored pixels
+        not counted), with the DataLoader workers: what ``class_weights: auto`` is computed from."""
+        if self.train_set is None:
+            self.setup("fit")
+        parts = self.train_set.datasets if isinstance(self.train_set, ConcatDataset) else [self.train_set]
+        counts = np.zeros(256, np.int64)
+        for part in parts:
+            for hist in DataLoader(_MaskHistograms(part), batch_size=None, num_workers=self.num_workers):
+                counts += hist.numpy()
+        return counts[:self.num_classes]
+
     def train_dataloader(self) -> DataLoader:
         """Each process loads its share of the global batch (see :class:`TrainBatchSampler`)."""
         trainer = self._checked_trainer()
@@ -150,6 +162,17 @@ class SegmentationDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """``trainer.predict`` (Python API; ``segkit predict`` reads image folders) predicts the val split."""
         return self.val_dataloader()
+
+
+class _MaskHistograms(Dataset):
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.bincount(self.dataset.load_mask(index).ravel(), minlength=256))
 
 
 class VOCDataModule(SegmentationDataModule):

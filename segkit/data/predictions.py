@@ -31,11 +31,13 @@ class PredictionFiles:
         return raw
 
     def key(self, path: Path) -> str:
-        """The name of the sample a prediction file belongs to."""
-        return path.stem
+        """The name of the sample a prediction file belongs to (``path`` relative to the prediction folder: a
+        sample of a folder data set may be named ``sub/folder/name``)."""
+        return path.with_suffix("").as_posix()
 
     def write(self, folder: Path, name: str, labels: np.ndarray) -> Path:
         path = Path(folder) / self.file_name(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_label_png(path, self.encode(labels))
         return path
 
@@ -50,7 +52,7 @@ class PredictionFiles:
             raise FileNotFoundError(f"prediction folder not found: {folder}")
         found: dict[str, list[Path]] = {}
         for path in sorted(folder.rglob("*.png")):
-            found.setdefault(self.key(path), []).append(path)
+            found.setdefault(self.key(path.relative_to(folder)), []).append(path)
         known = set(names)
         missing = [n for n in names if n not in found]
         extra = sorted(str(p) for key, paths in found.items() if key not in known for p in paths)

@@ -239,3 +239,39 @@ def _make_synthetic_cityscapes(
     tmp.rmdir()
     (root / MARKER).write_text(json.dumps({"params": params, "label_id_pixel_counts": counts}, indent=1))
     return root
+
+
+def make_synthetic_folder(root: str | Path, *args, **kwargs) -> Path:
+    """:func:`_make_synthetic_folder` under the folder's generation lock."""
+    with _generating(Path(root)):
+        return _make_synthetic_folder(root, *args, **kwargs)
+
+
+def _make_synthetic_folder(root: str | Path, num_images: int = 240, size_range: tuple[int, int] = (96, 160),
+                           seed: int = 0) -> Path:
+    """Writes (or reuses) a two-class set in a plain folder layout, as a data set of one's own often comes:
+    ``images/part_{a,b}/img_NNNN.jpg`` and ``masks/part_{a,b}/img_NNNN.png``, the masks 0 (background) and 255
+    (object: any of the patterned shapes of the VOC-layout set, whatever its pattern), no validation folder.
+    Returns ``root``."""
+    root = Path(root)
+    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "folder",
+              "version": 1}
+    folders = ("images", "masks")
+    if _prepare(root, params, folders):
+        return root
+    tmp = root / "folder.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for i in range(num_images):
+        image, label = render_sample(rng, size_range)
+        part = f"part_{'ab'[i % 2]}"
+        for folder in folders:
+            (tmp / folder / part).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp / "images" / part / f"img_{i:04d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(tmp / "masks" / part / f"img_{i:04d}.png"), np.where(label > 0, 255, 0).astype(np.uint8))
+    for folder in folders:
+        (tmp / folder).rename(root / folder)
+    tmp.rmdir()
+    (root / MARKER).write_text(json.dumps({"params": params}, indent=1))
+    return root

@@ -36,6 +36,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "vo
 
 def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "voc") -> None:
     """The overlay of ``mask`` on ``image`` as a JPEG (quality 90)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(overlay(image, mask, palette)).save(path, quality=90)
 
 

@@ -1,0 +1,251 @@
+"""A data set of your own from a config alone (:class:`FolderDataModule`), and ADE20K in its own layout.
+
+Images and masks come from folders (paired by relative path) or list files (:mod:`segkit.data.pairing`); masks
+hold class indices, colours or a 0/255 foreground (:mod:`segkit.data.masks`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .base import IGNORE_INDEX, Sample, SegmentationDataset
+from .datamodule import SegmentationDataModule
+from .masks import MASK_MODES, MaskDecoder
+from .pairing import PairingError, pair_folders, read_pair_list
+from .voc import voc_palette
+
+
+# ADE20K SceneParsing's 150 classes, raw values 1-150 (0: unlabelled), by the first name of each in the
+# challenge's objectInfo150 table
+ADE20K_CLASSES = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet", "sidewalk",
+    "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water", "painting", "sofa",
+    "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp",
+    "bathtub", "railing", "cushion", "base", "box", "column", "signboard", "chest of drawers", "counter", "sand",
+    "sink", "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs", "runway", "case", "pool table",
+    "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind", "coffee table", "toilet", "flower",
+    "book", "hill", "bench", "countertop", "stove", "palm", "kitchen island", "computer", "swivel chair", "boat",
+    "bar", "arcade machine", "hovel", "bus", "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight",
+    "booth", "television receiver", "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator",
+    "ottoman", "bottle", "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer",
+    "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle",
+    "oven", "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
+    "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan", "fan",
+    "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
+)
+
+
+class FolderSegmentation(SegmentationDataset):
+    """One split of a folder data set: :class:`SegmentationDataset` reading masks with a :class:`MaskDecoder`."""
+
+    def __init__(self, samples: list[Sample], num_classes: int, decoder: MaskDecoder,
+                 transform: Callable[..., dict] | None = None) -> None:
+        super().__init__(samples, num_classes, transform)
+        self.decoder = decoder
+
+    def read_mask(self, path: Path) -> np.ndarray:
+        return self.decoder.read(path)
+
+    def decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        return self.decoder.decode(raw, path)
+
+    def mask_warnings(self, index: int) -> list[str]:
+        """What ``segkit data check`` reports about a mask without failing (see :meth:`MaskDecoder.warnings`)."""
+        path = self.samples[index].mask
+        return self.decoder.warnings(self.read_mask(path), path)
+
+
+class FolderDataModule(SegmentationDataModule):
+    """Your own data set from a config alone; other arguments as :class:`SegmentationDataModule`.
+
+    Args:
+        root: the data set's folder; the folders and list files below are relative to it.
+        classes: the class names, in class-index order.
+        train_images: folder of the training images (searched recursively; jpg, png, bmp, tif)...
+        train_masks: ... and of their masks (png, bmp, tif), paired by relative path without extension.
+        val_images: folder of the validation images...
+        val_masks: ... and of their masks.
+        train_list: instead of the folders, a file of ``image_path mask_path`` lines, relative to ``root``.
+        val_list: the same for the validation set.
+        palette: class colours ``[[r, g, b], ...]``, one per class: how ``rgb`` masks are read, and the colours
+            of predicted masks and overlays (default: the Pascal VOC colour map).
+        mask_mode: ``index`` (class indices, 8 or 16 bit; palette PNGs read as indices), ``rgb`` (colours, read
+            through ``palette``) or ``binary`` (2 classes: 0 -> 0, above half the maximum value -> 1; 0/255 masks).
+        label_map: ``index`` masks: ``{raw value: class index}`` (255: ignored); raw values not named are ignored.
+        reduce_zero_label: ``index`` masks: raw 0 is ignored and k becomes class k-1 (the ADE20K convention).
+        ignore_index: ``index`` masks: the raw value of unlabelled pixels.
+        ignore_colors: ``rgb`` masks: colours of unlabelled pixels.
+        mask_suffix: the end of a mask's name that its image's name lacks (``a.jpg`` and ``a_mask.png``: ``_mask``).
+        val_fraction: without a validation set, the fraction of the training pairs held out for it (at least
+            one), chosen by ``split_seed``; the CLI writes their names to the run's folder (``val_split.txt``).
+        split_seed: the seed of that choice.
+        batch_size: the global training batch.
+        crop_size: square training crop.
+    """
+
+    def __init__(self, root: str, classes: list[str], train_images: str | None = None,
+                 train_masks: str | None = None, val_images: str | None = None, val_masks: str | None = None,
+                 train_list: str | None = None, val_list: str | None = None, palette: list[list[int]] | None = None,
+                 mask_mode: str = "index", label_map: dict[int, int] | None = None, reduce_zero_label: bool = False,
+                 ignore_index: int = IGNORE_INDEX, ignore_colors: list[list[int]] | None = None, mask_suffix: str = "",
+                 val_fraction: float = 0.1, split_seed: int = 0, batch_size: int = 16, crop_size: int = 513,
+                 **kwargs) -> None:
+        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
+        self.class_names = _checked_classes(classes)
+        k = len(self.class_names)
+        self.sources = {"train": _source("train", train_images, train_masks, train_list),
+                        "val": _source("val", val_images, val_masks, val_list, optional=True)}
+        if self.sources["val"] is None and not 0 < val_fraction < 1:
+            raise ValueError("no validation set: give data.val_images and data.val_masks, or data.val_list, or a "
+                             f"data.val_fraction between 0 and 1 (got {val_fraction})")
+        colours = _checked_palette(palette, k, mask_mode)
+        self.palette = voc_palette()
+        if colours is not None:
+            self.palette[:k] = colours
+        _check_mask_options(mask_mode, k, label_map, reduce_zero_label, ignore_index)
+        self.decoder = MaskDecoder(mask_mode, k, colours, label_map, reduce_zero_label, ignore_index, ignore_colors)
+        self.mask_suffix, self.val_fraction, self.split_seed = mask_suffix, val_fraction, split_seed
+
+    def prepare_data(self) -> None:
+        """Pairs every split (errors name each unpaired file) before anything is trained."""
+        if not Path(self.root).is_dir():
+            raise FileNotFoundError(f"data.root={self.root} is not a folder")
+        for split in ("train", "val"):
+            self.split_samples(split)
+        if self.decoder.plain:
+            self._check_not_binary()
+
+    def _check_not_binary(self, n: int = 16) -> None:
+        """0/255 foreground masks read as class indices have every foreground pixel ignored (255), and train a
+        model that predicts background everywhere, silently: refused when none of ``n`` training masks spread
+        over the set holds a class other than 0 while they do hold ignored pixels."""
+        samples = self.split_samples("train")
+        dataset = FolderSegmentation(samples[::max(1, len(samples) // n)][:n], self.num_classes, self.decoder)
+        hist = sum(np.bincount(dataset.load_mask(i).ravel(), minlength=256) for i in range(len(dataset)))
+        if hist[1:self.num_classes].sum() == 0 and hist[IGNORE_INDEX] > 0:
+            raise ValueError(f"{len(dataset)} training masks (e.g. {samples[0].mask}) hold only class 0 and the "
+                             f"ignored value {self.decoder.ignore_index}: 0/255 foreground masks? set "
+                             "data.mask_mode: binary (or data.ignore_index to the value that means unlabelled)")
+
+    def make_split(self, split: str, transform=None) -> FolderSegmentation:
+        try:
+            return FolderSegmentation(self.split_samples(split), self.num_classes, self.decoder, transform)
+        except PairingError as e:  # segkit data check goes on with the pairs that were found
+            e.dataset = FolderSegmentation(e.samples, self.num_classes, self.decoder, transform)
+            raise
+
+    def split_samples(self, split: str) -> list[Sample]:
+        """The pairs of ``split`` ("train" or "val"); without a validation set, "val" is the held-out part."""
+        if split not in self.sources:
+            raise ValueError(f"a folder data set has the splits train and val, not {split!r}")
+        if self.sources["val"] is not None:
+            return self._pairs(split)
+        held = set(self.held_out_names() or ())
+        return [s for s in self._pairs("train") if (s.name in held) == (split == "val")]
+
+    def held_out_names(self) -> list[str] | None:
+        """The training pairs held out for validation (``val_fraction``), by name; None with a validation set."""
+        if self.sources["val"] is not None:
+            return None
+        samples = self._pairs("train")
+        n = max(1, round(len(samples) * self.val_fraction))
+        if n >= len(samples):
+            raise ValueError(f"data.val_fraction={self.val_fraction} of {len(samples)} training pairs leaves none "
+                             "to train on")
+        chosen = np.random.default_rng(self.split_seed).choice(len(samples), n, replace=False)
+        return [samples[i].name for i in sorted(chosen)]
+
+    def _pairs(self, split: str) -> list[Sample]:
+        root, (images, masks, listing) = Path(self.root), self.sources[split]
+        if listing is not None:
+            samples, problems = read_pair_list(root, root / listing)
+            where = str(root / listing)
+        else:
+            samples, problems = pair_folders(root / images, root / masks, self.mask_suffix)
+            where = f"{root / images} and {root / masks}"
+        if problems:
+            more = f"; and {len(problems) - 5} more (segkit data check lists them all)" if len(problems) > 5 else ""
+            raise PairingError(f"{len(problems)} problem(s) pairing the {split} files: {'; '.join(problems[:5])}{more}",
+                               problems, samples)
+        if not samples:
+            raise ValueError(f"the {split} split is empty: no image and mask pair in {where}")
+        return samples
+
+
+def _source(split: str, images: str | None, masks: str | None, listing: str | None, optional: bool = False):
+    """(images, masks, list) of a split, checked: two folders or one list file."""
+    if listing is not None and (images or masks):
+        raise ValueError(f"give data.{split}_list or data.{split}_images with data.{split}_masks, not both")
+    if listing is None and (images is None) != (masks is None):
+        raise ValueError(f"data.{split}_images and data.{split}_masks go together: give both")
+    if listing is None and images is None:
+        if optional:
+            return None
+        raise ValueError(f"no {split} set: give data.{split}_images and data.{split}_masks, or data.{split}_list")
+    return images, masks, listing
+
+
+def _checked_classes(classes) -> tuple[str, ...]:
+    names = tuple(str(c) for c in classes or ())
+    if not names:
+        raise ValueError("data.classes is empty: list the class names in class-index order")
+    if len(names) > 255:
+        raise ValueError(f"data.classes has {len(names)} names; segkit's masks hold at most 255 classes (255: ignored)")
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise ValueError(f"data.classes names {doubled} more than once")
+    return names
+
+
+def _checked_palette(palette, k: int, mask_mode: str) -> np.ndarray | None:
+    if palette is None:
+        if mask_mode == "rgb":
+            raise ValueError("data.mask_mode: rgb reads masks through data.palette: give one colour per class")
+        return None
+    colours = np.asarray(palette)
+    if colours.ndim != 2 or colours.shape != (k, 3) or colours.min() < 0 or colours.max() > 255:
+        raise ValueError(f"data.palette must hold one [r, g, b] (0-255) per class: {k} colours, got {palette}")
+    if len({tuple(c) for c in colours.tolist()}) < k and mask_mode == "rgb":
+        raise ValueError("data.palette gives one colour to two classes: rgb masks could not tell them apart")
+    return colours.astype(np.uint8)
+
+
+def _check_mask_options(mode: str, k: int, label_map, reduce_zero_label: bool, ignore_index: int) -> None:
+    if mode not in MASK_MODES:
+        raise ValueError(f"data.mask_mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+    if mode == "binary" and k != 2:
+        raise ValueError(f"data.mask_mode: binary has 2 classes (background, foreground); data.classes has {k}")
+    if mode != "index" and (label_map or reduce_zero_label):
+        raise ValueError("data.label_map and data.reduce_zero_label apply to index masks (data.mask_mode: index)")
+    if label_map and reduce_zero_label:
+        raise ValueError("give data.label_map or data.reduce_zero_label, not both (a label_map says it all)")
+    for raw, cls in (label_map or {}).items():
+        if not 0 <= int(raw) <= 65535 or not (0 <= int(cls) < k or int(cls) == IGNORE_INDEX):
+            raise ValueError(f"data.label_map {raw}: {cls}: raw values are 0-65535, classes 0-{k - 1} or 255 (ignored)")
+    if not 0 <= ignore_index <= 65535:
+        raise ValueError(f"data.ignore_index must be a mask value (0-65535), got {ignore_index}")
+    if mode == "index" and not label_map and ignore_index < k + int(reduce_zero_label) and \
+            not (reduce_zero_label and ignore_index == 0):
+        raise ValueError(f"data.ignore_index={ignore_index} is also a class value: choose a value above the classes")
+
+
+class ADE20KDataModule(FolderDataModule):
+    """ADE20K SceneParsing (the MIT Scene Parsing Benchmark's ``ADEChallengeData2016``): 20,210 training and
+    2,000 validation images, 150 classes; raw 0 (unlabelled) is ignored and k becomes class k-1, as the official
+    DeepLab's 151 logits with ignore label 0 do. Other arguments as :class:`SegmentationDataModule`.
+
+    Args:
+        root: the folder holding ``ADEChallengeData2016`` (or that folder itself), with
+            ``images/{training,validation}/*.jpg`` and ``annotations/{training,validation}/*.png``.
+        batch_size: the global training batch.
+        crop_size: square training crop (513 in the official recipe).
+    """
+
+    def __init__(self, root: str = "data/ade20k", batch_size: int = 16, crop_size: int = 513, **kwargs) -> None:
+        inner = Path(root) / "ADEChallengeData2016"
+        super().__init__(root=str(inner if inner.is_dir() else root), classes=list(ADE20K_CLASSES),
+                         train_images="images/training", train_masks="annotations/training",
+                         val_images="images/validation", val_masks="annotations/validation", mask_mode="index",
+                         reduce_zero_label=True, batch_size=batch_size, crop_size=crop_size, **kwargs)
