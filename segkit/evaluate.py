@@ -131,7 +131,7 @@ def main(args: list[str]) -> None:
 
     files, void, model = datamodule.prediction_files, None, None
     if cfg.predictions is not None:
-        dataset = datamodule.make_split(cfg.split)
+        dataset = datamodule.split_dataset(cfg.split)
         metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, files)
         confmat, void = metric.compute(), metric.void
         settings = {"num_images": len(dataset), "split": cfg.split, "predictions": str(cfg.predictions)}
@@ -139,7 +139,7 @@ def main(args: list[str]) -> None:
     else:
         # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
         model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-        dataset = datamodule.make_split(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+        dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
         confmat = evaluate(model, dataset, datamodule.num_classes, inference_settings(cfg), device,
                            datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
                            files, datamodule.palette)

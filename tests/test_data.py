@@ -292,3 +292,30 @@ def test_datamodules_declare_colours_and_prediction_files():
     assert (synthetic.batch_size, synthetic.crop_size, voc.batch_size, voc.crop_size, cs.crop_size) == (8, 96, 16, 513, 769)
     assert voc.scale_range == (0.5, 2.0) and not synthetic.augmented
 
+
+
+def test_official_resize_to_range_sizes_and_values(tmp_path):
+    """preprocess_utils.resize_to_range as ade20k.md runs it (min = max = 513, factor 16), computed by hand, and
+    TF's aligned-corner resizing: a linear ramp stays exactly linear (bilinear), labels take roundf(i * (in - 1) /
+    (out - 1)) (nearest)."""
+    from segkit.data.base import official_resize, official_resize_size
+
+    assert official_resize_size(375, 500, 513, 513, 16) == (385, 513)  # 375 * 513 / 500 = 384.75 -> 384 -> 385
+    assert official_resize_size(100, 50, 513, 513, 16) == (513, 257)  # 50 * 5.13 = 256.5 -> 256 -> 257
+    assert official_resize_size(600, 600, 513, 513, None) == (513, 513)
+    assert official_resize_size(300, 400, 350, 1000, None) == (350, 466)  # the shorter side to min: 466.67 -> 466
+    ramp = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (5, 1))  # (5, 25): 0, 10, ..., 240
+    image, mask = np.repeat(ramp[..., None], 3, 2), np.tile(np.arange(25, dtype=np.uint8), (5, 1))
+    out_image, out_mask = official_resize(image, mask, 9, 49)  # 5 -> 9 rows: x1.8, 25 -> 45 columns (<= 49)
+    assert out_image.shape == (9, 45, 3) and out_mask.shape == (9, 45)
+    src = np.arange(45) * 24 / 44
+    assert np.array_equal(out_image[4, :, 1], np.round(src * 10).astype(np.uint8))
+    assert np.array_equal(out_mask[0], np.floor(src + 0.5).astype(np.uint8))
+
+    from segkit.data import SyntheticVOCDataModule
+
+    dm = SyntheticVOCDataModule(str(tmp_path), num_train=2, num_val=1, size_range=(60, 80), num_workers=0,
+                                resize_to_range=(65, 65), resize_factor=16)
+    dm.prepare_data()
+    image, mask = dm.split_dataset("val").load(0)  # what training, validation, eval and data check read
+    assert max(mask.shape) == 65 and image.shape[:2] == mask.shape and (min(mask.shape) - 1) % 16 == 0

@@ -6,6 +6,7 @@ it in the main process with the worker's traceback, so the message reaches the u
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -126,6 +128,37 @@ def _describe(values: np.ndarray) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def official_resize_size(height: int, width: int, min_size: int, max_size: int, factor: int | None) -> tuple[int, int]:
+    """The size official DeepLab's ``preprocess_utils.resize_to_range`` gives an image: the shorter side scaled to
+    ``min_size`` unless the longer side would then pass ``max_size`` (then the longer side to ``max_size``), sides
+    rounded down, then raised to the next ``k * factor + 1``."""
+    large = min_size / min(height, width)
+    scale = large if max(math.floor(height * large), math.floor(width * large)) <= max_size else \
+        max_size / max(height, width)
+    size = [math.floor(height * scale), math.floor(width * scale)]
+    if factor:
+        size = [s + (factor - (s - 1) % factor) % factor for s in size]
+    return size[0], size[1]
+
+
+def official_resize(image: np.ndarray, mask: np.ndarray, min_size: int, max_size: int,
+                    factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``resize_to_range`` as the official input pipeline runs it on an image and its label: bilinear and
+    nearest-neighbour resizing with aligned corners (TF's ``align_corners=True``); the image is rounded back to
+    uint8 (the official pipeline keeps it float: at most half a grey level apart)."""
+    h, w = mask.shape[:2]
+    out_h, out_w = official_resize_size(h, w, min_size, max_size, factor)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=True)
+    resized = x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    def nearest(n_in: int, n_out: int) -> np.ndarray:  # TF: roundf(i * (n_in - 1) / (n_out - 1)), half away from 0
+        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        return np.minimum(np.floor(np.arange(n_out) * scale + 0.5).astype(np.int64), n_in - 1)
+
+    return resized, mask[nearest(h, out_h)][:, nearest(w, out_w)]
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
@@ -148,6 +181,7 @@ class SegmentationDataset(Dataset):
         self.samples = samples
         self.num_classes = num_classes
         self.transform = transform
+        self.resize: tuple[int, int, int | None] | None = None  # (min, max, factor): the official resize_to_range
 
     @property
     def ids(self) -> list[str]:
@@ -176,6 +210,8 @@ class SegmentationDataset(Dataset):
         image, mask = read_image(s.image), self.load_mask(index)
         if image.shape[:2] != mask.shape[:2]:
             raise ValueError(f"size mismatch: image {s.image} is {image.shape[:2]}, mask {s.mask} is {mask.shape[:2]}")
+        if self.resize is not None:
+            image, mask = official_resize(image, mask, *self.resize)
         return image, mask
 
     def __getitem__(self, index: int) -> dict:

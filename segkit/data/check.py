@@ -78,7 +78,7 @@ def check(datamodule: SegmentationDataModule,
     for split in [*datamodule.train_splits(), "val"]:
         paired = []
         try:
-            dataset = datamodule.make_split(split)
+            dataset = datamodule.split_dataset(split)
         except PairingError as e:
             paired, dataset = e.problems, getattr(e, "dataset", None)
         except Exception as e:

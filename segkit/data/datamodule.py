@@ -46,6 +46,9 @@ class SegmentationDataModule(L.LightningDataModule):
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
         std: normalization std (RGB, 0-1).
         pin_memory: pin host memory; default: when CUDA is available.
+        resize_to_range: ``[min, max]``: resize images and labels first, in training and evaluation, as official
+            DeepLab's ``--min/max_resize_value`` (:func:`~segkit.data.base.official_resize`); None: never resized.
+        resize_factor: with ``resize_to_range``, the official ``--resize_factor``: sides become k * factor + 1.
     """
 
     class_names: tuple[str, ...] = ()
@@ -63,8 +66,15 @@ class SegmentationDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] = XCEPTION_MEAN,
         std: tuple[float, float, float] = XCEPTION_STD,
         pin_memory: bool | None = None,
+        resize_to_range: tuple[int, int] | None = None,
+        resize_factor: int | None = None,
     ) -> None:
         super().__init__()
+        if resize_to_range is not None and not 0 < resize_to_range[0] <= resize_to_range[1]:
+            raise ValueError(f"data.resize_to_range must be [min, max] with 0 < min <= max, got {resize_to_range}")
+        if resize_factor is not None and (resize_factor < 1 or resize_to_range is None):
+            raise ValueError("data.resize_factor needs data.resize_to_range and must be >= 1")
+        self.resize = None if resize_to_range is None else (*resize_to_range, resize_factor)
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("crop_size", crop_size)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
@@ -87,6 +97,13 @@ class SegmentationDataModule(L.LightningDataModule):
         """The dataset of ``split`` ("train" or "val", or a data-set-specific name) with ``transform``."""
         raise NotImplementedError
 
+    def split_dataset(self, split: str, transform=None) -> Dataset:
+        """:meth:`make_split` with the data set's own settings applied (``resize_to_range``): what training, ``segkit
+        eval`` and ``segkit data check`` read."""
+        dataset = self.make_split(split, transform)
+        dataset.resize = self.resize
+        return dataset
+
     def train_splits(self) -> list[str]:
         """The splits that make up the training set."""
         return ["train"]
@@ -94,10 +111,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std)
-            parts = [self.make_split(split, transform) for split in self.train_splits()]
+            parts = [self.split_dataset(split, transform) for split in self.train_splits()]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self.val_set is None:
-            self.val_set = self.make_split("val", eval_transform(self.mean, self.std))
+            self.val_set = self.split_dataset("val", eval_transform(self.mean, self.std))
 
     def class_pixel_counts(self) -> np.ndarray:
         """Labelled pixels per class over the training set, its masks read as training reads them (ignored pixels
