@@ -125,8 +125,7 @@ def test_same_seed_same_loss_curve_on_two_processes(tiny_voc, tmp_path, two_proc
     _, _, first = two_process_run
     _, again = _fit(tiny_voc, tmp_path / "again", 2)
     assert again == first  # exactly
-    _, other_seed = _fit(tiny_voc, tmp_path / "seed1", 2, "--seed_everything", "1")
-    assert other_seed[5] != first[5]
+    assert len(set(first.values())) == len(first) == 6  # a curve that moves (test_sampling: other seeds, other data)
 
 
 @pytest.mark.slow

@@ -242,7 +242,7 @@ def _segkit(capsys, *argv) -> str:
 
 @pytest.mark.slow
 def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, monkeypatch, capsys):
-    """The README's "Train on your own data" with configs/demo_folder.yaml (about 2 minutes on 2 CPU cores):
+    """The README's "Train on your own data" with configs/demo_folder.yaml (about 1.5 minutes on 2 CPU cores):
     data check, fit (class weights auto, cross-entropy + Dice, a held-out validation set), then validate, eval
     (and its prediction files scored again), predict (in the config's colours) and export on its checkpoint."""
     import json
@@ -276,16 +276,16 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
             "--device", "cpu")
     scores = json.loads(Path("eval.json").read_text())
     # one image at a time: validation's batches of 8 pad images to the largest, which moves the predictions a
-    # little (ASPP's image pooling averages over the padding): measured 0.8457 here against 0.8366
+    # little (ASPP's image pooling averages over the padding): measured 0.8729 here against 0.8607
     assert abs(scores["mIoU"] - score) < 0.03
     assert Path(f"preds/{held_out[0]}.png").is_file()  # named by relative path, in its sub-folder
     _segkit(capsys, "eval", *config, "--predictions", "preds", "--json", "again.json")
     assert json.loads(Path("again.json").read_text())["mIoU"] == pytest.approx(scores["mIoU"], abs=1e-9)
 
-    _segkit(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", "data/synthetic_folder/images/part_b",
+    _segkit(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", "data/synthetic_folder/images/part_b/img_000*",
             "--output", "predicted", "--device", "cpu", "--num_workers", "0")
     written = sorted(Path("predicted").glob("*.png"))
-    assert len(written) == 120 and np.isin(read_label_png(written[0]), [0, 1]).all()
+    assert len(written) == 5 and np.isin(read_label_png(written[0]), [0, 1]).all()  # img_0001, 0003, ... 0009
     with Image.open(written[0]) as im:
         assert im.getpalette()[3:6] == [255, 190, 0]  # class 1 in the config's colour
 
