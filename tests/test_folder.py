@@ -313,3 +313,25 @@ def test_data_check_names_unknown_colours_and_warns_about_grey_binary_values(tmp
     assert f"WARNING binary mask {tmp_path / 'bin/masks/train/a.png'} holds values other than 0 and 255: " \
            "90 (3 pixels) (read as foreground above 127.5)" in out
     assert out.rstrip().endswith("no problems found, 2 warning(s)")  # the train and the val mask
+
+
+@pytest.mark.parametrize("reduce_zero_label", [False, True])
+def test_a_mask_value_that_is_not_a_class_stops_fit_in_one_line(tmp_path, reduce_zero_label):
+    """Through `segkit fit`: found before training (plain index masks: fit reads a sample of them first) or while
+    loading a batch (here with reduce_zero_label), the error names the file and the values, in one line."""
+    from conftest import CONFIGS
+
+    from segkit.cli import main
+
+    _tree(tmp_path, names=("a", "b"), masks=lambda i: np.where(_labels(seed=i) == 2, 7, 1).astype(np.uint8))
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(CONFIGS / "demo_folder.yaml"), "--data.root", str(tmp_path),
+              "--data.train_images", "images/train", "--data.train_masks", "masks/train", "--data.val_images",
+              "images/val", "--data.val_masks", "masks/val", "--data.mask_mode", "index", "--data.classes",
+              "[a, b, c]", "--data.palette", "null", "--data.reduce_zero_label", str(reduce_zero_label).lower(),
+              "--data.crop_size", "16", "--data.batch_size", "2", "--model.class_weights", "null",
+              "--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    message = str(e.value.code)
+    assert message.startswith("segkit fit: mask ") and "holds values 7 (" in message and "\n" not in message
+    assert "that are not classes: the classes are " + ("1-3 (data.reduce_zero_label)" if reduce_zero_label else
+                                                        "0-2") in message
