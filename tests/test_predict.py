@@ -63,9 +63,12 @@ def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, t
 
     # a second run does not replace what the first wrote
     before = (out / "a.png").stat().st_mtime_ns
-    again = _predict("--ckpt_path", str(checkpoint), "--input", str(photos / "*.jpg"), "--output", str(out),
-                    "--num_workers", "0", "--device", "cpu", cwd=tmp_path)
-    assert again.returncode != 0 and "already exist" in again.stderr and "--overwrite" in again.stderr
+    from segkit.cli import main  # in this process: the check comes before any prediction
+
+    with pytest.raises(SystemExit) as again:
+        main(["predict", "--config", str(CONFIGS / "voc.yaml"), "--ckpt_path", str(checkpoint), "--input",
+              str(photos / "*.jpg"), "--output", str(out), "--num_workers", "0", "--device", "cpu"])
+    assert "already exist" in str(again.value.code) and "--overwrite" in str(again.value.code)
     assert (out / "a.png").stat().st_mtime_ns == before
 
 
