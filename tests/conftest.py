@@ -45,6 +45,17 @@ def python(*args, cwd, threads: int | None = None, env: dict | None = None, chec
     return proc
 
 
+def segkit_here(capsys, *argv) -> str:
+    """``segkit ARGV`` run in this process (no start-up cost), which must succeed; its standard output."""
+    from segkit.cli import main
+
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        assert e.code in (0, None), e.code
+    return capsys.readouterr().out
+
+
 def segkit(*args, **kwargs):
     """``python -m segkit.cli ARGS`` in a subprocess (the ``segkit`` command), as :func:`python`."""
     return python("-m", "segkit.cli", *args, **kwargs)

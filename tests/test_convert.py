@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, assert_official
+from conftest import CONFIGS, assert_official, segkit_here
 
 from segkit.cli import main
 from segkit.data.base import read_label_png
@@ -18,22 +18,13 @@ def _config(tiny_voc):
             "--data.num_workers", "0")
 
 
-def _command(capsys, *argv) -> str:
-    """`segkit ARGV` run in this process (no start-up cost); its standard output."""
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as e:
-        assert e.code in (0, None), e.code
-    return capsys.readouterr().out
-
-
 @pytest.mark.slow
 def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path, capsys):
     prefix = official("xception41")
     root = prefix.rsplit("/", 1)[0]
     config = _config(tiny_voc)
     ckpt = tmp_path / "xception41.ckpt"
-    out = _command(capsys, "convert", "--tf_checkpoint", prefix, *config, "--output", ckpt)
+    out = segkit_here(capsys, "convert", "--tf_checkpoint", prefix, *config, "--output", ckpt)
     assert "xception41, 21 classes, 492 variables converted; dropped global_step, logits/semantic/weights/Momentum" \
         in out
     assert "W&B" not in out  # the config's logger is not built
@@ -57,10 +48,10 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     assert other["decoder.classifier.bias"].shape == (5,)
 
     # eval and LightningCLI's validate score the same model on the same images
-    _command(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", tmp_path / "scores.json",
+    segkit_here(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", tmp_path / "scores.json",
              "--save_predictions", tmp_path / "eval", "--device", "cpu")
     miou = json.loads((tmp_path / "scores.json").read_text())["mIoU"]
-    out = _command(capsys, "validate", *config, "--ckpt_path", ckpt, "--model.pretrained", "null", "--trainer.logger",
+    out = segkit_here(capsys, "validate", *config, "--ckpt_path", ckpt, "--model.pretrained", "null", "--trainer.logger",
                    "false", "--trainer.callbacks", "null", "--trainer.precision", "32", "--trainer.accelerator", "cpu",
                    "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", tmp_path)
     validated = re.findall(r"^\W*val/mIoU\W+(\d\.\d+(?:e-\d+)?)\W*$", out, re.M)
@@ -72,7 +63,7 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     for name in val:
         (tmp_path / "inputs").mkdir(exist_ok=True)
         (tmp_path / "inputs" / f"{name}.jpg").write_bytes((images / f"{name}.jpg").read_bytes())
-    _command(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", tmp_path / "inputs", "--output",
+    segkit_here(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", tmp_path / "inputs", "--output",
              tmp_path / "predicted", "--device", "cpu", "--num_workers", "0")
     for name in val:
         assert np.array_equal(read_label_png(tmp_path / "predicted" / f"{name}.png"),
@@ -82,7 +73,7 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     import onnxruntime as ort
 
     onnx = tmp_path / "xception41.onnx"
-    _command(capsys, "export", *config, "--ckpt_path", ckpt, "--format", "onnx", "--output", onnx)
+    segkit_here(capsys, "export", *config, "--ckpt_path", ckpt, "--format", "onnx", "--output", onnx)
     session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"image": image.numpy()})
     assert_official(logits, np.load(f"{root}/logits_513_os16.npy"), "ONNX")

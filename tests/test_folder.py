@@ -229,17 +229,6 @@ def test_data_check_reports_every_problem_by_file_then_the_histogram_and_weights
     assert out.rstrip().endswith("4 problem(s) found")
 
 
-def _segkit(capsys, *argv) -> str:
-    """`segkit ARGV` in this process (no start-up cost); its standard output."""
-    from segkit.cli import main
-
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as e:
-        assert e.code in (0, None), e.code
-    return capsys.readouterr().out
-
-
 @pytest.mark.slow
 def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, monkeypatch, capsys):
     """The README's "Train on your own data" with configs/demo_folder.yaml (about 1.5 minutes on 2 CPU cores):
@@ -249,17 +238,17 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
     import re
 
     import torch
-    from conftest import CONFIGS
+    from conftest import CONFIGS, segkit_here
 
     from segkit.data.base import read_label_png
 
     monkeypatch.chdir(tmp_path)
     config = ("--config", CONFIGS / "demo_folder.yaml")
-    _segkit(capsys, "data", "synthetic")
-    out = _segkit(capsys, "data", "check", *config)
+    segkit_here(capsys, "data", "synthetic")
+    out = segkit_here(capsys, "data", "check", *config)
     assert "no problems found" in out and "class weights that model.class_weights: auto would use" in out
 
-    out = _segkit(capsys, "fit", *config, "--trainer.enable_progress_bar", "false")
+    out = segkit_here(capsys, "fit", *config, "--trainer.enable_progress_bar", "false")
     assert re.search(r"segkit: class weights \(auto: .*\n.*\nbackground +\d+\.\d+% +0\.7\d\d\nobject ", out), out[:3000]
     best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
     score, ckpt = float(best.group(1)), best.group(2)
@@ -268,28 +257,28 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
     held_out = (run / "val_split.txt").read_text().split()
     assert len(held_out) == 36 and held_out[0].startswith("part_")  # 15% of the 240 pairs, by relative path
 
-    out = _segkit(capsys, "validate", *config, "--ckpt_path", ckpt, "--trainer.logger", "false")
+    out = segkit_here(capsys, "validate", *config, "--ckpt_path", ckpt, "--trainer.logger", "false")
     validated = re.findall(r"^\W*val/mIoU\W+(0\.\d{5,}|1\.0+)\W*$", out, re.M)
     assert float(validated[-1]) == pytest.approx(score, abs=1e-6), out[-2500:]
 
-    _segkit(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", "eval.json", "--save_predictions", "preds",
+    segkit_here(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", "eval.json", "--save_predictions", "preds",
             "--device", "cpu")
     scores = json.loads(Path("eval.json").read_text())
     # one image at a time: validation's batches of 8 pad images to the largest, which moves the predictions a
     # little (ASPP's image pooling averages over the padding): measured 0.8729 here against 0.8607
     assert abs(scores["mIoU"] - score) < 0.03
     assert Path(f"preds/{held_out[0]}.png").is_file()  # named by relative path, in its sub-folder
-    _segkit(capsys, "eval", *config, "--predictions", "preds", "--json", "again.json")
+    segkit_here(capsys, "eval", *config, "--predictions", "preds", "--json", "again.json")
     assert json.loads(Path("again.json").read_text())["mIoU"] == pytest.approx(scores["mIoU"], abs=1e-9)
 
-    _segkit(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", "data/synthetic_folder/images/part_b/img_000*",
+    segkit_here(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", "data/synthetic_folder/images/part_b/img_000*",
             "--output", "predicted", "--device", "cpu", "--num_workers", "0")
     written = sorted(Path("predicted").glob("*.png"))
     assert len(written) == 5 and np.isin(read_label_png(written[0]), [0, 1]).all()  # img_0001, 0003, ... 0009
     with Image.open(written[0]) as im:
         assert im.getpalette()[3:6] == [255, 190, 0]  # class 1 in the config's colour
 
-    _segkit(capsys, "export", *config, "--ckpt_path", ckpt, "--format", "torchscript", "--output", "model.pt",
+    segkit_here(capsys, "export", *config, "--ckpt_path", ckpt, "--format", "torchscript", "--output", "model.pt",
             "--height", "96", "--width", "96")
     assert torch.jit.load("model.pt")(torch.zeros(1, 3, 96, 96)).shape == (1, 2, 96, 96)
 
