@@ -50,10 +50,12 @@ def hard_pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, top_k_p
 
     Like the official implementation, k% is taken of all pixels of the batch and ignored pixels have zero loss.
     """
+    if top_k_percent >= 100.0:  # PyTorch's weighted mean, but 0 (not NaN) without a labelled pixel
+        total = F.cross_entropy(logits, target, weight, ignore_index=IGNORE_INDEX, reduction="sum",
+                                label_smoothing=label_smoothing)
+        return total / _mass(target, weight, total.dtype).clamp(min=1e-12)
     losses = F.cross_entropy(logits, target, weight, ignore_index=IGNORE_INDEX, reduction="none",
                              label_smoothing=label_smoothing)
-    if top_k_percent >= 100.0:
-        return losses.sum() / _mass(target, weight, losses.dtype).clamp(min=1e-12)
     k = max(1, int(losses.numel() * top_k_percent / 100.0))
     return losses.flatten().topk(k).values.mean()
 
@@ -122,7 +124,7 @@ class SegmentationLoss(nn.Module):
         padding more). Hard-pixel mining keeps its per-process meaning.
         """
         total = logits.new_zeros(())
-        labelled = (target != IGNORE_INDEX).any()
+        labelled = (target != IGNORE_INDEX).any() if self.smp else None
         for name, weight in self.weights.items():
             if name == "cross_entropy":
                 term = self._cross_entropy(logits, target, reduce_sum, world)
@@ -138,6 +140,6 @@ class SegmentationLoss(nn.Module):
         w = self.class_weights
         if self.top_k < 100.0 or reduce_sum is None or world == 1:
             return hard_pixel_cross_entropy(logits, target, self.top_k, w, self.label_smoothing)
-        losses = F.cross_entropy(logits, target, w, ignore_index=IGNORE_INDEX, reduction="none",
-                                 label_smoothing=self.label_smoothing)
-        return losses.sum() * world / reduce_sum(_mass(target, w, losses.dtype)).clamp(min=1e-12)
+        total = F.cross_entropy(logits, target, w, ignore_index=IGNORE_INDEX, reduction="sum",
+                                label_smoothing=self.label_smoothing)
+        return total * world / reduce_sum(_mass(target, w, total.dtype)).clamp(min=1e-12)
