@@ -1,31 +1,37 @@
 """The ``segkit`` command: LightningCLI's fit/validate/test plus segkit's own commands.
 
-    segkit fit --config configs/voc.yaml --data.root DIR
-    segkit validate --config configs/voc.yaml --ckpt_path CKPT
-    segkit eval --config configs/voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
-    segkit predict --config configs/voc.yaml --ckpt_path CKPT --input photos/ --output out/
-    segkit export --config configs/voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
-    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config configs/voc.yaml --output x65.ckpt
+    segkit fit --config voc.yaml --data.root DIR
+    segkit validate --config voc.yaml --ckpt_path CKPT
+    segkit eval --config voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
+    segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
+    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
+    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml --output x65.ckpt
     segkit summary --encoder xception65 --size 513
-    segkit data check --config configs/cityscapes.yaml --data.root DIR
+    segkit data check --config cityscapes.yaml --data.root DIR
     segkit data sbd --sbd_root DIR --voc_root DIR
     segkit data synthetic --root DIR
+
+``--config`` takes a file, or the name of a config bundled with segkit when no such file exists (config_files.py).
+``segkit configs`` and ``segkit --version`` answer in segkit/__main__.py, without importing PyTorch.
 """
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
+from . import __version__
 from .checkpoint_file import CheckpointFileError, read_checkpoint
 from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, own_run_folder
 from .data import SegmentationDataModule
 from .distributed import SyncBatchNormPlugin
 from .tf_checkpoint import CheckpointError
+from .config_files import config_sources, resolve_argv
 from .task import SegmentationTask
 from .wandb import finish_runs, wandb_run
 
@@ -64,7 +70,13 @@ class SaveRunConfig(SaveConfigCallback):
         folder = run_folder(trainer)
         os.makedirs(folder, exist_ok=True)
         path = _free_path(folder, self.config_filename)
-        self.parser.save(self.config, path, skip_none=False, multifile=self.multifile)
+        # the header says which files the config came from (a bundled config: by name and segkit version)
+        header = self.parser.dump_header or []
+        self.parser.dump_header = [*header, f"segkit=={__version__}", *config_sources(self.config.get("config"))]
+        try:
+            self.parser.save(self.config, path, skip_none=False, multifile=self.multifile)
+        finally:
+            self.parser.dump_header = header or None
         held_out = getattr(trainer.datamodule, "held_out_names", lambda: None)()
         if held_out:  # the validation images a folder data set held out of its training images (val_fraction)
             with open(_free_path(folder, "val_split.txt"), "w") as f:
@@ -80,7 +92,14 @@ class SegkitCLI(LightningCLI):
 
     def __init__(self, *args, args_list: list[str], **kwargs) -> None:
         self._argv = list(args_list)  # the command line, for the checks of --ckpt_path against --model.*
-        super().__init__(*args, args=args_list, **kwargs)
+        with warnings.catch_warnings():  # the command line is passed on purpose (with --config NAME resolved)
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            super().__init__(*args, args=args_list, parser_kwargs={"prog": "segkit", "description": HELP}, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """fit, validate and test: ``segkit predict`` is segkit's own command."""
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name != "predict"}
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -176,6 +195,11 @@ class SegkitCLI(LightningCLI):
         finish_runs(self.trainer)
 
 
+HELP = ("DeepLabV3+ semantic segmentation. fit, validate and test are LightningCLI's (below); segkit's own: eval, "
+        "predict, export, convert, summary, data check|sbd|synthetic, configs (`segkit COMMAND --help` for each), "
+        "and `segkit --version`. --config takes a file, or the name of a config bundled with segkit where no such "
+        "file exists (`segkit configs` lists them).")
+
 # model options a run may change on a checkpoint without changing what the weights mean
 RUN_SETTINGS = {"lr", "momentum", "weight_decay", "poly_power", "warmup_steps", "encoder_lr_mult",
                 "top_k_percent_pixels", "freeze_bn", "channels_last", "compile", "eval_output_stride", "pretrained",
@@ -210,22 +234,6 @@ def data_check(args: list[str]) -> None:
     sys.exit(1 if check(datamodule, enet_class_weights) else 0)
 
 
-def data_synthetic(args: list[str]) -> None:
-    """``segkit data synthetic [--root DIR]``: the folder-layout demo set (configs/demo_folder.yaml)."""
-    from jsonargparse import ArgumentParser
-
-    from .data.synthetic import make_synthetic_folder
-
-    parser = ArgumentParser(prog="segkit data synthetic", description="Write the two-class demo set in a plain "
-                            "folder layout: images/part_{a,b}/*.jpg and masks/part_{a,b}/*.png (0/255).")
-    parser.add_argument("--root", default="data/synthetic_folder", help="the folder to write it in")
-    parser.add_argument("--num_images", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=0)
-    cfg = parser.parse_args(args)
-    root = make_synthetic_folder(cfg.root, cfg.num_images, seed=cfg.seed)
-    print(f"{cfg.num_images} images and their 0/255 masks in {root / 'images'} and {root / 'masks'}")
-
-
 # errors whose message says what is wrong: one line and exit status 1, the traceback only with --debug
 ONE_LINE_ERRORS = (CheckpointFileError, CheckpointError, Diverged, FileNotFoundError, FileExistsError, ValueError,
                    MisconfigurationException)  # the last: Lightning's, e.g. an accelerator this machine lacks
@@ -254,6 +262,7 @@ def one_line(error: BaseException) -> str:
 
 
 def run(argv: list[str]) -> None:
+    argv = resolve_argv(argv)  # --config NAME: a bundled config where no file NAME exists
     if argv and argv[0] == "summary":
         from jsonargparse import CLI
 
@@ -270,9 +279,9 @@ def run(argv: list[str]) -> None:
         if len(argv) < 2 or argv[1] not in ("check", "sbd", "synthetic"):
             sys.exit("usage: segkit data check --config FILE [--data.root DIR] | "
                      "segkit data sbd --sbd_root DIR --voc_root DIR | segkit data synthetic [--root DIR]")
-        from .data import sbd
+        from .data import sbd, synthetic
 
-        {"check": data_check, "sbd": sbd.main, "synthetic": data_synthetic}[argv[1]](argv[2:])
+        {"check": data_check, "sbd": sbd.main, "synthetic": synthetic.main}[argv[1]](argv[2:])
         return
     SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args_list=argv,
               save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})

@@ -1,9 +1,9 @@
 """``segkit convert``: an official TensorFlow DeepLab checkpoint (the model zoo's, g3doc/model_zoo.md) as a
 segkit checkpoint that every command takes with the same config:
 
-    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config configs/voc.yaml \\
+    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml \\
         --output xception65_coco_voc_trainaug.ckpt
-    segkit eval --config configs/voc.yaml --ckpt_path xception65_coco_voc_trainaug.ckpt
+    segkit eval --config voc.yaml --ckpt_path xception65_coco_voc_trainaug.ckpt
 
 The encoder, ASPP rates and the rest of the model come from the config's ``model`` section, the class count
 and names from its data set; the checkpoint must fit them (:func:`segkit.models.official.convert_tf_checkpoint`

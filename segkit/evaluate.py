@@ -1,8 +1,8 @@
 """`segkit eval`: score a checkpoint, or a folder of prediction PNGs, on a split the way the benchmarks do.
 
-    segkit eval --config configs/voc.yaml --ckpt_path best.ckpt --data.root /data/voc \\
+    segkit eval --config voc.yaml --ckpt_path best.ckpt --data.root /data/voc \\
         --output_stride 8 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip --json results.json
-    segkit eval --config configs/cityscapes.yaml --data.root /data/cityscapes --predictions preds/
+    segkit eval --config cityscapes.yaml --data.root /data/cityscapes --predictions preds/
 
 One int64 confusion matrix over every pixel of the split, labels at full resolution (never resized). Under
 ``torchrun`` each process scores its own images and the matrices are summed. Prediction files are named,

@@ -1,7 +1,7 @@
 """``segkit export``: the trained model as ONNX or TorchScript, to run without segkit.
 
-    segkit export --config configs/voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
-    segkit export --config configs/voc.yaml --ckpt_path CKPT --format torchscript --output deeplab.pt
+    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
+    segkit export --config voc.yaml --ckpt_path CKPT --format torchscript --output deeplab.pt
 
 The exported model takes a normalized float32 image batch ``(N, 3, H, W)``, RGB, ``x = (pixel / 255 - mean) /
 std``, and returns logits ``(N, num_classes, H, W)`` at the input size; ``argmax`` over dimension 1 gives the

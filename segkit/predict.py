@@ -1,7 +1,7 @@
 """``segkit predict``: segment your own images with a trained checkpoint.
 
-    segkit predict --config configs/voc.yaml --ckpt_path CKPT --input photos/ --output out/
-    segkit predict --config configs/cityscapes.yaml --ckpt_path CKPT --input "frames/**/*.png" --output out/ \\
+    segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
+    segkit predict --config cityscapes.yaml --ckpt_path CKPT --input "frames/**/*.png" --output out/ \\
         --scales 0.75 1.0 1.25 --flip
 
 For every image ``<stem>.png`` (class indices, a palette PNG coloured like the data set's masks) and

@@ -13,7 +13,7 @@ from torch import nn
 os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "segkit" / "configs"  # the configs ship inside the package
 
 # a `segkit fit|validate` on the tiny VOC set: the small encoder, small crops, one process, no downloads
 TINY_VOC_ARGS = (
@@ -56,9 +56,21 @@ def segkit_here(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
+def print_config(capsys, *args) -> dict:
+    """The config ``segkit fit ARGS --print_config`` prints (run in this process), read back."""
+    import yaml
+
+    from segkit.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", *map(str, args), "--print_config"])
+    assert exit.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 def segkit(*args, **kwargs):
-    """``python -m segkit.cli ARGS`` in a subprocess (the ``segkit`` command), as :func:`python`."""
-    return python("-m", "segkit.cli", *args, **kwargs)
+    """``python -m segkit ARGS`` in a subprocess (the ``segkit`` command), as :func:`python`."""
+    return python("-m", "segkit", *args, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,7 @@ def test_signal_stops_after_the_step_saves_last_and_resumes_exactly(tmp_path, si
     L.seed_everything(0)
     first = _task()
     checkpoint = SegkitCheckpoint(dirpath=tmp_path / "run", save_last=True, save_top_k=0)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # ignored under nohup
     _trainer(tmp_path, [SignalAt(3, signum), GracefulStop()], checkpoint, precision="64-true",
              limit_val_batches=0).fit(first, _data(data))
     out = capsys.readouterr().out
@@ -108,7 +109,7 @@ def test_signal_stops_after_the_step_saves_last_and_resumes_exactly(tmp_path, si
     assert f"stopped at step 3 ({signal.Signals(signum).name}); resume with the same command and --ckpt_path {last}" \
         in out
     assert _step(last) == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # handlers given back
 
     L.seed_everything(0)
     resumed = _task()

@@ -1,7 +1,6 @@
 """Cityscapes tests: the label table against cityscapesscripts, the synthetic layout, loading, the config."""
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from segkit.data import (
 np.in1d = getattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert).ravel())  # numpy 2.4 shim
 from cityscapesscripts.helpers.labels import labels as OFFICIAL_LABELS  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import CONFIGS  # noqa: E402
 
 
 def _official_lut():
@@ -103,7 +102,7 @@ def test_missing_layout_is_explained(tmp_path):
 
 def test_fit_cityscapes_config(tiny_cityscapes, tmp_path, capsys):
     main([
-        "fit", "--config", str(REPO / "configs/cityscapes.yaml"), "--data.root", str(tiny_cityscapes),
+        "fit", "--config", str(CONFIGS / "cityscapes.yaml"), "--data.root", str(tiny_cityscapes),
         "--trainer.max_steps", "2", "--model.encoder", "xception_tiny", "--model.pretrained", "null",
         "--data.crop_size", "64", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
         "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),

@@ -5,23 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import REPO, TINY_VOC_ARGS, segkit
+from conftest import CONFIGS, TINY_VOC_ARGS, print_config, segkit
 
+from segkit import __version__ as segkit_version
 from segkit.cli import main
 
 CONFIG_NAMES = ["demo.yaml", "voc.yaml", "voc_aug.yaml", "ade20k.yaml", "demo_folder.yaml"]
 
 
-def _print_config(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(["fit", *args, "--print_config"])
-    assert e.value.code == 0
-    return yaml.safe_load(capsys.readouterr().out)
-
-
 def test_voc_config_holds_the_paper_recipe(capsys):
-    cfg = _print_config(capsys, "--config", str(REPO / "configs/voc.yaml"))
+    cfg = print_config(capsys, "--config", str(CONFIGS / "voc.yaml"))
     model, data = cfg["model"], cfg["data"]["init_args"]
     assert model["encoder"] == "xception65" and model["output_stride"] == 16
     assert model["atrous_rates"] == [6, 12, 18]
@@ -31,13 +24,13 @@ def test_voc_config_holds_the_paper_recipe(capsys):
     # every visible GPU, synchronized batch norm, bf16; the batch of 16 is the global one
     trainer = cfg["trainer"]
     assert (trainer["devices"], trainer["sync_batchnorm"], trainer["precision"]) == ("auto", True, "bf16-mixed")
-    aug = _print_config(capsys, "--config", str(REPO / "configs/voc_aug.yaml"))
+    aug = print_config(capsys, "--config", str(CONFIGS / "voc_aug.yaml"))
     assert aug["data"]["init_args"]["augmented"] is True and aug["model"] == model
 
 
 def test_ade20k_config_holds_the_official_command(capsys):
     """g3doc/ade20k.md's train.py flags, and train.py's defaults for those it leaves out."""
-    cfg = _print_config(capsys, "--config", str(REPO / "configs/ade20k.yaml"))
+    cfg = print_config(capsys, "--config", str(CONFIGS / "ade20k.yaml"))
     model, data = cfg["model"], cfg["data"]["init_args"]
     assert cfg["data"]["class_path"] == "segkit.data.ADE20KDataModule"
     assert (model["encoder"], model["output_stride"], model["atrous_rates"]) == ("xception65", 16, [6, 12, 18])
@@ -49,9 +42,10 @@ def test_ade20k_config_holds_the_official_command(capsys):
 
 
 @pytest.mark.parametrize("config", CONFIG_NAMES)
-def test_overrides_work_in_every_config(capsys, config, tmp_path):
-    cfg = _print_config(
-        capsys, "--config", str(REPO / "configs" / config), "--data.root", str(tmp_path), "--data.batch_size", "3",
+def test_overrides_work_in_every_config(capsys, config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the bundled config by its name, from a folder without it
+    cfg = print_config(
+        capsys, "--config", config, "--data.root", str(tmp_path), "--data.batch_size", "3",
         "--data.crop_size", "65", "--data.num_workers", "0", "--model.encoder", "resnet18",
         "--model.output_stride", "8", "--model.pretrained", "weights.pth", "--trainer.max_steps", "7",
         "--trainer.accelerator", "cpu",
@@ -62,9 +56,10 @@ def test_overrides_work_in_every_config(capsys, config, tmp_path):
     assert cfg["trainer"]["max_steps"] == 7 and cfg["trainer"]["accelerator"] == "cpu"
 
 
-def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
+def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     main([
-        "fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), "--trainer.max_steps", "2",
+        "fit", "--config", "voc.yaml", "--data.root", str(tiny_voc), "--trainer.max_steps", "2",
         "--model.encoder", "xception_tiny", "--model.pretrained", "null", "--data.crop_size", "64",
         "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
         "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),
@@ -81,12 +76,16 @@ def test_fit_voc_config_on_voc_layout(tiny_voc, tmp_path, capsys):
     assert ckpt["global_step"] == 2
     assert any(k.startswith("val/IoU/") for k in Path(best.group(2)).parents[1].joinpath("metrics.csv").read_text().split(","))
     assert (Path(best.group(2)).parent / "last.ckpt").is_file()
+    # the run's saved config says it came from the bundled voc.yaml, and of which segkit
+    header = Path(best.group(2)).parents[1].joinpath("config.yaml").read_text().split("\n")[:3]
+    assert header[1:] == [f"# segkit=={segkit_version}",
+                          f"# --config voc.yaml: the config bundled with segkit {segkit_version} ({CONFIGS / 'voc.yaml'})"]
 
 
 def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny_voc, tmp_path, capsys):
     """Through `segkit fit`: SIGTERM after step 3 of 8 ends the run cleanly with last.ckpt at step 3 and the
     resume command; a learning rate of 1e6 ends it with status 1 and one line."""
-    common = ["fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
+    common = ["fit", "--config", str(CONFIGS / "voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
               "--trainer.max_steps", "8", "--trainer.val_check_interval", "4", "--trainer.logger",
               "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
     main([*common, "--trainer.callbacks+", '{"class_path": "conftest.SignalAt", "init_args": {"step": 3, '
@@ -124,7 +123,7 @@ def test_errors_from_dataloader_workers_keep_their_own_message():
 def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):
     started = time.perf_counter()
     with pytest.raises(SystemExit) as exit:
-        main(["fit", "--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
+        main(["fit", "--config", str(CONFIGS / "voc.yaml"), "--data.root", str(tiny_voc), *TINY_VOC_ARGS,
               "--data.batch_size", "5", "--trainer.devices", "3", "--trainer.strategy", "ddp",
               "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
     assert str(exit.value.code) == (
@@ -137,7 +136,7 @@ def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):
 def test_missing_data_is_reported_before_ddp_starts_and_lightning_errors_in_one_line(tmp_path):
     """The data set's files are checked in the launching process, before DDP starts any other; Lightning's
     configuration errors (here an accelerator this machine lacks) end in one line too."""
-    common = ["--config", str(REPO / "configs/voc.yaml"), "--data.root", str(tmp_path / "nowhere"), *TINY_VOC_ARGS,
+    common = ["--config", str(CONFIGS / "voc.yaml"), "--data.root", str(tmp_path / "nowhere"), *TINY_VOC_ARGS,
               "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
     for command in ("fit", "validate", "test"):
         with pytest.raises(SystemExit) as exit:
@@ -161,7 +160,7 @@ def test_demo_trains_to_080_miou_and_validates_the_same(tmp_path):
     """The README's demo, `segkit fit --config configs/demo.yaml` (about 2.5 minutes on 2 CPU cores), without its
     W&B logger (tests/test_wandb.py covers W&B; the logger does not touch the random stream: the same val/mIoU
     with either, measured)."""
-    config = str(REPO / "configs/demo.yaml")
+    config = str(CONFIGS / "demo.yaml")
     start = time.perf_counter()
     out = _run("fit", "--config", config, "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
                cwd=tmp_path)

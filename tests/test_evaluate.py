@@ -116,7 +116,7 @@ def test_one_and_two_processes_give_the_same_confusion_matrix(tiny_voc, checkpoi
               "--ckpt_path", checkpoint, "--device", "cpu"]
     segkit(*common, "--confusion", tmp_path / "one", cwd=tmp_path, check=True)
     two = python("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m",
-                 "segkit.cli", *common, "--confusion", tmp_path / "two", "--json", tmp_path / "two.json",
+                 "segkit", *common, "--confusion", tmp_path / "two", "--json", tmp_path / "two.json",
                  cwd=tmp_path, threads=1)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")

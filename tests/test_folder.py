@@ -225,7 +225,7 @@ def test_data_check_reports_every_problem_by_file_then_the_histogram_and_weights
     hist = np.bincount(_labels(seed=0).ravel(), minlength=3)  # a.png is the one good training mask
     assert f"  a{'':<21}{hist[0]:>14}" in out
     weights = enet_class_weights(hist)
-    assert f"class weights that model.class_weights: auto would use" in out and f"{weights[2]:>9.3f}" in out
+    assert "class weights that model.class_weights: auto would use" in out and f"{weights[2]:>9.3f}" in out
     assert out.rstrip().endswith("4 problem(s) found")
 
 

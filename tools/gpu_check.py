@@ -26,8 +26,6 @@ import benchmark  # tools/benchmark.py: Python puts a script's own folder first 
 from segkit.data import CityscapesDataModule, make_synthetic_cityscapes, make_synthetic_voc
 from segkit.models import AlignedXception, DeepLabV3Plus
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def parity(arch: str, output_stride: int, size: int, device: torch.device) -> float:
     """Max relative error between segkit's and timm's final features for the same random weights."""
@@ -71,8 +69,8 @@ def loader_throughput(datamodule, batches: int) -> float:
 
 def fit_check(root: Path, crop: int, batch: int, encoder: str, steps: int, accelerator: str,
               config: str = "voc.yaml", workers: int = 4) -> dict:
-    """`segkit fit --config configs/<config>` for a few steps on a synthetic folder in that layout."""
-    cmd = [sys.executable, "-m", "segkit.cli", "fit", "--config", str(REPO / "configs" / config),
+    """`segkit fit --config <config>` (a bundled config) for a few steps on a synthetic folder in that layout."""
+    cmd = [sys.executable, "-m", "segkit", "fit", "--config", config,
            "--data.root", str(root), "--model.encoder", encoder, "--model.pretrained", "null",
            "--data.crop_size", str(crop), "--data.batch_size", str(batch), "--data.num_workers", str(workers),
            "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
