@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import CONFIGS, TINY_VOC_ARGS, segkit
+from conftest import CONFIGS, TINY_VOC_ARGS, run_here, segkit
 from torch import nn
 
 from segkit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm, is_main, rank_and_world
@@ -76,18 +76,23 @@ def test_sync_batchnorm_without_processes_is_batchnorm():
 
 
 # --- `segkit fit` with DDP on 2 CPU processes ---------------------------------------------------------------
-def _fit(tiny_voc, out, devices, *extra):
-    """6 steps of `segkit fit` (global batch 4, 12 images: 3 steps an epoch), validated and saved every 2 steps.
+def _fit(tiny_voc, out, devices, *extra, capsys=None):
+    """6 steps of `segkit fit` (global batch 4, 12 images: 3 steps an epoch), validated and saved every 2 steps;
+    on 2 processes started by a command of their own, on 1 in this process (given ``capsys``).
 
     float64 (precision 64-true): DeepLabV3+ gradients are ill-conditioned enough at these tiny sizes that
     float32 rounding alone makes two exact-in-theory runs drift by 1e-3 within a few steps; in float64 the
     comparison shows what the code does."""
-    proc = segkit("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
-                  "--model.dropout", "0", "--model.lr", "0.01", "--trainer.devices", devices,
-                  "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "64-true",
-                  "--trainer.max_steps", "6", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
-                  "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", out,
-                  "--checkpoint.save_top_k", "-1", *extra, cwd=out.parent, threads=1, check=True)
+    args = ("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--model.dropout", "0",
+            "--model.lr", "0.01", "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
+            "--trainer.precision", "64-true", "--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
+            "--trainer.log_every_n_steps", "1", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir", out, "--checkpoint.save_top_k", "-1", *extra)
+    if capsys is not None and devices == 1:
+        proc = run_here(capsys, *args, cwd=out.parent)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        proc = segkit(*args, cwd=out.parent, threads=1, check=True)
     (metrics_file,) = out.rglob("metrics.csv")
     metrics = list(csv.DictReader(metrics_file.open()))
     losses = {int(r["step"]): float(r["train/loss"]) for r in metrics if r["train/loss"]}
@@ -101,7 +106,7 @@ def two_process_run(tiny_voc, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_process_run):
+def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_process_run, capsys):
     """Global batch 4 as 2 x 2 with synchronized batch norm and the loss normalized over the global batch: the
     same loss curve as 1 x 4, across an epoch boundary and validations; checkpoints written once."""
     out, stdout, two = two_process_run
@@ -111,7 +116,7 @@ def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_pro
     assert ckpts == ["best-step2-mIoU.ckpt", "best-step4-mIoU.ckpt", "best-step6-mIoU.ckpt", "last.ckpt"]
     assert [p.parent.name for p in out.rglob("metrics.csv")] == ["version_0"]  # one run, one folder
 
-    stdout1, one = _fit(tiny_voc, tmp_path / "one", 1)
+    stdout1, one = _fit(tiny_voc, tmp_path / "one", 1, capsys=capsys)
     assert "global batch 4 = 1 process(es) x 4 images" in stdout1
     assert sorted(one) == sorted(two) == list(range(6))
     for step in one:
@@ -129,25 +134,28 @@ def test_same_seed_same_loss_curve_on_two_processes(tiny_voc, tmp_path, two_proc
 
 
 @pytest.mark.slow
-def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_process_run):
+def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_process_run, capsys):
     """Stopped after step 2 of 6 (mid-epoch) on 2 processes, resumed on 1: the same data, schedule and updates."""
     out, _, two = two_process_run
     ckpt = next(out.rglob("best-step2-*.ckpt"))
-    _, resumed = _fit(tiny_voc, tmp_path / "resumed", 1, "--ckpt_path", str(ckpt))
+    _, resumed = _fit(tiny_voc, tmp_path / "resumed", 1, "--ckpt_path", str(ckpt), capsys=capsys)
     assert sorted(resumed) == [2, 3, 4, 5]
     for step in resumed:
         assert resumed[step] == pytest.approx(two[step], rel=1e-9, abs=0), step
 
 
 @pytest.mark.slow
-def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path):
+def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path, capsys):
     """`segkit validate` with DDP on 2 CPU processes (gloo) over the odd-sized split: the same val/mIoU exactly."""
     def validate(devices):
-        proc = segkit("validate", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
-                      "--ckpt_path", checkpoint, "--trainer.devices", devices,
-                      "--trainer.strategy", "ddp" if devices > 1 else "auto",
-                      "--trainer.default_root_dir", tmp_path / f"d{devices}", cwd=tmp_path,
-                      threads=1 if devices > 1 else None, check=True)
+        args = ("validate", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--ckpt_path",
+                checkpoint, "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
+                "--trainer.logger", "false", "--trainer.default_root_dir", tmp_path / f"d{devices}")
+        if devices == 1:  # in this process; DDP starts its processes from a command of its own
+            proc = run_here(capsys, *args, cwd=tmp_path)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:
+            proc = segkit(*args, cwd=tmp_path, threads=1, check=True)
         table = proc.stdout[proc.stdout.index("val: per-class IoU"):proc.stdout.index("val/mean_acc")]
         # Lightning's results table, plain or drawn with rich's box characters (when rich is installed)
         return re.findall(r"^\W*val/(?:mIoU|pixel_acc)\W+(\d\.\d+)\W*$", proc.stdout, re.M), table

@@ -6,7 +6,7 @@ import re
 import lightning as L
 import numpy as np
 import pytest
-from conftest import CONFIGS, python, segkit
+from conftest import CONFIGS, python, run_here, segkit_here
 from PIL import Image
 
 from segkit.cli import main
@@ -14,11 +14,11 @@ from segkit.data import VOCDataModule, read_label_png
 from segkit.task import SegmentationTask
 
 
-def _eval(*args, cwd, **kw):
-    return segkit("eval", *args, "--data.num_workers", "0", cwd=cwd, **kw)
+def _eval(capsys, *args, cwd):
+    return run_here(capsys, "eval", *args, "--data.num_workers", "0", cwd=cwd)
 
 
-def test_eval_single_scale_equals_validate(tiny_voc, checkpoint, tmp_path):
+def test_eval_single_scale_equals_validate(tiny_voc, checkpoint, tmp_path, capsys):
     task = SegmentationTask.load_from_checkpoint(checkpoint, map_location="cpu", pretrained=None)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)
@@ -26,8 +26,9 @@ def test_eval_single_scale_equals_validate(tiny_voc, checkpoint, tmp_path):
     validated = trainer.validate(task, dm, verbose=False)[0]["val/mIoU"]
 
     out_json, confusion, preds = tmp_path / "scores.json", tmp_path / "cm", tmp_path / "preds"
-    proc = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--ckpt_path", checkpoint, "--json",
-                 out_json, "--confusion", confusion, "--save_predictions", preds, "--device", "cpu", cwd=tmp_path)
+    proc = _eval(capsys, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--ckpt_path", checkpoint,
+                 "--json", out_json, "--confusion", confusion, "--save_predictions", preds, "--device", "cpu",
+                 cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(out_json.read_text())
     assert scores["mIoU"] == pytest.approx(validated, abs=1e-6)
@@ -44,7 +45,7 @@ def test_eval_single_scale_equals_validate(tiny_voc, checkpoint, tmp_path):
     assert len(names) == 5 and len(list(preds.glob("*_overlay.jpg"))) == 5
     assert all(Image.open(preds / f"{n}.png").mode == "L" for n in names)
     assert all(read_label_png(preds / f"{n}.png").max() < 21 for n in names)
-    again = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--predictions", preds,
+    again = _eval(capsys, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--predictions", preds,
                   "--confusion", tmp_path / "again", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert np.array_equal(np.load(tmp_path / "again.npy"), cm)
@@ -110,11 +111,11 @@ def test_missing_and_extra_prediction_files_are_named(cityscapes_predictions, tm
 
 
 @pytest.mark.slow
-def test_one_and_two_processes_give_the_same_confusion_matrix(tiny_voc, checkpoint, tmp_path):
+def test_one_and_two_processes_give_the_same_confusion_matrix(tiny_voc, checkpoint, tmp_path, capsys):
     """5 validation images on 2 gloo processes (3 + 2, nothing padded): the same matrix as one process."""
     common = ["eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
               "--ckpt_path", checkpoint, "--device", "cpu"]
-    segkit(*common, "--confusion", tmp_path / "one", cwd=tmp_path, check=True)
+    segkit_here(capsys, *common, "--confusion", tmp_path / "one")  # one process: this one
     two = python("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m",
                  "segkit", *common, "--confusion", tmp_path / "two", "--json", tmp_path / "two.json",
                  cwd=tmp_path, threads=1)

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, segkit, trained_module
+from conftest import CONFIGS, run_here, trained_module
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD
 from segkit.data.voc import VOC_CLASSES
 
 
-def _export(*args, cwd):
-    return segkit("export", *args, "--config", CONFIGS / "voc.yaml", cwd=cwd)
+def _export(capsys, *args, cwd):
+    return run_here(capsys, "export", *args, "--config", CONFIGS / "voc.yaml", cwd=cwd)
 
 
 def _reference(ckpt, sizes):
@@ -27,13 +27,14 @@ SIZES = [(1, 513, 513), (2, 320, 417)]  # the paper's crop, and a batch of a dif
 
 
 @pytest.mark.slow
-def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path):
+def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     checkpoint = random_bn_checkpoint
     import onnx
     import onnxruntime as ort
 
     path = tmp_path / "model.onnx"
-    proc = _export("--ckpt_path", str(checkpoint), "--format", "onnx", "--output", str(path), cwd=tmp_path)
+    proc = _export(capsys, "--ckpt_path", str(checkpoint), "--format", "onnx", "--output", str(path),
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["segkit"])
     assert meta["class_names"] == list(VOC_CLASSES) and meta["num_classes"] == 21
@@ -56,10 +57,10 @@ def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path):
     assert "already exists" in str(again.value.code)
 
 
-def test_export_torchscript_matches_pytorch(random_bn_checkpoint, tmp_path):
+def test_export_torchscript_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     checkpoint = random_bn_checkpoint
     path = tmp_path / "model.pt"
-    proc = _export("--ckpt_path", str(checkpoint), "--format", "torchscript", "--output", str(path),
+    proc = _export(capsys, "--ckpt_path", str(checkpoint), "--format", "torchscript", "--output", str(path),
                    "--height", "257", "--width", "300", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     extra = {"segkit.json": ""}

@@ -96,8 +96,8 @@ def test_version_and_python_m_segkit(tmp_path):
     probe = ("import sys; from segkit.__main__ import main; main(['--version']); main(['configs']); "
              "print('torch imported:', 'torch' in sys.modules)")
     assert python("-c", probe, cwd=tmp_path, check=True).stdout.endswith("torch imported: False\n")
-    proc = python("-m", "segkit", "fit", "--config", "nope", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stderr.startswith("segkit fit: --config nope: no such file here")
+    proc = python("-m", "segkit", "configs", "nope", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, f"segkit configs: no bundled config nope (bundled: {', '.join(BUNDLED)})\n")
 
 
 @pytest.mark.slow

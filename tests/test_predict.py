@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, segkit, trained_module
+from conftest import CONFIGS, run_here, trained_module
 from PIL import Image
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform
@@ -15,11 +15,11 @@ from segkit.options import inference_settings
 from segkit.predict import find_images
 
 
-def _predict(*args, cwd):
-    return segkit("predict", *args, "--config", CONFIGS / "voc.yaml", cwd=cwd)
+def _predict(capsys, *args, cwd):
+    return run_here(capsys, "predict", *args, "--config", CONFIGS / "voc.yaml", cwd=cwd)
 
 
-def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, tmp_path):
+def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, tmp_path, capsys):
     """Five images of three sizes (one JPEG with bytes after its end, as cameras write them), a truncated JPEG,
     a 0-byte JPEG and a text file: five masks and overlays, the broken ones named, exit 1; each mask equals
     single-image inference of the module as trained."""
@@ -38,7 +38,7 @@ def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, t
     (photos / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
 
-    proc = _predict("--ckpt_path", str(checkpoint), "--input", str(photos), "--output", str(out),
+    proc = _predict(capsys, "--ckpt_path", str(checkpoint), "--input", str(photos), "--output", str(out),
                    "--batch_size", "2", "--num_workers", "0", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "broken.jpg" in proc.stderr and "wrote 5 of 7 image(s)" in proc.stdout
@@ -72,7 +72,7 @@ def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, t
     assert (out / "a.png").stat().st_mtime_ns == before
 
 
-def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_path):
+def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_path, capsys):
     """The test-time options of segkit eval, through the CLI: the same labels as predict_probs on the module."""
     checkpoint = random_bn_checkpoint
 
@@ -86,7 +86,7 @@ def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_pat
     with pytest.raises(FileNotFoundError, match="no such file"):
         find_images(str(photos / "missing"))
     out = tmp_path / "out"
-    proc = _predict("--ckpt_path", str(checkpoint), "--input", str(photos / "sub" / "*.png"),
+    proc = _predict(capsys, "--ckpt_path", str(checkpoint), "--input", str(photos / "sub" / "*.png"),
                     "--output", str(out), "--scales", "0.75", "1.0", "1.25", "--flip", "--window", "48", "--overlap",
                     "0.25", "--num_workers", "0", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

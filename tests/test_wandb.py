@@ -1,10 +1,12 @@
 """W&B dashboards, read back from the offline run files: config, scalars, tables, images, artifacts, DDP, eval."""
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, TINY_VOC_ARGS, segkit
+from conftest import CONFIGS, TINY_VOC_ARGS, print_config, run_here, segkit
 
 
 def wandb_records(run_dir: Path) -> list:
@@ -75,13 +77,23 @@ def read_run(run_dir: Path) -> dict:
     return out
 
 
-def _fit(tiny_voc, cwd, *extra, devices=1):
-    proc = segkit("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS,
-                  "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
-                  "--trainer.precision", "32", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
-                  "--trainer.log_every_n_steps", "1", *extra, cwd=cwd, env={"WANDB_MODE": "offline"},
-                  threads=1 if devices > 1 else None, check=True)
-    return proc.stdout
+def _fit(tiny_voc, cwd, *extra, devices=1, capsys=None):
+    """`segkit fit` for 4 steps; in this process when given ``capsys`` (one process only)."""
+    args = ("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--trainer.devices",
+            devices, "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "32",
+            "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1", *extra)
+    if capsys is not None:
+        proc = run_here(capsys, *args, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+    return segkit(*args, cwd=cwd, env={"WANDB_MODE": "offline"}, threads=1 if devices > 1 else None,
+                  check=True).stdout
+
+
+def _eval(capsys, *args, cwd) -> subprocess.CompletedProcess:
+    """`segkit eval` in this process (W&B offline, as the tests set it)."""
+    assert os.environ["WANDB_MODE"] == "offline"
+    return run_here(capsys, "eval", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +174,9 @@ def test_two_process_run_writes_one_wandb_run(tiny_voc, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger",
                                     "lightning.pytorch.loggers.TensorBoardLogger"])
-def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
-    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", tmp_path)
+def test_other_loggers_still_work(tiny_voc, tmp_path, logger, capsys):
+    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", tmp_path,
+                  capsys=capsys)
     assert "Best checkpoint" in stdout and "wandb sync" not in stdout
     assert not (tmp_path / "lightning_logs" / "wandb").exists() and not (tmp_path / "wandb").exists()
     if logger.endswith("CSVLogger"):
@@ -177,12 +190,12 @@ def test_other_loggers_still_work(tiny_voc, tmp_path, logger):
         assert not (tmp_path / "checkpoints").exists()
 
 
-def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
+def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path, capsys):
     cwd, _, _, _ = wandb_run
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = segkit("eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
-                  "--ckpt_path", ckpt, "--device", "cpu", "--scales", "0.75", "1.0", "--wandb_project", "segkit-eval",
-                  "--wandb_images", "3", "--json", tmp_path / "s.json", cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    proc = _eval(capsys, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
+                 "--ckpt_path", ckpt, "--device", "cpu", "--scales", "0.75", "1.0", "--wandb_project", "segkit-eval",
+                 "--wandb_images", "3", "--json", tmp_path / "s.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert f"wandb sync {run_dir}" in proc.stdout
@@ -214,6 +227,8 @@ def test_offline_fallback_reasons(monkeypatch, tmp_path):
 
 
 def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
+    """In a process of its own: in the test process, the offline run file of a resumed run id was read back
+    without its run record."""
     cwd, _, train_dir, _ = wandb_run
     run_id = train_dir.name.rsplit("-", 1)[1]
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
@@ -227,7 +242,7 @@ def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
     assert run["run"].run_id == run_id and "eval/mIoU" in run["summary"]
 
 
-def test_configs_saved_before_the_move_still_load(tmp_path):
+def test_configs_saved_before_the_move_still_load(tmp_path, capsys):
     """Runs saved their config with the former class paths (segkit.loggers, segkit.callbacks)."""
     import yaml
 
@@ -239,7 +254,6 @@ def test_configs_saved_before_the_move_still_load(tmp_path):
     config["trainer"]["callbacks"][0]["class_path"] = "segkit.callbacks.WandbDashboard"
     old = tmp_path / "old.yaml"
     old.write_text(yaml.safe_dump(config))
-    proc = segkit("fit", "--config", old, "--print_config", cwd=tmp_path, check=True)
-    printed = yaml.safe_load(proc.stdout)
+    printed = print_config(capsys, "--config", old)
     assert printed["trainer"]["logger"]["class_path"] == "segkit.loggers.WandbLogger"
     assert printed["trainer"]["callbacks"][0]["init_args"]["num_images"] == 8
