@@ -53,7 +53,8 @@ def test_a_config_that_is_neither_a_file_nor_bundled_is_one_line_listing_the_bun
     monkeypatch.chdir(tmp_path)
     names = ", ".join(BUNDLED)
     for argv in (["fit", "--config", "vocc.yaml"], ["validate", "--config=vocc"], ["eval", "--config", "vocc"],
-                 ["data", "check", "--config", "vocc.yaml"], ["predict", "-c", "vocc.yaml"]):
+                 ["data", "check", "--config", "vocc.yaml"], ["predict", "-c", "vocc.yaml"],
+                 ["export", "--config", "vocc"], ["convert", "--config", "vocc"], ["test", "--config", "vocc"]):
         message = _exit_message(argv)
         command = " ".join(argv[:2] if argv[0] == "data" else argv[:1])
         assert message.startswith(f"segkit {command}: --config vocc"), message

@@ -1,6 +1,5 @@
 """W&B dashboards, read back from the offline run files: config, scalars, tables, images, artifacts, DDP, eval."""
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -90,10 +89,10 @@ def _fit(tiny_voc, cwd, *extra, devices=1, capsys=None):
                   check=True).stdout
 
 
-def _eval(capsys, *args, cwd) -> subprocess.CompletedProcess:
-    """`segkit eval` in this process (W&B offline, as the tests set it)."""
-    assert os.environ["WANDB_MODE"] == "offline"
-    return run_here(capsys, "eval", *args, cwd=cwd)
+def _eval(*args, cwd) -> subprocess.CompletedProcess:
+    """`segkit eval` with W&B offline, in a process of its own: W&B keeps settings per process (where it writes
+    its files, a resumed run's id), so a run in the test process after others was not where the test looks."""
+    return segkit("eval", *args, cwd=cwd, env={"WANDB_MODE": "offline"})
 
 
 @pytest.fixture(scope="module")
@@ -190,10 +189,10 @@ def test_other_loggers_still_work(tiny_voc, tmp_path, logger, capsys):
         assert not (tmp_path / "checkpoints").exists()
 
 
-def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path, capsys):
+def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
     cwd, _, _, _ = wandb_run
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = _eval(capsys, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
+    proc = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
                  "--ckpt_path", ckpt, "--device", "cpu", "--scales", "0.75", "1.0", "--wandb_project", "segkit-eval",
                  "--wandb_images", "3", "--json", tmp_path / "s.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -227,14 +226,12 @@ def test_offline_fallback_reasons(monkeypatch, tmp_path):
 
 
 def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
-    """In a process of its own: in the test process, the offline run file of a resumed run id was read back
-    without its run record."""
     cwd, _, train_dir, _ = wandb_run
     run_id = train_dir.name.rsplit("-", 1)[1]
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = segkit("eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
-                  "--ckpt_path", ckpt, "--device", "cpu", "--wandb_project", "segkit-voc", "--wandb_run_id", run_id,
-                  "--wandb_images", "2", cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    proc = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
+                 "--ckpt_path", ckpt, "--device", "cpu", "--wandb_project", "segkit-voc", "--wandb_run_id", run_id,
+                 "--wandb_images", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert run_dir.name.endswith(run_id)  # the same run: `wandb sync` appends it to the training run
