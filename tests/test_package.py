@@ -13,7 +13,7 @@ from conftest import CONFIGS, REPO, print_config, python
 
 from segkit import __version__
 from segkit.__main__ import main as segkit_main
-from segkit.config_files import bundled_configs, description, resolve
+from segkit.config_files import bundled_configs, config_sources, description, resolve
 
 BUNDLED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
@@ -44,6 +44,11 @@ def test_a_bundled_config_by_name_from_any_folder_and_a_local_file_wins(tmp_path
     assert resolve("voc.yaml") == "voc.yaml" and resolve("voc") == "voc.yaml"
     for name in ("voc.yaml", "voc"):
         assert print_config(capsys, "--config", name)["trainer"]["max_steps"] == 123
+    # what a run's saved config.yaml says of where its config came from
+    assert config_sources([Path("voc.yaml"), CONFIGS / "voc.yaml", None]) == [
+        f"--config {tmp_path / 'voc.yaml'}",
+        f"--config voc.yaml: the config bundled with segkit {__version__} ({CONFIGS / 'voc.yaml'})",
+        "--config given inline on the command line"]
     # paths and inline configs are left to jsonargparse as before
     assert resolve(str(CONFIGS / "demo.yaml")) == str(CONFIGS / "demo.yaml")
     assert resolve("{trainer: {max_steps: 5}}") == "{trainer: {max_steps: 5}}"
