@@ -20,6 +20,7 @@ def test_voc_config_holds_the_paper_recipe(capsys):
     assert model["atrous_rates"] == [6, 12, 18]
     assert model["lr"] == 0.007 and model["momentum"] == 0.9 and model["poly_power"] == 0.9
     assert data["crop_size"] == 513 and data["batch_size"] == 16 and data["scale_range"] == [0.5, 2.0]
+    assert data["scale_step"] == 0.25  # official train.py's scale_factor_step_size
     assert cfg["trainer"]["max_steps"] == 30000
     # every visible GPU, synchronized batch norm, bf16; the batch of 16 is the global one
     trainer = cfg["trainer"]
@@ -35,7 +36,7 @@ def test_ade20k_config_holds_the_official_command(capsys):
     assert cfg["data"]["class_path"] == "segkit.data.ADE20KDataModule"
     assert (model["encoder"], model["output_stride"], model["atrous_rates"]) == ("xception65", 16, [6, 12, 18])
     assert (model["lr"], model["momentum"], model["weight_decay"], model["poly_power"]) == (1e-4, 0.9, 4e-5, 0.9)
-    assert (data["batch_size"], data["crop_size"], data["scale_range"]) == (4, 513, [0.5, 2.0])
+    assert (data["batch_size"], data["crop_size"], data["scale_range"], data["scale_step"]) == (4, 513, [0.5, 2.0], 0.25)
     assert (data["resize_to_range"], data["resize_factor"]) == ([513, 513], 16)
     assert cfg["trainer"]["max_steps"] == 150000 and model["freeze_bn"] is False
     assert "classes" not in data and "reduce_zero_label" not in data  # fixed by the layout, not settable

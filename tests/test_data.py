@@ -14,7 +14,7 @@ from segkit.data import (
     VOCDataModule, VOCSegmentation, cityscapes_palette, eval_transform, make_synthetic_voc, read_label_png,
     train_transform, voc_palette, write_label_png,
 )
-from segkit.data.transforms import seed_transform
+from segkit.data.transforms import official_scales, seed_transform
 from segkit.metrics import ConfusionMatrix, segmentation_scores
 
 
@@ -98,6 +98,27 @@ def test_train_pipeline_scales_with_nearest_masks():
         m = t(image=image, mask=mask)["mask"]
         assert m.shape == (48, 48)
         assert set(torch.unique(m).tolist()) <= {0, 3, 255}  # no interpolated label values
+
+
+def test_stepped_scales_are_the_official_draw():
+    """scale_step 0.25 (official train.py): each of 0.5, 0.75, ..., 2.0 with equal probability; the scaled side
+    is rounded down (official: tf.cast(float side * scale, int32)). Seen through the mask: a 20x20 mask of 1s in a
+    40x40 crop keeps int(20 * scale)^2 labelled pixels, the rest is padding (255)."""
+    assert official_scales(0.5, 2.0, 0.25) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    assert official_scales(0.5, 1.9, 0.25) == pytest.approx([0.5, 0.78, 1.06, 1.34, 1.62, 1.9])  # int(6.6) = 6 steps
+    image, mask = np.full((20, 20, 3), 90, np.uint8), np.ones((20, 20), np.uint8)
+
+    def sides(t, n=700):
+        seed_transform(t, 5)
+        return [round(float((t(image=image, mask=mask)["mask"] == 1).sum()) ** 0.5) for _ in range(n)]
+
+    drawn = sides(train_transform(40, (0.5, 2.0), scale_step=0.25))
+    counts = {side: drawn.count(side) for side in set(drawn)}
+    assert sorted(counts) == [10, 15, 20, 25, 30, 35, 40]  # int(20 * s) for the 7 scales
+    assert all(abs(c / len(drawn) - 1 / 7) < 0.04 for c in counts.values()), counts  # seeded; 3 standard deviations
+    assert len(set(sides(train_transform(40, (0.5, 2.0)), 100))) > 15  # step 0: any scale
+    with pytest.raises(ValueError, match="data.scale_step must be >= 0"):
+        train_transform(40, (0.5, 2.0), scale_step=-0.25)
 
 
 def test_eval_pipeline_keeps_labels(tiny_voc):

@@ -43,6 +43,8 @@ class SegmentationDataModule(L.LightningDataModule):
         val_batch_size: evaluation batch size per process (full images, padded within a batch).
         num_workers: DataLoader worker processes per device.
         scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
+        scale_step: 0: any scale in the range; > 0: one of min, min + step, ..., max, as official train.py
+            (``--scale_factor_step_size``, 0.25 in the official recipes' configs).
         mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
         std: normalization std (RGB, 0-1).
         pin_memory: pin host memory; default: when CUDA is available.
@@ -68,6 +70,7 @@ class SegmentationDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         resize_to_range: tuple[int, int] | None = None,
         resize_factor: int | None = None,
+        scale_step: float = 0.0,
     ) -> None:
         super().__init__()
         if resize_to_range is not None and not 0 < resize_to_range[0] <= resize_to_range[1]:
@@ -78,11 +81,8 @@ class SegmentationDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("crop_size", crop_size)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
-        self.root = root
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size
-        self.crop_size = crop_size
-        self.scale_range = tuple(scale_range)
+        self.root, self.batch_size, self.val_batch_size, self.crop_size = root, batch_size, val_batch_size, crop_size
+        self.scale_range, self.scale_step = tuple(scale_range), scale_step
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -110,7 +110,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std)
+            transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std, self.scale_step)
             parts = [self.split_dataset(split, transform) for split in self.train_splits()]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self.val_set is None:

@@ -1,8 +1,12 @@
 """albumentations pipelines of the DeepLab recipe.
 
-Train (official DeepLab ``input_preprocess``): random scale in [0.5, 2.0] (bilinear image, nearest mask),
-pad to the crop size at the bottom/right with the mean pixel (mask with 255, ignored), random crop, random
-horizontal flip, normalize. Eval: the full image, normalize only; labels are never resized.
+Train (official DeepLab ``input_preprocess``): random scale in [0.5, 2.0] (bilinear image, nearest mask; with a
+step, one of 0.5, 0.75, ..., 2.0 as official train.py draws it), pad to the crop size at the bottom/right with
+the mean pixel (mask with 255, ignored), random crop, random horizontal flip, normalize. Eval: the full image,
+normalize only; labels are never resized.
+
+The scaled size is the official one (sides rounded down); the interpolation is OpenCV's (pixel centres), where
+the official pipeline aligns corners: a sub-pixel shift of an augmented image, kept for OpenCV's speed.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over 
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 from .base import IGNORE_INDEX  # noqa: E402
@@ -22,19 +27,42 @@ XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
 
 
+def official_scales(lo: float, hi: float, step: float) -> list[float]:
+    """The scales official DeepLab draws from with equal probability (``preprocess_utils.get_random_scale``):
+    ``linspace(lo, hi, int((hi - lo) / step + 1))``."""
+    return [float(s) for s in np.linspace(lo, hi, int((hi - lo) / step + 1))]
+
+
+class SteppedRandomScale(A.RandomScale):
+    """:class:`albumentations.RandomScale` drawing one of :attr:`scales` (its own seeded generator, as the others)."""
+
+    scales: Sequence[float] = (1.0,)
+
+    def get_params(self) -> dict[str, float]:
+        return {"scale": self.py_random.choice(self.scales)}
+
+
 def train_transform(
     crop_size: int,
     scale_range: Sequence[float] = (0.5, 2.0),
     mean: Sequence[float] = XCEPTION_MEAN,
     std: Sequence[float] = XCEPTION_STD,
+    scale_step: float = 0.0,
 ) -> A.Compose:
+    """``scale_step`` 0: scales uniform in ``scale_range``; > 0: one of :func:`official_scales` (train.py's
+    ``--scale_factor_step_size``, 0.25 by default there)."""
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ValueError(f"data.scale_range must be (min, max) with 0 < min <= max, got {list(scale_range)}")
+    if scale_step < 0:
+        raise ValueError(f"data.scale_step must be >= 0 (0: any scale in data.scale_range), got {scale_step}")
+    scale = (SteppedRandomScale if scale_step and lo < hi else A.RandomScale)(
+        scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+    if isinstance(scale, SteppedRandomScale):
+        scale.scales = official_scales(lo, hi, scale_step)
     mean_pixel = tuple(255.0 * m for m in mean)
     return A.Compose([
-        A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                      mask_interpolation=cv2.INTER_NEAREST, p=1.0),
+        scale,
         A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=IGNORE_INDEX),
         A.RandomCrop(crop_size, crop_size),
