@@ -52,7 +52,9 @@ def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: Segme
                                 "give the prefix, e.g. .../model.ckpt for model.ckpt.index")
     task = SegmentationTask(**{**model_args, "pretrained": None}, num_classes=datamodule.num_classes,
                             class_names=list(datamodule.class_names))
-    converted = convert_tf_checkpoint(tf_checkpoint, task.model)
+    # a data set that ignores raw label 0 (ADE20K) takes an official checkpoint with that label's logit first
+    converted = convert_tf_checkpoint(tf_checkpoint, task.model,
+                                      zero_label_ignored=getattr(datamodule, "reduce_zero_label", False))
     if not converted.whole_model:
         raise CheckpointError(f"{tf_checkpoint} holds the {converted.encoder} backbone only (an ImageNet checkpoint): "
                               "there is no segmentation model to convert; fine-tune from it with "

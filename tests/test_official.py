@@ -60,6 +60,33 @@ def test_the_official_evaluation_protocol(official):
     assert np.abs(unpadded - want).max() > 1e-3  # without the eval crop, the model sees another input
 
 
+def test_a_data_set_that_ignores_raw_label_0_drops_the_official_logit_0(official, tmp_path):
+    """The official ADE20K checkpoints predict 151 classes with ignore label 0 (logit 0 is raw label 0, never a
+    target); segkit's ADE20K has the 150 others (reduce_zero_label). Shown on the 21-class graph read for a data
+    set of 20 such classes: the converted model gives the official logits 1..20."""
+    from segkit.convert import convert
+    from segkit.data import FolderDataModule
+
+    prefix = official("xception41")
+    root = prefix.rsplit("/", 1)[0]
+    model = DeepLabV3Plus(20, "xception41").eval()
+    converted = convert_tf_checkpoint(prefix, model, zero_label_ignored=True)
+    assert converted.num_classes == 20 and "logits/semantic/weights[..., 0]" in converted.dropped
+    model.load_state_dict({**model.state_dict(), **converted.state})
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.load(f"{root}/image_513.npy"))).numpy()
+    assert_official(logits, np.load(f"{root}/logits_513_os16.npy")[:, 1:], "without logit 0")
+    with pytest.raises(CheckpointError, match=r"predicts 21 classes, the model 20 \(one more: its logit 0 is raw "):
+        convert_tf_checkpoint(prefix, DeepLabV3Plus(20, "xception41"))
+    # segkit convert asks the data set
+    data = FolderDataModule(root=str(tmp_path), classes=[f"c{i}" for i in range(20)], train_images="images",
+                            train_masks="masks", reduce_zero_label=True)
+    report = convert(prefix, str(tmp_path / "x.ckpt"), {"encoder": "xception41"}, data)
+    assert "xception41, 20 classes" in report and "logits/semantic/weights[..., 0]" in report
+    saved = torch.load(tmp_path / "x.ckpt", weights_only=True)["state_dict"]
+    assert torch.equal(saved["model.decoder.classifier.bias"], converted.state["decoder.classifier.bias"])
+
+
 def test_converting_needs_no_tensorflow(official, tmp_path):
     """With TensorFlow made unimportable, the checkpoint still converts (and the model gives its logits)."""
     prefix = official("xception41")

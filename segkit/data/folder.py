@@ -107,6 +107,7 @@ class FolderDataModule(SegmentationDataModule):
         _check_mask_options(mask_mode, k, label_map, reduce_zero_label, ignore_index)
         self.decoder = MaskDecoder(mask_mode, k, colours, label_map, reduce_zero_label, ignore_index, ignore_colors)
         self.mask_suffix, self.val_fraction, self.split_seed = mask_suffix, val_fraction, split_seed
+        self.reduce_zero_label = reduce_zero_label  # raw 0 ignored, k -> class k-1 (segkit convert reads it)
 
     def prepare_data(self) -> None:
         """Pairs every split (errors name each unpaired file) before anything is trained."""

@@ -165,14 +165,18 @@ def _tf_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
     return tuple(tf)
 
 
-def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: bool = False) -> Converted:
+def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: bool = False,
+                          zero_label_ignored: bool = False) -> Converted:
     """Reads an official DeepLab checkpoint for ``model`` (a :class:`~segkit.models.DeepLabV3Plus` with an
     Xception encoder, which gives the expected names and shapes).
 
     A checkpoint with ASPP, decoder and logits gives the whole model; one with the backbone alone (the zoo's
     ImageNet ``xception_41/65/71``) gives ``encoder.*``. The checkpoint's class count must be the model's, or,
-    with ``other_classes`` (fine-tuning on another data set), the classifier is left out. Raises
-    :class:`CheckpointError` naming the file and the variable for anything that does not fit.
+    with ``other_classes`` (fine-tuning on another data set), the classifier is left out. With
+    ``zero_label_ignored`` (a data set that ignores raw label 0 and numbers the others from 0, as segkit's ADE20K),
+    a checkpoint with one class more whose logit 0 is that raw label (the official ADE20K models: 151 logits,
+    ignore label 0) converts without logit 0. Raises :class:`CheckpointError` naming the file and the variable
+    for anything that does not fit.
     """
     ckpt = TFCheckpoint(prefix)
     names = ckpt.names
@@ -185,12 +189,16 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
     whole = "logits/semantic/weights" in names
     expected = encoder_names(encoder) + (head_names() if whole else [])
     own = model.state_dict()
-    num_classes = None
+    num_classes, skip = None, 0  # skip: leading logits left out (1: raw label 0, which the data set ignores)
     if whole:
         num_classes = ckpt.shape("logits/semantic/weights")[-1]
         model_classes = own["decoder.classifier.bias"].numel()
-        if num_classes != model_classes and not other_classes:
-            raise CheckpointError(f"{prefix} predicts {num_classes} classes, the model {model_classes}")
+        skip = int(zero_label_ignored and num_classes == model_classes + 1)
+        if num_classes != model_classes and not other_classes and not skip:
+            hint = (" (one more: its logit 0 is raw label 0, which a data set with data.reduce_zero_label ignores, "
+                    "as segkit's ADE20K does)") if num_classes == model_classes + 1 else ""
+            raise CheckpointError(f"{prefix} predicts {num_classes} classes, the model {model_classes}{hint}")
+        num_classes -= skip
     mapped = {tf for _, tf, _ in expected}
     dropped, unknown = {}, []
     for name in names:
@@ -208,11 +216,16 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
             for what, v in (("unknown", unknown), ("missing", missing)) if v))
     state = {}
     for key, tf, kind in expected:
-        if key.startswith("decoder.classifier.") and num_classes != own[key].shape[0]:
+        classifier = key.startswith("decoder.classifier.")
+        if classifier and num_classes != own[key].shape[0]:
             continue  # other_classes: the classifier stays at random
         want = _tf_shape(tuple(own[key].shape), kind)
+        if classifier and skip:  # TF keeps the classes on the last axis
+            want = (*want[:-1], want[-1] + skip)
+            dropped[f"{tf}[..., 0]"] = "the logit of raw label 0, which the data set ignores"
         if ckpt.shape(tf) != want:
             raise CheckpointError(f"{prefix}: variable {tf} has shape {ckpt.shape(tf)}, segkit's {key} needs "
                                   f"{want} (as {tuple(own[key].shape)} in PyTorch's layout)")
-        state[key] = _to_torch(ckpt.read(tf), kind).to(own[key].dtype)
+        value = ckpt.read(tf)
+        state[key] = _to_torch(value[..., skip:] if classifier else value, kind).to(own[key].dtype)
     return Converted(state, arch, num_classes, dropped)
