@@ -254,3 +254,30 @@ def test_configs_saved_before_the_move_still_load(tmp_path, capsys):
     printed = print_config(capsys, "--config", old)
     assert printed["trainer"]["logger"]["class_path"] == "segkit.loggers.WandbLogger"
     assert printed["trainer"]["callbacks"][0]["init_args"]["num_images"] == 8
+
+
+@pytest.mark.slow
+def test_dashboard_of_a_folder_data_set(tmp_path):
+    """W&B with your own data (FolderDataModule, the folder demo's config): the IoU table has its classes, the
+    sample predictions are named by relative path (part_a/img_0001: sub-folders) with its class labels."""
+    from segkit.data.synthetic import make_synthetic_folder
+
+    make_synthetic_folder(tmp_path / "data" / "synthetic_folder", 40, size_range=(64, 80), seed=2)
+    proc = segkit("fit", "--config", "demo_folder.yaml", "--trainer.max_steps", "4", "--trainer.val_check_interval",
+                  "2", "--trainer.check_val_every_n_epoch", "null", "--trainer.log_every_n_steps", "1",
+                  "--trainer.enable_progress_bar", "false", "--trainer.logger", "segkit.wandb.WandbLogger",
+                  "--trainer.logger.project", "segkit-folder", "--trainer.logger.save_dir", "lightning_logs",
+                  "--trainer.callbacks+", "segkit.wandb.WandbDashboard", "--trainer.callbacks.num_images", "3",
+                  "--model.decoder_channels", "32", cwd=tmp_path, env={"WANDB_MODE": "offline"}, check=True)
+    assert "upload it with" in proc.stdout
+    (run_dir,) = (tmp_path / "lightning_logs" / "wandb").glob("offline-run-*")
+    run = read_run(run_dir)
+    tables = [h["val/iou_table"] for h in run["history"] if "val/iou_table" in h]
+    table = json.loads((run_dir / "files" / tables[-1]["path"]).read_text())
+    assert [row[0] for row in table["data"]] == ["background", "object"]
+    images = {k for h in run["history"] for k in h if k.startswith("val/prediction/")}
+    names = {re.match(r"val/prediction/(part_[ab]/img_\d{4})", k).group(1) for k in images}
+    held_out = next((tmp_path / "lightning_logs" / "segkit-folder").rglob("val_split.txt")).read_text().split()
+    assert len(names) == 3 and names <= set(held_out)
+    labels = json.dumps(run["config"]["_wandb"]["mask/class_labels"])
+    assert '"object"' in labels and '"aeroplane"' not in labels
