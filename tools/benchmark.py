@@ -21,8 +21,9 @@ Sections:
 - metric: segkit's ConfusionMatrix.update vs torchmetrics' MulticlassJaccardIndex.update on 1024x2048 label
   maps (19 classes, 255 ignored); ratio = segkit / torchmetrics updates/s (the two matrices are compared).
 - eval: seconds per image and peak memory of segkit.inference.predict_probs with the folded model (as
-  ``segkit eval`` runs it), single scale, the largest scale (1.75) alone and 6 scales + flip, each setting in
-  a fresh process (peak GPU memory, or on a CPU the process's peak resident memory).
+  ``segkit eval`` runs it), single scale, the largest scale (1.75) alone and 6 scales + flip: peak GPU memory
+  (reset per setting), or on a CPU the process's peak resident memory, each setting in a fresh process
+  (--quick on a CPU: in this process, without the peak, which would be the whole run's).
 - train: the training step of segkit's task (forward, cross-entropy, backward, SGD with momentum) per
   variant: fp32, bf16 autocast, +cl (channels_last), +compile (torch.compile); images/s, peak memory and
   the first step (cuDNN's algorithm search, compilation) on its own; then inference images/s. At the paper's
@@ -319,14 +320,21 @@ def eval_one(encoder: str, size: tuple[int, int], setting: str, reps: int, outpu
 
 
 def eval_section(encoder: str, size: tuple[int, int], reps: int, output_stride: int, quick: bool) -> list[dict]:
-    """Every setting of :data:`EVAL_SETTINGS` in a fresh process of this script (peak memory is per process)."""
+    """Every setting of :data:`EVAL_SETTINGS`; on a CPU each in a fresh process of this script (its peak resident
+    memory is per process), unless ``quick`` (then without the peak). On a GPU in this process (peak reset)."""
     rows = []
     for setting in EVAL_SETTINGS:
-        cmd = [sys.executable, __file__, "--eval_one", setting, "--device", str(DEVICE), "--reps", str(reps),
-               "--eval_size", *map(str, size), "--eval_output_stride", str(output_stride)] + (["--quick"] * quick)
-        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        if DEVICE.type == "cuda" or quick:
+            r = eval_one(encoder, size, setting, reps, output_stride)
+            r["peak_gib"] = r["peak_gib"] if DEVICE.type == "cuda" else None
+        else:
+            cmd = [sys.executable, __file__, "--eval_one", setting, "--device", str(DEVICE), "--reps", str(reps),
+                   "--eval_size", *map(str, size), "--eval_output_stride", str(output_stride)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
         case = f"{setting}, {size[0]}x{size[1]}, OS{output_stride}"
-        print(f"  eval {case}: {r['seconds']:.3f} s per image, peak {r['peak_gib']:.2f} GiB", flush=True)
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f} GiB"
+        print(f"  eval {case}: {r['seconds']:.3f} s per image, peak {peak}", flush=True)
         rows.append({"section": "eval", "case": case, "segkit_s": r["seconds"], "peer_s": None, "ratio": None,
                      "unit": "s per image", "peak_gib": r["peak_gib"]})
     return rows
