@@ -114,6 +114,8 @@ def main(args: list[str]) -> None:
                         help="where to write the copy (default NAME.yaml in the working folder; - prints it)")
     cfg = parser.parse_args(args)
     configs = bundled_configs()
+    if not configs:
+        raise FileNotFoundError(f"no configs in {CONFIG_DIR}: this installation of segkit is incomplete, reinstall it")
     if cfg.name is None:
         width = max(map(len, configs)) + len(".yaml")
         for name, path in configs.items():

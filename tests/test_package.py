@@ -93,6 +93,9 @@ def test_configs_lists_and_copies_without_overwriting(tmp_path, monkeypatch, cap
     segkit_main(["configs", "cityscapes", "--output", "-"])
     assert capsys.readouterr().out == (CONFIGS / "cityscapes.yaml").read_text()
     assert _exit_message(["configs", "nope"]).startswith("segkit configs: no bundled config nope (bundled: ade20k,")
+    monkeypatch.setattr("segkit.config_files.CONFIG_DIR", tmp_path / "missing")  # a broken installation
+    assert _exit_message(["configs"]) == (f"segkit configs: no configs in {tmp_path / 'missing'}: this installation "
+                                          "of segkit is incomplete, reinstall it")
 
 
 def test_version_and_python_m_segkit(tmp_path):
