@@ -23,13 +23,10 @@ def bundled_configs() -> dict[str, Path]:
     return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
 
 
-def bundled_name(path: str | os.PathLike) -> str | None:
-    """The name of the bundled config ``path`` is, or None for any other file."""
-    try:
-        resolved = Path(path).resolve()
-    except OSError:
-        return None
-    return resolved.stem if resolved.parent == CONFIG_DIR and resolved.suffix == ".yaml" else None
+def is_bundled(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of the bundled configs."""
+    resolved = Path(path).resolve()
+    return resolved.parent == CONFIG_DIR and resolved.suffix == ".yaml"
 
 
 def description(path: Path) -> str:
@@ -54,18 +51,16 @@ def resolve(value: str) -> str:
         return value
     configs = bundled_configs()
     names = ", ".join(configs)
-    has_folder = os.sep in value or "/" in value or (os.altsep is not None and os.altsep in value)
-    if not has_folder:
+    if not os.path.dirname(value):  # a bare name
         if not value.endswith(".yaml") and os.path.exists(value + ".yaml"):
             return value + ".yaml"  # `--config voc` with a voc.yaml here: the local file wins here too
-        stem = value[:-len(".yaml")] if value.endswith(".yaml") else value
-        if stem in configs:
-            return str(configs[stem])
+        if value.removesuffix(".yaml") in configs:
+            return str(configs[value.removesuffix(".yaml")])
         raise FileNotFoundError(f"--config {value}: no such file here and no bundled config of that name "
                                 f"(bundled: {names}; `segkit configs` lists them)")
     base = os.path.basename(value)
-    hint = f"; segkit's own {base} is `--config {base}`" if Path(base).stem in configs and base.endswith(".yaml") \
-        else ""
+    hint = f"; segkit's own {base} is `--config {base}`" if base.endswith(".yaml") and \
+        base.removesuffix(".yaml") in configs else ""
     raise FileNotFoundError(f"--config {value}: no such file{hint} (bundled configs: {names})")
 
 
@@ -98,7 +93,7 @@ def config_sources(paths) -> list[str]:
             continue
         path = os.path.abspath(str(path))
         lines.append(f"--config {Path(path).name}: the config bundled with segkit {__version__} ({path})"
-                     if bundled_name(path) else f"--config {path}")
+                     if is_bundled(path) else f"--config {path}")
     return lines
 
 
@@ -123,7 +118,7 @@ def main(args: list[str]) -> None:
         print(f"\n(in {CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file NAME.yaml is; "
               "`segkit configs NAME` writes a copy to edit)")
         return
-    stem = cfg.name[:-len(".yaml")] if cfg.name.endswith(".yaml") else cfg.name
+    stem = cfg.name.removesuffix(".yaml")
     if stem not in configs:
         raise FileNotFoundError(f"no bundled config {cfg.name} (bundled: {', '.join(configs)})")
     text = configs[stem].read_text()
