@@ -56,9 +56,10 @@ def train_transform(
         raise ValueError(f"data.scale_range must be (min, max) with 0 < min <= max, got {list(scale_range)}")
     if scale_step < 0:
         raise ValueError(f"data.scale_step must be >= 0 (0: any scale in data.scale_range), got {scale_step}")
-    scale = (SteppedRandomScale if scale_step and lo < hi else A.RandomScale)(
+    stepped = scale_step > 0 and lo < hi
+    scale = (SteppedRandomScale if stepped else A.RandomScale)(
         scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
-    if isinstance(scale, SteppedRandomScale):
+    if stepped:
         scale.scales = official_scales(lo, hi, scale_step)
     mean_pixel = tuple(255.0 * m for m in mean)
     return A.Compose([
