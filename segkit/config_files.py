@@ -1,21 +1,20 @@
-"""The configs that ship inside the package (``segkit/configs/*.yaml``) and how ``--config`` finds them.
+"""The configs that ship with segkit (``configs/*.yaml`` of the repository, ``segkit/configs/`` inside the wheel)
+and how ``--config`` finds them.
 
 ``--config VALUE`` is a path, as LightningCLI takes it. Only when no file ``VALUE`` exists and ``VALUE`` is a bare
 name (``voc`` or ``voc.yaml``: no folder in it) of a bundled config is the bundled file used instead; a file of
 the same name in the working folder therefore always wins. Anything else that names no file is an error that
 lists the bundled names. Paths written inside a config (``data.root: data/synthetic_voc``) stay relative to the
 working folder, wherever the config itself lives.
-
-    segkit configs                           the bundled configs, one line each
-    segkit configs voc --output my_voc.yaml  a copy to edit (never over an existing file)
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+_PACKAGE = Path(__file__).resolve().parent
+# an installed wheel holds them inside the package; a source checkout (and its editable install) at its top level
+CONFIG_DIR = _PACKAGE / "configs" if (_PACKAGE / "configs").is_dir() else _PACKAGE.parent / "configs"
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -64,23 +63,6 @@ def resolve(value: str) -> str:
     raise FileNotFoundError(f"--config {value}: no such file{hint} (bundled configs: {names})")
 
 
-def resolve_argv(argv: list[str]) -> list[str]:
-    """The command line with every ``--config``/``-c`` value resolved by :func:`resolve`."""
-    out, expect_value = [], False
-    for arg in argv:
-        if expect_value:
-            out.append(resolve(arg))
-            expect_value = False
-        elif arg in ("--config", "-c"):
-            out.append(arg)
-            expect_value = True
-        elif arg.startswith("--config="):
-            out.append("--config=" + resolve(arg[len("--config="):]))
-        else:
-            out.append(arg)
-    return out
-
-
 def config_sources(paths) -> list[str]:
     """One line per config file a run read: the bundled ones by name (and the segkit version that shipped them),
     the others by absolute path. For the header of the run's saved ``config.yaml``."""
@@ -95,42 +77,3 @@ def config_sources(paths) -> list[str]:
         lines.append(f"--config {Path(path).name}: the config bundled with segkit {__version__} ({path})"
                      if is_bundled(path) else f"--config {path}")
     return lines
-
-
-def main(args: list[str]) -> None:
-    """``segkit configs [NAME [--output FILE]]``."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="segkit configs", description="List the configs bundled with segkit, or write a "
-                            "copy of one to edit. `--config NAME` uses a bundled config from any folder, unless a "
-                            "file NAME exists there (a local file always wins).")
-    parser.add_argument("name", nargs="?", default=None, help="a bundled config, e.g. voc or voc.yaml")
-    parser.add_argument("--output", default=None,
-                        help="where to write the copy (default NAME.yaml in the working folder; - prints it)")
-    cfg = parser.parse_args(args)
-    configs = bundled_configs()
-    if not configs:
-        raise FileNotFoundError(f"no configs in {CONFIG_DIR}: this installation of segkit is incomplete, reinstall it")
-    if cfg.name is None:
-        width = max(map(len, configs)) + len(".yaml")
-        for name, path in configs.items():
-            print(f"{name + '.yaml':<{width}}  {description(path)}")
-        print(f"\n(in {CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file NAME.yaml is; "
-              "`segkit configs NAME` writes a copy to edit)")
-        return
-    stem = cfg.name.removesuffix(".yaml")
-    if stem not in configs:
-        raise FileNotFoundError(f"no bundled config {cfg.name} (bundled: {', '.join(configs)})")
-    text = configs[stem].read_text()
-    if cfg.output == "-":
-        sys.stdout.write(text)
-        return
-    output = Path(cfg.output or f"{stem}.yaml")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(output, "x") as f:  # never over an existing file
-            f.write(text)
-    except FileExistsError:
-        raise FileExistsError(f"{output} exists; give another --output (nothing was written)") from None
-    note = " (this local file now wins over the bundled one)" if output.name == f"{stem}.yaml" else ""
-    print(f"wrote {output}, a copy of the bundled {stem}.yaml: segkit fit --config {output}{note}")

@@ -1,7 +1,4 @@
-"""``segkit export``: the trained model as ONNX or TorchScript, to run without segkit.
-
-    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
-    segkit export --config voc.yaml --ckpt_path CKPT --format torchscript --output deeplab.pt
+"""The trained model as ONNX or TorchScript, to run without segkit.
 
 The exported model takes a normalized float32 image batch ``(N, 3, H, W)``, RGB, ``x = (pixel / 255 - mean) /
 std``, and returns logits ``(N, num_classes, H, W)`` at the input size; ``argmax`` over dimension 1 gives the
@@ -9,24 +6,22 @@ classes. Batch norm is folded into the convolutions. The class names, mean, std 
 :func:`metadata` are stored with the model: ONNX ``metadata_props`` (key ``segkit``, a JSON string), and
 for TorchScript the extra file ``segkit.json`` (``torch.jit.load(path, _extra_files={"segkit.json": ""})``).
 
-ONNX files have a dynamic batch size, height and width unless ``--static``; ``--height/--width`` set the
-example input the model is traced with (and the only size a ``--static`` model takes). TorchScript is traced:
-its shape arithmetic is recorded, so it also takes other sizes.
+ONNX files have a dynamic batch size, height and width unless ``dynamic=False``; the example input sets the
+size the model is traced with (and the only size a static model takes). TorchScript is traced: its shape
+arithmetic is recorded, so it also takes other sizes.
 """
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .inference import load_inference_model
-from .options import config_datamodule, model_parser
 
 FORMATS = ("onnx", "torchscript")
+
 
 
 def metadata(class_names, mean, std, output_stride: int, encoder: str) -> dict:
@@ -41,6 +36,7 @@ def metadata(class_names, mean, std, output_stride: int, encoder: str) -> dict:
         "output_stride": output_stride,
         "encoder": encoder,
     }
+
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dict, dynamic: bool = True,
@@ -73,11 +69,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dic
     onnx.save(proto, str(output))
 
 
+
 def export_torchscript(model: nn.Module, example: torch.Tensor, output: Path, meta: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints taken from shapes
         traced = torch.jit.trace(model, example, check_trace=False)
     torch.jit.save(traced, str(output), _extra_files={"segkit.json": json.dumps(meta)})
+
 
 
 def export(model: nn.Module, fmt: str, output: Path, meta: dict, height: int = 513, width: int = 513,
@@ -101,26 +99,3 @@ def export(model: nn.Module, fmt: str, output: Path, meta: dict, height: int = 5
         partial.rename(output)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def main(args: list[str]) -> None:
-    from jsonargparse import ActionYesNo
-
-    parser = model_parser("segkit export", "Export a checkpoint to ONNX or TorchScript.")
-    parser.add_argument("--format", type=str, required=True, choices=FORMATS, help="onnx or torchscript")
-    parser.add_argument("--output", type=str, required=True, help="file to write (never overwritten)")
-    parser.add_argument("--height", type=int, default=513, help="height of the example input")
-    parser.add_argument("--width", type=int, default=513, help="width of the example input")
-    parser.add_argument("--static", action=ActionYesNo, default=False,
-                        help="ONNX: fixed batch 1 and --height x --width instead of dynamic sizes")
-    cfg = parser.parse_args(args)
-    datamodule = config_datamodule(parser, cfg)
-    model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    encoder = getattr(model.encoder, "arch", None) or getattr(model.encoder, "name", type(model.encoder).__name__)
-    meta = metadata(datamodule.class_names, datamodule.mean, datamodule.std, model.output_stride, encoder)
-    try:
-        export(model, cfg.format, Path(cfg.output), meta, cfg.height, cfg.width, dynamic=not cfg.static)
-    except FileExistsError as e:
-        sys.exit(f"segkit export: {e}")
-    print(f"segkit export: wrote {cfg.output} ({cfg.format}, input (N, 3, H, W) normalized with mean "
-          f"{list(datamodule.mean)} and std {list(datamodule.std)}, {datamodule.num_classes} classes)", flush=True)

@@ -13,7 +13,7 @@ from torch import nn
 os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "segkit" / "configs"  # the configs ship inside the package
+CONFIGS = REPO / "configs"
 
 # a `segkit fit|validate` on the tiny VOC set: the small encoder, small crops, one process, no downloads
 TINY_VOC_ARGS = (
@@ -49,7 +49,7 @@ def run_here(capsys, *argv, cwd=None) -> subprocess.CompletedProcess:
     """``segkit ARGV`` in this process, as :func:`segkit` runs it in a subprocess: the exit status, standard output
     and standard error (a message given to sys.exit there, as Python prints it), in the folder ``cwd``; without
     a subprocess's start-up (importing PyTorch and Lightning: about 8 s on 2 cores)."""
-    from segkit.cli import main
+    from segkit.commands import main
 
     capsys.readouterr()  # what earlier steps printed
     code, before = 0, os.getcwd()
@@ -78,7 +78,7 @@ def print_config(capsys, *args) -> dict:
     """The config ``segkit fit ARGS --print_config`` prints (run in this process), read back."""
     import yaml
 
-    from segkit.cli import main
+    from segkit.commands import main
 
     with pytest.raises(SystemExit) as exit:
         main(["fit", *map(str, args), "--print_config"])
@@ -149,7 +149,7 @@ def checkpoint(tiny_voc, tmp_path_factory):
     import lightning as L
 
     from segkit.data import VOCDataModule
-    from segkit.task import SegmentationTask
+    from segkit.training.task import SegmentationTask
 
     tmp = tmp_path_factory.mktemp("checkpoint")
     L.seed_everything(0)
@@ -166,7 +166,7 @@ def checkpoint(tiny_voc, tmp_path_factory):
 @pytest.fixture(scope="session")
 def random_bn_checkpoint(checkpoint, tmp_path_factory):
     """:func:`checkpoint` with random batch-norm statistics and scales, so that folding them is tested."""
-    from segkit.task import SegmentationTask
+    from segkit.training.task import SegmentationTask
 
     data = torch.load(checkpoint, map_location="cpu", weights_only=True)
     task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
@@ -179,7 +179,7 @@ def random_bn_checkpoint(checkpoint, tmp_path_factory):
 
 def trained_module(ckpt) -> nn.Module:
     """The checkpoint's model as trained (batch norm not folded), in eval mode: the reference for inference."""
-    from segkit.task import SegmentationTask
+    from segkit.training.task import SegmentationTask
 
     return SegmentationTask.load_from_checkpoint(ckpt, map_location="cpu", pretrained=None).model.eval()
 

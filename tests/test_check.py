@@ -6,7 +6,7 @@ import pytest
 from conftest import CONFIGS
 from PIL import Image
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.data import make_synthetic_cityscapes, voc_palette, write_label_png
 
 

@@ -1,4 +1,4 @@
-"""segkit.checkpoint_file and every command that takes a checkpoint: a missing, empty, truncated, foreign or
+"""segkit.io.torch_files and every command that takes a checkpoint: a missing, empty, truncated, foreign or
 mismatching file is one line that names the file and what is wrong, exit status 1, no traceback."""
 import pickle
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import CONFIGS, TINY_VOC_ARGS, segkit
 
-from segkit.checkpoint_file import CheckpointFileError, read_checkpoint, read_torch_file
-from segkit.cli import main
+from segkit.io.torch_files import CheckpointFileError, read_checkpoint, read_torch_file
+from segkit.commands import main
 
 
 class Foreign:  # a pickled object of a class: what weights_only=True refuses

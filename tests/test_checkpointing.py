@@ -1,4 +1,4 @@
-"""segkit.checkpointing and the training safeguards: last.ckpt always the newest state, atomic writes that a
+"""segkit.training.checkpoints and the training safeguards: last.ckpt always the newest state, atomic writes that a
 kill cannot truncate, a clean stop on SIGINT/SIGTERM, training stopped on a non-finite loss with nothing
 non-finite saved, and exact resume with dropout."""
 import os
@@ -13,10 +13,11 @@ import torch
 import torch.multiprocessing as mp
 from conftest import SignalAt
 
-from segkit.checkpointing import (AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, finite_model,
-                                  own_run_folder, save_atomic)
+from segkit.io.torch_files import save_atomic
+from segkit.training.checkpoints import (AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, finite_model,
+                                         own_run_folder)
 from segkit.data import SyntheticVOCDataModule
-from segkit.task import SegmentationTask
+from segkit.training.task import SegmentationTask
 
 
 def _data(root):
@@ -149,9 +150,9 @@ KILLED_RUN = r'''
 import io, os, signal, sys
 import lightning as L
 import torch
-from segkit.checkpointing import AtomicCheckpointIO, SegkitCheckpoint
+from segkit.training.checkpoints import AtomicCheckpointIO, SegkitCheckpoint
 from segkit.data import SyntheticVOCDataModule
-from segkit.task import SegmentationTask
+from segkit.training.task import SegmentationTask
 
 data, run, kill_save_step, kill_train_step, resume = sys.argv[1:6]
 torch.set_num_threads(1)

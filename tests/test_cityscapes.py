@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.data import (
     CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesDataModule, CityscapesSegmentation, cityscapes_palette,
     make_synthetic_cityscapes,

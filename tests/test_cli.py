@@ -8,7 +8,7 @@ import torch
 from conftest import CONFIGS, TINY_VOC_ARGS, print_config, run_here, segkit
 
 from segkit import __version__ as segkit_version
-from segkit.cli import main
+from segkit.commands import main
 
 CONFIG_NAMES = ["demo.yaml", "voc.yaml", "voc_aug.yaml", "ade20k.yaml", "demo_folder.yaml"]
 
@@ -105,7 +105,7 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
 def test_errors_from_dataloader_workers_keep_their_own_message():
     from torch.utils.data import DataLoader
 
-    from segkit.cli import one_line
+    from segkit.commands import one_line
 
     class Broken(torch.utils.data.Dataset):
         def __len__(self):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import CONFIGS, assert_official, segkit_here
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.data.base import read_label_png
 from segkit.inference import load_inference_model
 

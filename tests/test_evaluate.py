@@ -9,9 +9,9 @@ import pytest
 from conftest import CONFIGS, python, run_here, segkit_here
 from PIL import Image
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.data import VOCDataModule, read_label_png
-from segkit.task import SegmentationTask
+from segkit.training.task import SegmentationTask
 
 
 def _eval(capsys, *args, cwd):

@@ -49,7 +49,7 @@ def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
         assert np.abs(got - want).max() <= 1e-4, x.shape
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), x.shape  # also relative to the logits
     # never replaces a file (in this process: the check comes before anything is built)
-    from segkit.cli import main
+    from segkit.commands import main
 
     with pytest.raises(SystemExit) as again:
         main(["export", "--config", str(CONFIGS / "voc.yaml"), "--ckpt_path", str(checkpoint), "--format", "onnx",

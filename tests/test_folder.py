@@ -214,7 +214,7 @@ def test_data_check_reports_every_problem_by_file_then_the_histogram_and_weights
     _mask(tmp_path / "masks/train/c.png", _labels(h=10))  # another size than its image
     (tmp_path / "images/train/d.jpg").write_bytes(b"")  # unreadable
     _image(tmp_path / "images/val/lonely.jpg")
-    from segkit.losses import enet_class_weights
+    from segkit.training.losses import enet_class_weights
 
     assert check(_dm(tmp_path), enet_class_weights) == 4
     out = capsys.readouterr().out
@@ -311,7 +311,7 @@ def test_a_mask_value_that_is_not_a_class_stops_fit_in_one_line(tmp_path, reduce
     loading a batch (here with reduce_zero_label), the error names the file and the values, in one line."""
     from conftest import CONFIGS
 
-    from segkit.cli import main
+    from segkit.commands import main
 
     _tree(tmp_path, names=("a", "b"), masks=lambda i: np.where(_labels(seed=i) == 2, 7, 1).astype(np.uint8))
     with pytest.raises(SystemExit) as e:

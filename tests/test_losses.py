@@ -1,4 +1,4 @@
-"""segkit.losses: every term ignores label 255 completely (value and gradient), cross-entropy's class weights and
+"""segkit.training.losses: every term ignores label 255 completely (value and gradient), cross-entropy's class weights and
 label smoothing against PyTorch's own mean, the global-batch normalization, `auto` weights on a known histogram."""
 import math
 
@@ -8,7 +8,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-from segkit.losses import LOSS_NAMES, SegmentationLoss, enet_class_weights
+from segkit.training.losses import LOSS_NAMES, SegmentationLoss, enet_class_weights
 
 K = 4
 

@@ -12,7 +12,7 @@ from conftest import assert_official, python
 from segkit.inference import predict_probs
 from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.official import CheckpointError, convert_tf_checkpoint, encoder_names, head_names
-from segkit.tf_checkpoint import TFCheckpoint
+from segkit.io.tf_bundle import TFCheckpoint
 
 ARCHS = ("xception41", "xception65", "xception71")
 SIZES = (513, 320)  # odd and even, as the official graph ran in the `official` fixture
@@ -64,7 +64,7 @@ def test_a_data_set_that_ignores_raw_label_0_drops_the_official_logit_0(official
     """The official ADE20K checkpoints predict 151 classes with ignore label 0 (logit 0 is raw label 0, never a
     target); segkit's ADE20K has the 150 others (reduce_zero_label). Shown on the 21-class graph read for a data
     set of 20 such classes: the converted model gives the official logits 1..20."""
-    from segkit.convert import convert
+    from segkit.training.convert import convert
     from segkit.data import FolderDataModule
 
     prefix = official("xception41")

@@ -12,7 +12,7 @@ import yaml
 from conftest import CONFIGS, REPO, print_config, python
 
 from segkit import __version__
-from segkit.__main__ import main as segkit_main
+from segkit.commands import main as segkit_main
 from segkit.config_files import bundled_configs, config_sources, description, resolve
 
 BUNDLED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
@@ -102,7 +102,7 @@ def test_version_and_python_m_segkit(tmp_path):
     out = python("-m", "segkit", "--version", cwd=tmp_path, check=True).stdout
     assert re.fullmatch(rf"segkit {re.escape(__version__)} \(torch \S+, lightning \S+, Python \S+\)\n", out), out
     # --version and configs answer without importing PyTorch
-    probe = ("import sys; from segkit.__main__ import main; main(['--version']); main(['configs']); "
+    probe = ("import sys; from segkit.commands import main; main(['--version']); main(['configs']); "
              "print('torch imported:', 'torch' in sys.modules)")
     assert python("-c", probe, cwd=tmp_path, check=True).stdout.endswith("torch imported: False\n")
     proc = python("-m", "segkit", "configs", "nope", cwd=tmp_path)

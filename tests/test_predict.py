@@ -8,11 +8,11 @@ from conftest import CONFIGS, run_here, trained_module
 from PIL import Image
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform
-from segkit.data.voc import voc_palette
+from segkit.data.palette import voc_palette
 from segkit.inference import predict_probs
-from segkit import predict
-from segkit.options import inference_settings
-from segkit.predict import find_images
+from segkit.commands import predict
+from segkit.commands.options import inference_settings
+from segkit.inference.image_files import find_images
 
 
 def _predict(capsys, *args, cwd):
@@ -63,7 +63,7 @@ def test_predict_folder_of_two_sizes_with_a_corrupt_file(random_bn_checkpoint, t
 
     # a second run does not replace what the first wrote
     before = (out / "a.png").stat().st_mtime_ns
-    from segkit.cli import main  # in this process: the check comes before any prediction
+    from segkit.commands import main  # in this process: the check comes before any prediction
 
     with pytest.raises(SystemExit) as again:
         main(["predict", "--config", str(CONFIGS / "voc.yaml"), "--ckpt_path", str(checkpoint), "--input",

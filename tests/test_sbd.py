@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.data.sbd import convert_sbd
 from segkit.data import voc_palette, write_label_png
 

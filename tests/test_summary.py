@@ -1,10 +1,10 @@
-"""segkit.summary: multiply-adds counted by hand, and `segkit summary` against the model's own parameters."""
+"""segkit.models.complexity: multiply-adds counted by hand, and `segkit summary` against the model's own parameters."""
 import pytest
 from torch import nn
 
-from segkit.cli import main
+from segkit.commands import main
 from segkit.models import DeepLabV3Plus
-from segkit.summary import count_macs
+from segkit.models.complexity import count_macs
 
 
 def test_count_macs_by_hand():

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from segkit.data import SyntheticVOCDataModule
-from segkit.losses import hard_pixel_cross_entropy
-from segkit.optim import _decay_split, poly_lr_lambda
-from segkit.task import SegmentationTask
+from segkit.training.losses import hard_pixel_cross_entropy
+from segkit.training.optim import _decay_split, poly_lr_lambda
+from segkit.training.task import SegmentationTask
 
 
 def test_poly_schedule_values():

@@ -1,10 +1,10 @@
-"""segkit.tf_checkpoint: TensorFlow checkpoints read without TensorFlow, against checkpoints that TensorFlow
+"""segkit.io.tf_bundle: TensorFlow checkpoints read without TensorFlow, against checkpoints that TensorFlow
 itself writes (in a subprocess: the official DeepLab checkpoints are TF1 Saver checkpoints)."""
 import numpy as np
 import pytest
 from conftest import python
 
-from segkit.tf_checkpoint import CheckpointError, TFCheckpoint, _block, _varint
+from segkit.io.tf_bundle import CheckpointError, TFCheckpoint, _block, _varint
 
 WRITER = r'''
 import os, sys

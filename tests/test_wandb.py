@@ -239,23 +239,6 @@ def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
     assert run["run"].run_id == run_id and "eval/mIoU" in run["summary"]
 
 
-def test_configs_saved_before_the_move_still_load(tmp_path, capsys):
-    """Runs saved their config with the former class paths (segkit.loggers, segkit.callbacks)."""
-    import yaml
-
-    from segkit import callbacks, loggers, wandb
-
-    assert loggers.WandbLogger is wandb.WandbLogger and callbacks.WandbDashboard is wandb.WandbDashboard
-    config = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
-    config["trainer"]["logger"]["class_path"] = "segkit.loggers.WandbLogger"
-    config["trainer"]["callbacks"][0]["class_path"] = "segkit.callbacks.WandbDashboard"
-    old = tmp_path / "old.yaml"
-    old.write_text(yaml.safe_dump(config))
-    printed = print_config(capsys, "--config", old)
-    assert printed["trainer"]["logger"]["class_path"] == "segkit.loggers.WandbLogger"
-    assert printed["trainer"]["callbacks"][0]["init_args"]["num_images"] == 8
-
-
 @pytest.mark.slow
 def test_dashboard_of_a_folder_data_set(tmp_path):
     """W&B with your own data (FolderDataModule, the folder demo's config): the IoU table has its classes, the

@@ -1,20 +1,23 @@
 """Data sets, pipelines and DataModules."""
 from .base import IGNORE_INDEX, SegmentationDataset, read_image, read_label_png, write_label_png
 from .cityscapes import (
-    CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesPredictionFiles, CityscapesSegmentation, cityscapes_palette,
+    CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesDataModule, CityscapesPredictionFiles, CityscapesSegmentation,
+    cityscapes_palette,
 )
-from .datamodule import (
-    CityscapesDataModule, SegmentationDataModule, SyntheticCityscapesDataModule, SyntheticVOCDataModule,
-    VOCDataModule,
-)
-from .folder import ADE20K_CLASSES, ADE20KDataModule, FolderDataModule, FolderSegmentation
+from .ade20k import ADE20K_CLASSES, ADE20KDataModule
+from .datamodule import SegmentationDataModule
+from .folder import FolderDataModule, FolderSegmentation
 from .masks import MaskDecoder
 from .pairing import PairingError, pair_folders, read_pair_list
 from .predictions import PredictionFiles
 from .sampling import pad_collate
-from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
+from .palette import voc_palette
+from .synthetic import (
+    SYNTHETIC_CLASSES, SyntheticCityscapesDataModule, SyntheticVOCDataModule, make_synthetic_cityscapes,
+    make_synthetic_voc,
+)
 from .transforms import eval_transform, train_transform
-from .voc import VOC_CLASSES, VOCSegmentation, voc_palette
+from .voc import VOC_CLASSES, VOCDataModule, VOCSegmentation
 
 __all__ = [
     "ADE20K_CLASSES", "ADE20KDataModule", "FolderDataModule", "FolderSegmentation", "MaskDecoder", "PairingError",

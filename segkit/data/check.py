@@ -1,5 +1,5 @@
 """`segkit data check`: walk every split of a configured data set and report its contents and problems
-(the command itself is in :mod:`segkit.cli`)."""
+(the command itself is in :mod:`segkit.commands.data`)."""
 from __future__ import annotations
 
 from collections.abc import Callable

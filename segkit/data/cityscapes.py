@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import IGNORE_INDEX, Sample, SegmentationDataset, check_values
+from .datamodule import SegmentationDataModule
 from .predictions import PredictionFiles
 
 # (name, id, train id, colour) of the official label table; train id 255 = not evaluated.
@@ -137,3 +138,35 @@ class CityscapesPredictionFiles(PredictionFiles):
     def key(self, path: Path) -> str:
         match = re.match(r"(.+?_\d{6}_\d{6})", path.stem)
         return match.group(1) if match else path.stem
+
+
+class CityscapesDataModule(SegmentationDataModule):
+    """Cityscapes (19 evaluated classes), labels mapped from raw ids to train ids; other arguments as
+    :class:`SegmentationDataModule`. Prediction files are written as label ids, for the official server.
+
+    Args:
+        root: folder holding ``leftImg8bit`` and ``gtFine`` (and ``gtCoarse`` for ``coarse``).
+        coarse: add the 19,998 ``train_extra`` images with their ``gtCoarse`` labels to the training set.
+        batch_size: the global training batch (8 in the official recipe), over all processes and
+            accumulation steps.
+        crop_size: square training crop (769 in the official recipe).
+    """
+
+    class_names = CITYSCAPES_CLASSES
+    palette = cityscapes_palette()
+    prediction_files = CityscapesPredictionFiles()
+
+    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8, crop_size: int = 769,
+                 **kwargs) -> None:
+        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
+        self.coarse = coarse
+
+    def prepare_data(self) -> None:
+        find_cityscapes_split(self.root, "val")  # fail early, with the expected layout
+
+    def train_splits(self) -> list[str]:
+        return ["train", "train_extra"] if self.coarse else ["train"]
+
+    def make_split(self, split: str, transform=None) -> CityscapesSegmentation:
+        annotation = "gtCoarse" if split == "train_extra" else "gtFine"
+        return CityscapesSegmentation(self.root, split, annotation, transform)

@@ -1,4 +1,5 @@
-"""LightningDataModules: Pascal VOC 2012 (optionally SBD-augmented), Cityscapes, and synthetic sets in both layouts.
+"""The LightningDataModule every data set builds on: its loaders, pipelines and evaluation rules. Each data
+set's own DataModule lives beside its Dataset (voc.py, cityscapes.py, ade20k.py, folder.py, synthetic.py).
 
 How their samples are collated, sharded and seeded is :mod:`segkit.data.sampling`.
 """
@@ -12,14 +13,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..distributed import rank_and_world
-from .cityscapes import (
-    CITYSCAPES_CLASSES, CityscapesPredictionFiles, CityscapesSegmentation, cityscapes_palette, find_cityscapes_split,
-)
+from .palette import voc_palette
 from .predictions import PredictionFiles
 from .sampling import SeededSamples, TrainBatchSampler, TrainLoader, eval_sampler, pad_collate
-from .synthetic import SYNTHETIC_CLASSES, make_synthetic_cityscapes, make_synthetic_voc
 from .transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform, train_transform
-from .voc import VOC_CLASSES, VOCSegmentation, find_voc_dir, voc_palette
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -192,109 +189,3 @@ class _MaskHistograms(Dataset):
         return torch.from_numpy(np.bincount(self.dataset.load_mask(index).ravel(), minlength=256))
 
 
-class VOCDataModule(SegmentationDataModule):
-    """Pascal VOC 2012 segmentation (21 classes); other arguments as :class:`SegmentationDataModule`.
-
-    Args:
-        root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
-        augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
-            ``train`` (1,464 images) with ``SegmentationClass``.
-        batch_size: the global training batch (16 in the paper), over all processes and accumulation steps.
-        crop_size: square training crop (513 in the paper).
-    """
-
-    class_names = VOC_CLASSES
-
-    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513,
-                 **kwargs) -> None:
-        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
-        self.augmented = augmented
-
-    def prepare_data(self) -> None:
-        find_voc_dir(self.root)  # fail early, with the expected layout, if the data is not there
-
-    def make_split(self, split: str, transform=None) -> VOCSegmentation:
-        if split == "train" and self.augmented:
-            return VOCSegmentation(self.root, "train_aug", "SegmentationClassAug", self.num_classes, transform)
-        return VOCSegmentation(self.root, split, "SegmentationClass", self.num_classes, transform)
-
-
-class SyntheticVOCDataModule(VOCDataModule):
-    """The synthetic pattern data set (see :mod:`segkit.data.synthetic`), written under ``root`` on first use.
-
-    Args:
-        num_train: training images.
-        num_val: validation images.
-        size_range: min and max image side in pixels.
-        seed: generator seed; the same seed writes the same files.
-        **kwargs: the VOCDataModule arguments.
-    """
-
-    class_names = SYNTHETIC_CLASSES
-
-    def __init__(self, root: str = "data/synthetic_voc", num_train: int = 300, num_val: int = 60,
-                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, crop_size: int = 96,
-                 val_batch_size: int = 8, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, augmented=False, batch_size=batch_size, crop_size=crop_size,
-                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
-        self.num_train, self.num_val = num_train, num_val
-        self.size_range = tuple(size_range)
-        self.seed = seed
-
-    def prepare_data(self) -> None:
-        make_synthetic_voc(self.root, self.num_train, self.num_val, self.size_range, self.seed)
-
-
-class CityscapesDataModule(SegmentationDataModule):
-    """Cityscapes (19 evaluated classes), labels mapped from raw ids to train ids; other arguments as
-    :class:`SegmentationDataModule`. Prediction files are written as label ids, for the official server.
-
-    Args:
-        root: folder holding ``leftImg8bit`` and ``gtFine`` (and ``gtCoarse`` for ``coarse``).
-        coarse: add the 19,998 ``train_extra`` images with their ``gtCoarse`` labels to the training set.
-        batch_size: the global training batch (8 in the official recipe), over all processes and
-            accumulation steps.
-        crop_size: square training crop (769 in the official recipe).
-    """
-
-    class_names = CITYSCAPES_CLASSES
-    palette = cityscapes_palette()
-    prediction_files = CityscapesPredictionFiles()
-
-    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8, crop_size: int = 769,
-                 **kwargs) -> None:
-        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
-        self.coarse = coarse
-
-    def prepare_data(self) -> None:
-        find_cityscapes_split(self.root, "val")  # fail early, with the expected layout
-
-    def train_splits(self) -> list[str]:
-        return ["train", "train_extra"] if self.coarse else ["train"]
-
-    def make_split(self, split: str, transform=None) -> CityscapesSegmentation:
-        annotation = "gtCoarse" if split == "train_extra" else "gtFine"
-        return CityscapesSegmentation(self.root, split, annotation, transform)
-
-
-class SyntheticCityscapesDataModule(CityscapesDataModule):
-    """The synthetic Cityscapes-layout set (:func:`segkit.data.synthetic.make_synthetic_cityscapes`),
-    written under ``root`` on first use.
-
-    Args:
-        num_train: training images.
-        num_val: validation images.
-        height: image height; images are 2:1 as Cityscapes.
-        seed: generator seed; the same seed writes the same files.
-        **kwargs: the CityscapesDataModule arguments.
-    """
-
-    def __init__(self, root: str = "data/synthetic_cityscapes", num_train: int = 24, num_val: int = 8,
-                 height: int = 128, seed: int = 0, batch_size: int = 4, crop_size: int = 128, val_batch_size: int = 2,
-                 num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, coarse=False, batch_size=batch_size, crop_size=crop_size,
-                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
-        self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
-
-    def prepare_data(self) -> None:
-        make_synthetic_cityscapes(self.root, self.num_train, self.num_val, self.height, self.seed)

@@ -64,16 +64,3 @@ def convert_sbd(sbd_root: str | Path, voc_root: str | Path, progress: bool = Tru
         written += 1
     (lists / "train_aug.txt").write_text("\n".join(train_aug) + "\n")
     return {"train_aug": len(train_aug), "written": written, "kept": kept}
-
-
-def main(args: list[str]) -> None:
-    """``segkit data sbd --sbd_root DIR --voc_root DIR``."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="segkit data sbd", description="Build SegmentationClassAug and train_aug.txt from SBD.")
-    parser.add_argument("--sbd_root", required=True, help="the SBD release folder (holding benchmark_RELEASE/dataset)")
-    parser.add_argument("--voc_root", required=True, help="the folder holding VOCdevkit/VOC2012")
-    cfg = parser.parse_args(args)
-    counts = convert_sbd(cfg.sbd_root, cfg.voc_root)
-    print(f"train_aug.txt: {counts['train_aug']} images; SegmentationClassAug: {counts['written']} written, "
-          f"{counts['kept']} already there")

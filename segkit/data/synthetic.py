@@ -11,6 +11,7 @@ learns the classes in minutes on a CPU. Object borders are marked 255 (ignored),
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cityscapes import CITYSCAPES_LABELS, NUM_LABEL_IDS
 from .base import IGNORE_INDEX, write_label_png
-from .voc import voc_palette
+from .cityscapes import CITYSCAPES_LABELS, NUM_LABEL_IDS, CityscapesDataModule
+from .palette import voc_palette
+from .voc import VOCDataModule
 
 SYNTHETIC_CLASSES = ("background", "horizontal_stripes", "vertical_stripes", "checkerboard", "diagonal_stripes")
 MARKER = "segkit_synthetic.json"
@@ -124,50 +126,62 @@ def _generating(root: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def make_synthetic_voc(root: str | Path, *args, **kwargs) -> Path:
-    """:func:`_make_synthetic_voc` under the folder's generation lock."""
-    with _generating(Path(root)):
-        return _make_synthetic_voc(root, *args, **kwargs)
+def _write_set(root: Path, params: dict, folders: tuple[str, ...], write) -> None:
+    """Writes a synthetic set once: under the folder's lock (:func:`_generating`), a set written with the same
+    ``params`` is reused and segkit's own older one replaced (:func:`_prepare`). ``write(tmp, rng)`` fills a
+    temporary folder with ``folders`` (``rng`` seeded with ``params["seed"]``), which are then moved into
+    ``root`` whole; last comes the marker file, with ``params`` and what ``write`` returned."""
+    with _generating(root):
+        if _prepare(root, params, folders):
+            return
+        tmp = root / "synthetic.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        extra = write(tmp, np.random.default_rng(params["seed"]))
+        for folder in folders:
+            (tmp / folder).rename(root / folder)
+        tmp.rmdir()
+        (root / MARKER).write_text(json.dumps({"params": params, **extra}, indent=1))
 
 
-def _make_synthetic_voc(
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def make_synthetic_voc(
     root: str | Path,
     num_train: int = 300,
     num_val: int = 60,
     size_range: tuple[int, int] = (96, 160),
     seed: int = 0,
 ) -> Path:
-    """Writes (or reuses) the synthetic set under ``root/VOCdevkit/VOC2012``; returns that folder.
+    """Writes (or reuses, :func:`_write_set`) the synthetic set under ``root/VOCdevkit/VOC2012``; returns that
+    folder."""
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "size_range": list(size_range),
+        "seed": seed,
+        "classes": list(SYNTHETIC_CLASSES),
+        "version": 2,
+    }
 
-    A marker file records the parameters: an existing set with the same parameters is reused, a set written
-    by segkit with other parameters is replaced, and a ``VOCdevkit`` that segkit did not write is never touched.
-    """
-    root = Path(root)
-    params = {"num_train": num_train, "num_val": num_val, "size_range": list(size_range), "seed": seed,
-              "classes": list(SYNTHETIC_CLASSES), "version": 2}
-    voc_dir = root / "VOCdevkit" / "VOC2012"
-    if _prepare(root, params, ("VOCdevkit",)):
-        return voc_dir
-    tmp = root / "VOCdevkit.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    out = tmp / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    splits = {"train": num_train, "val": num_val}
-    for split, count in splits.items():
-        names = []
-        for i in range(count):
-            name = f"synth_{split}_{i:05d}"
-            image, mask = render_sample(rng, size_range)
-            cv2.imwrite(str(out / "JPEGImages" / f"{name}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            write_label_png(out / "SegmentationClass" / f"{name}.png", mask, voc_palette())
-            names.append(name)
-        (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    tmp.rename(root / "VOCdevkit")
-    (root / MARKER).write_text(json.dumps({"params": params}, indent=1))
-    return voc_dir
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        out = tmp / "VOCdevkit" / "VOC2012"
+        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        for split, count in (("train", num_train), ("val", num_val)):
+            names = []
+            for i in range(count):
+                name = f"synth_{split}_{i:05d}"
+                image, mask = render_sample(rng, size_range)
+                _write_jpeg(out / "JPEGImages" / f"{name}.jpg", image)
+                write_label_png(out / "SegmentationClass" / f"{name}.png", mask, voc_palette())
+                names.append(name)
+            (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        return {}
+
+    _write_set(Path(root), params, ("VOCdevkit",), write)
+    return Path(root) / "VOCdevkit" / "VOC2012"
 
 
 # Official colours by label id; the ids whose colour is black get greys so that every id is visible.
@@ -191,101 +205,113 @@ def _render_city(rng: np.random.Generator, h: int, id_cycle: list[int]) -> np.nd
     return label
 
 
-def make_synthetic_cityscapes(root: str | Path, *args, **kwargs) -> Path:
-    """:func:`_make_synthetic_cityscapes` under the folder's generation lock."""
-    with _generating(Path(root)):
-        return _make_synthetic_cityscapes(root, *args, **kwargs)
-
-
-def _make_synthetic_cityscapes(
+def make_synthetic_cityscapes(
     root: str | Path, num_train: int = 24, num_val: int = 8, height: int = 128, seed: int = 0
 ) -> Path:
-    """Writes (or reuses) a synthetic set in the Cityscapes layout under ``root``; returns ``root``.
+    """Writes (or reuses, :func:`_write_set`) a synthetic set in the Cityscapes layout under ``root``; returns ``root``.
 
     Images are 2:1 (height x 2*height) RGB PNGs coloured by the official label colours plus noise; labels
     are ``*_gtFine_labelIds.png`` using all 34 label ids, the ignored ones included (every 34 consecutive
     shapes take each id once). ``segkit_synthetic.json`` records the raw label-id pixel counts per split.
     """
-    root = Path(root)
     params = {"num_train": num_train, "num_val": num_val, "height": height, "seed": seed, "layout": "cityscapes",
               "version": 1}
-    folders = ("leftImg8bit", "gtFine")
-    if _prepare(root, params, folders):
-        return root
-    tmp = root / "cityscapes.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    counts: dict[str, list[int]] = {}
-    id_cycle: list[int] = []
-    for split, count, cities in (("train", num_train, ("aachen", "bochum")), ("val", num_val, ("frankfurt",))):
-        hist = np.zeros(256, np.int64)
-        for i in range(count):
-            if len(id_cycle) < 12:
-                id_cycle = [int(v) for v in rng.permutation(NUM_LABEL_IDS)] + id_cycle
-            city = cities[i % len(cities)]
-            stem = f"{city}_{i:06d}_{19 + i:06d}"
-            label = _render_city(rng, height, id_cycle)
-            image = _CS_COLOURS[label] + rng.normal(0, 12, size=(*label.shape, 3))
-            for folder, name, array in (("leftImg8bit", f"{stem}_leftImg8bit.png", np.clip(image, 0, 255).astype(np.uint8)),
-                                        ("gtFine", f"{stem}_gtFine_labelIds.png", label)):
-                out = tmp / folder / split / city
-                out.mkdir(parents=True, exist_ok=True)
-                arr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-                cv2.imwrite(str(out / name), arr)
-            hist += np.bincount(label.ravel(), minlength=256)
-        counts[split] = hist[:NUM_LABEL_IDS].tolist()
-    for folder in folders:
-        (tmp / folder).rename(root / folder)
-    tmp.rmdir()
-    (root / MARKER).write_text(json.dumps({"params": params, "label_id_pixel_counts": counts}, indent=1))
+
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        counts: dict[str, list[int]] = {}
+        id_cycle: list[int] = []
+        for split, count, cities in (("train", num_train, ("aachen", "bochum")), ("val", num_val, ("frankfurt",))):
+            hist = np.zeros(256, np.int64)
+            for i in range(count):
+                if len(id_cycle) < 12:
+                    id_cycle = [int(v) for v in rng.permutation(NUM_LABEL_IDS)] + id_cycle
+                city = cities[i % len(cities)]
+                stem = f"{city}_{i:06d}_{19 + i:06d}"
+                label = _render_city(rng, height, id_cycle)
+                image = np.clip(_CS_COLOURS[label] + rng.normal(0, 12, size=(*label.shape, 3)), 0, 255)
+                for folder in ("leftImg8bit", "gtFine"):
+                    (tmp / folder / split / city).mkdir(parents=True, exist_ok=True)
+                image_file = tmp / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+                cv2.imwrite(str(image_file), cv2.cvtColor(image.astype(np.uint8), cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(tmp / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"), label)
+                hist += np.bincount(label.ravel(), minlength=256)
+            counts[split] = hist[:NUM_LABEL_IDS].tolist()
+        return {"label_id_pixel_counts": counts}
+
+    root = Path(root)
+    _write_set(root, params, ("leftImg8bit", "gtFine"), write)
     return root
 
 
-def make_synthetic_folder(root: str | Path, *args, **kwargs) -> Path:
-    """:func:`_make_synthetic_folder` under the folder's generation lock."""
-    with _generating(Path(root)):
-        return _make_synthetic_folder(root, *args, **kwargs)
-
-
-def _make_synthetic_folder(root: str | Path, num_images: int = 240, size_range: tuple[int, int] = (96, 160),
-                           seed: int = 0) -> Path:
-    """Writes (or reuses) a two-class set in a plain folder layout, as a data set of one's own often comes:
+def make_synthetic_folder(
+    root: str | Path, num_images: int = 240, size_range: tuple[int, int] = (96, 160), seed: int = 0
+) -> Path:
+    """Writes (or reuses, :func:`_write_set`) a two-class set in a plain folder layout, as a data set of one's own often comes:
     ``images/part_{a,b}/img_NNNN.jpg`` and ``masks/part_{a,b}/img_NNNN.png``, the masks 0 (background) and 255
     (object: any of the patterned shapes of the VOC-layout set, whatever its pattern), no validation folder.
     Returns ``root``."""
-    root = Path(root)
     params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "folder",
               "version": 1}
-    folders = ("images", "masks")
-    if _prepare(root, params, folders):
-        return root
-    tmp = root / "folder.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    for i in range(num_images):
-        image, label = render_sample(rng, size_range)
-        part = f"part_{'ab'[i % 2]}"
-        for folder in folders:
-            (tmp / folder / part).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp / "images" / part / f"img_{i:04d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
-        cv2.imwrite(str(tmp / "masks" / part / f"img_{i:04d}.png"), np.where(label > 0, 255, 0).astype(np.uint8))
-    for folder in folders:
-        (tmp / folder).rename(root / folder)
-    tmp.rmdir()
-    (root / MARKER).write_text(json.dumps({"params": params}, indent=1))
+
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        for i in range(num_images):
+            image, label = render_sample(rng, size_range)
+            part = f"part_{'ab'[i % 2]}"
+            for folder in ("images", "masks"):
+                (tmp / folder / part).mkdir(parents=True, exist_ok=True)
+            _write_jpeg(tmp / "images" / part / f"img_{i:04d}.jpg", image)
+            cv2.imwrite(str(tmp / "masks" / part / f"img_{i:04d}.png"), np.where(label > 0, 255, 0).astype(np.uint8))
+        return {}
+
+    root = Path(root)
+    _write_set(root, params, ("images", "masks"), write)
     return root
 
 
-def main(args: list[str]) -> None:
-    """``segkit data synthetic [--root DIR]``: the folder-layout demo set (demo_folder.yaml)."""
-    from jsonargparse import ArgumentParser
+class SyntheticVOCDataModule(VOCDataModule):
+    """The synthetic pattern data set (see :mod:`segkit.data.synthetic`), written under ``root`` on first use.
 
-    parser = ArgumentParser(prog="segkit data synthetic", description="Write the two-class demo set in a plain "
-                            "folder layout: images/part_{a,b}/*.jpg and masks/part_{a,b}/*.png (0/255).")
-    parser.add_argument("--root", default="data/synthetic_folder", help="the folder to write it in")
-    parser.add_argument("--num_images", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=0)
-    cfg = parser.parse_args(args)
-    root = make_synthetic_folder(cfg.root, cfg.num_images, seed=cfg.seed)
-    print(f"{cfg.num_images} images and their 0/255 masks in {root / 'images'} and {root / 'masks'}")
+    Args:
+        num_train: training images.
+        num_val: validation images.
+        size_range: min and max image side in pixels.
+        seed: generator seed; the same seed writes the same files.
+        **kwargs: the VOCDataModule arguments.
+    """
+
+    class_names = SYNTHETIC_CLASSES
+
+    def __init__(self, root: str = "data/synthetic_voc", num_train: int = 300, num_val: int = 60,
+                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, crop_size: int = 96,
+                 val_batch_size: int = 8, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
+        super().__init__(root=root, augmented=False, batch_size=batch_size, crop_size=crop_size,
+                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
+        self.num_train, self.num_val = num_train, num_val
+        self.size_range = tuple(size_range)
+        self.seed = seed
+
+    def prepare_data(self) -> None:
+        make_synthetic_voc(self.root, self.num_train, self.num_val, self.size_range, self.seed)
+
+
+class SyntheticCityscapesDataModule(CityscapesDataModule):
+    """The synthetic Cityscapes-layout set (:func:`segkit.data.synthetic.make_synthetic_cityscapes`),
+    written under ``root`` on first use.
+
+    Args:
+        num_train: training images.
+        num_val: validation images.
+        height: image height; images are 2:1 as Cityscapes.
+        seed: generator seed; the same seed writes the same files.
+        **kwargs: the CityscapesDataModule arguments.
+    """
+
+    def __init__(self, root: str = "data/synthetic_cityscapes", num_train: int = 24, num_val: int = 8,
+                 height: int = 128, seed: int = 0, batch_size: int = 4, crop_size: int = 128, val_batch_size: int = 2,
+                 num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
+        super().__init__(root=root, coarse=False, batch_size=batch_size, crop_size=crop_size,
+                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
+        self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
+
+    def prepare_data(self) -> None:
+        make_synthetic_cityscapes(self.root, self.num_train, self.num_val, self.height, self.seed)

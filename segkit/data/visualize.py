@@ -9,7 +9,7 @@ from PIL import Image
 
 from .base import IGNORE_INDEX
 from .cityscapes import cityscapes_palette
-from .voc import voc_palette
+from .palette import voc_palette
 
 PALETTES = {"voc": voc_palette, "cityscapes": cityscapes_palette}
 

@@ -12,28 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
 from .base import Sample, SegmentationDataset
+from .datamodule import SegmentationDataModule
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """The VOC colour map (n, 3) uint8: bits of the class index spread over R, G, B (VOCdevkit ``labelcolormap``)."""
-    palette = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
 
 
 def read_id_list(path: Path) -> list[str]:
@@ -76,3 +62,30 @@ class VOCSegmentation(SegmentationDataset):
         samples = [Sample(n, self.voc_dir / "JPEGImages" / f"{n}.jpg", self.voc_dir / mask_dir / f"{n}.png")
                    for n in names]
         super().__init__(samples, num_classes, transform)
+
+
+class VOCDataModule(SegmentationDataModule):
+    """Pascal VOC 2012 segmentation (21 classes); other arguments as :class:`SegmentationDataModule`.
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` (or that folder itself).
+        augmented: train on ``train_aug`` (10,582 images) with ``SegmentationClassAug`` masks instead of
+            ``train`` (1,464 images) with ``SegmentationClass``.
+        batch_size: the global training batch (16 in the paper), over all processes and accumulation steps.
+        crop_size: square training crop (513 in the paper).
+    """
+
+    class_names = VOC_CLASSES
+
+    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513,
+                 **kwargs) -> None:
+        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
+        self.augmented = augmented
+
+    def prepare_data(self) -> None:
+        find_voc_dir(self.root)  # fail early, with the expected layout, if the data is not there
+
+    def make_split(self, split: str, transform=None) -> VOCSegmentation:
+        if split == "train" and self.augmented:
+            return VOCSegmentation(self.root, "train_aug", "SegmentationClassAug", self.num_classes, transform)
+        return VOCSegmentation(self.root, split, "SegmentationClass", self.num_classes, transform)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint_file import CheckpointFileError, CheckpointNotFound, read_torch_file
+from ..io.torch_files import CheckpointFileError, CheckpointNotFound, read_torch_file
 from .xception import ARCHS, AlignedXception
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")

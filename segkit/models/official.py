@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tf_checkpoint import CheckpointError, TFCheckpoint
+from ..io.tf_bundle import CheckpointError, TFCheckpoint
 from .xception import ARCHS, AlignedXception
 
 # name pattern -> why it is not a model weight; matched against the whole variable name

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.base import IGNORE_INDEX
+from ..data.base import IGNORE_INDEX
 
 SMP_LOSSES = {"dice": smp.losses.DiceLoss, "focal": smp.losses.FocalLoss, "lovasz": smp.losses.LovaszLoss,
               "jaccard": smp.losses.JaccardLoss, "tversky": smp.losses.TverskyLoss}

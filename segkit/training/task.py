@@ -2,11 +2,11 @@
 
 Loss: pixel-wise cross-entropy ignoring label 255 (the paper's), optionally with hard-pixel mining (the official
 ``top_k_percent_pixels``: keep the largest k% of the pixel losses), class weights and label smoothing, alone or
-summed with smp's Dice, Focal, Lovasz, Jaccard or Tversky loss (:mod:`segkit.losses`). Optimizer: SGD with momentum 0.9 and
+summed with smp's Dice, Focal, Lovasz, Jaccard or Tversky loss (:mod:`segkit.training.losses`). Optimizer: SGD with momentum 0.9 and
 weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor depthwise
 weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
 linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split. A non-finite
-training loss stops training at its step (:class:`~segkit.checkpointing.LossWatch`); each step seeds dropout's
+training loss stops training at its step (:class:`~segkit.training.checkpoints.LossWatch`); each step seeds dropout's
 random numbers from (seed, step, rank), so a resumed run draws what the uninterrupted one drew.
 """
 from __future__ import annotations
@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpointing import LossWatch
-from .data.base import IGNORE_INDEX
-from .distributed import CPUSyncBatchNorm
-from .inference import label_maps
+from .checkpoints import LossWatch
+from ..data.base import IGNORE_INDEX
+from ..distributed import CPUSyncBatchNorm
+from ..inference import label_maps
 from .losses import SegmentationLoss, enet_class_weights
 from .optim import sgd_poly
-from .metrics import ConfusionMatrix, format_iou_table, segmentation_scores
-from .models import DeepLabV3Plus
+from ..metrics import ConfusionMatrix, format_iou_table, segmentation_scores
+from ..models import DeepLabV3Plus
 
 
 class SegmentationTask(L.LightningModule):
@@ -52,7 +52,7 @@ class SegmentationTask(L.LightningModule):
             ``jaccard``, ``tversky``), e.g. ``{cross_entropy: 1.0, dice: 0.5}``, or one name; default cross-entropy.
         loss_options: arguments of smp's losses, e.g. ``{focal: {gamma: 3.0}}``.
         class_weights: cross-entropy class weights: one per class, or ``auto`` (from the training set's class
-            pixel histogram, :func:`segkit.losses.enet_class_weights`; printed and logged when training starts).
+            pixel histogram, :func:`segkit.training.losses.enet_class_weights`; printed and logged when training starts).
         label_smoothing: label smoothing of the cross-entropy.
         freeze_bn: keep batch-norm statistics fixed during training (the official ``fine_tune_batch_norm=False``,
             for batches too small to estimate them, e.g. fine-tuning at OS8); scale and shift still train.
@@ -165,7 +165,7 @@ class SegmentationTask(L.LightningModule):
         self._loss_watch.check(self.trainer)  # a non-finite loss stops training at this step
 
     def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """This process's share of the loss of the global batch (see :class:`~segkit.losses.SegmentationLoss`)."""
+        """This process's share of the loss of the global batch (see :class:`~segkit.training.losses.SegmentationLoss`)."""
         world = self.trainer.world_size
         if world == 1:
             return self.criterion(logits, target)

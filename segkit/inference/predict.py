@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint_file import CheckpointFileError, read_checkpoint
-from .models import DeepLabV3Plus, fold_batchnorm
-from .models.decoder import resize
+from ..io.torch_files import CheckpointFileError, read_checkpoint
+from ..models import DeepLabV3Plus, fold_batchnorm
+from ..models.decoder import resize
 
 # the DeepLabV3Plus arguments that a segkit checkpoint's hyper-parameters hold (SegmentationTask's own names)
 MODEL_ARGS = ("num_classes", "encoder", "output_stride", "atrous_rates", "decoder_channels", "dropout")

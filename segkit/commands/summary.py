@@ -1,25 +1,11 @@
-"""Parameter and multiply-add counts of a DeepLabV3+ model at a given input size."""
+"""``segkit summary``: parameter and multiply-add counts of a DeepLabV3+ model at a given input size.
+
+    segkit summary --encoder xception65 --size 513
+"""
 from __future__ import annotations
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from .models import DeepLabV3Plus
-
-
-def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, int]:
-    """Multiply-adds of one forward pass, total and per top-level module.
-
-    Counted by PyTorch's FlopCounterMode, which counts convolutions and matrix products (FLOPs = 2 x MACs);
-    batch norm, activations, pooling and bilinear resizing are not counted.
-    """
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(batch, 3, *size))
-    flops = counter.get_flop_counts()
-    per_module = {name.split(".", 1)[1]: sum(v.values()) // 2 for name, v in flops.items() if name.count(".") == 1}
-    return {"total": counter.get_total_flops() // 2, **per_module}
+from ..models import DeepLabV3Plus
+from ..models.complexity import count_macs
 
 
 def summary(
@@ -48,3 +34,9 @@ def summary(
     total_params = sum(params.values())
     print(f"{'total':<10} {total_params / 1e6:11.2f} {macs['total'] / 1e9:14.2f}")
     return {"params": total_params, "macs": macs["total"]}
+
+
+def main(args: list[str]) -> None:
+    from jsonargparse import CLI
+
+    CLI(summary, args=args)

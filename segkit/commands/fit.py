@@ -1,18 +1,10 @@
-"""The ``segkit`` command: LightningCLI's fit/validate/test plus segkit's own commands.
+"""``segkit fit``, ``validate`` and ``test``: LightningCLI's subcommands on segkit's task and DataModules, with
+the class count and names linked from the data set, best and last checkpoints, SyncBatchNorm on any device and
+the run's config saved in its own folder.
 
     segkit fit --config voc.yaml --data.root DIR
     segkit validate --config voc.yaml --ckpt_path CKPT
-    segkit eval --config voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
-    segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
-    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
-    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml --output x65.ckpt
-    segkit summary --encoder xception65 --size 513
-    segkit data check --config cityscapes.yaml --data.root DIR
-    segkit data sbd --sbd_root DIR --voc_root DIR
-    segkit data synthetic --root DIR
-
-``--config`` takes a file, or the name of a config bundled with segkit when no such file exists (config_files.py).
-``segkit configs`` and ``segkit --version`` answer in segkit/__main__.py, without importing PyTorch.
+    segkit test --config voc.yaml --ckpt_path CKPT
 """
 from __future__ import annotations
 
@@ -20,20 +12,18 @@ import os
 import sys
 import warnings
 
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
-from . import __version__
-from .checkpoint_file import CheckpointFileError, read_checkpoint
-from .checkpointing import AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, own_run_folder
-from .data import SegmentationDataModule
-from .distributed import SyncBatchNormPlugin
-from .tf_checkpoint import CheckpointError
-from .config_files import config_sources, resolve_argv
-from .task import SegmentationTask
-from .wandb import finish_runs, wandb_run
+from .. import __version__
+from ..config_files import config_sources
+from ..data import SegmentationDataModule
+from ..distributed import SyncBatchNormPlugin
+from ..io.torch_files import read_checkpoint
+from ..training.checkpoints import AtomicCheckpointIO, GracefulStop, SegkitCheckpoint, own_run_folder
+from ..training.task import SegmentationTask
+from ..wandb import finish_runs, wandb_run
 
 
 def run_folder(trainer: Trainer) -> str:
@@ -223,69 +213,13 @@ def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
     return values
 
 
-def data_check(args: list[str]) -> None:
-    """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
-    from .data.check import check
-    from .losses import enet_class_weights
-    from .options import config_datamodule, data_config_parser
-
-    parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
-    datamodule = config_datamodule(parser, parser.parse_args(args))
-    sys.exit(1 if check(datamodule, enet_class_weights) else 0)
-
-
-# errors whose message says what is wrong: one line and exit status 1, the traceback only with --debug
-ONE_LINE_ERRORS = (CheckpointFileError, CheckpointError, Diverged, FileNotFoundError, FileExistsError, ValueError,
-                   MisconfigurationException)  # the last: Lightning's, e.g. an accelerator this machine lacks
-
-
-def main(args: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if args is None else args)
-    debug = "--debug" in argv or bool(os.environ.get("SEGKIT_DEBUG"))
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        run(argv)
-    except ONE_LINE_ERRORS as e:
-        if debug:
-            raise
-        command = " ".join(argv[:2] if argv[:1] == ["data"] else argv[:1])
-        sys.exit(f"segkit {command}: {one_line(e)} (--debug shows where)")
-
-
-def one_line(error: BaseException) -> str:
-    """The message; for an error raised in a DataLoader worker (PyTorch re-raises it with the worker's
-    traceback in the message), the original error's own message."""
-    message = str(error)
-    if "Original Traceback" in message:
-        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-    return message
-
-
-def run(argv: list[str]) -> None:
-    argv = resolve_argv(argv)  # --config NAME: a bundled config where no file NAME exists
-    if argv and argv[0] == "summary":
-        from jsonargparse import CLI
-
-        from .summary import summary
-
-        CLI(summary, args=argv[1:])
-        return
-    if argv and argv[0] in ("eval", "predict", "export", "convert"):  # predict: segkit's own, not LightningCLI's
-        from . import convert, evaluate, export, predict
-
-        {"eval": evaluate, "predict": predict, "export": export, "convert": convert}[argv[0]].main(argv[1:])
-        return
-    if argv and argv[0] == "data":
-        if len(argv) < 2 or argv[1] not in ("check", "sbd", "synthetic"):
-            sys.exit("usage: segkit data check --config FILE [--data.root DIR] | "
-                     "segkit data sbd --sbd_root DIR --voc_root DIR | segkit data synthetic [--root DIR]")
-        from .data import sbd, synthetic
-
-        {"check": data_check, "sbd": sbd.main, "synthetic": synthetic.main}[argv[1]](argv[2:])
-        return
-    SegkitCLI(SegmentationTask, SegmentationDataModule, subclass_mode_data=True, args_list=argv,
-              save_config_callback=SaveRunConfig, trainer_defaults={"callbacks": [GracefulStop()]})
-
-
-if __name__ == "__main__":
-    main()
+def main(argv: list[str]) -> None:
+    """``segkit fit|validate|test ...``: LightningCLI with segkit's task, DataModules and callbacks."""
+    SegkitCLI(
+        SegmentationTask,
+        SegmentationDataModule,
+        subclass_mode_data=True,
+        args_list=argv,
+        save_config_callback=SaveRunConfig,
+        trainer_defaults={"callbacks": [GracefulStop()]},
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .data import SegmentationDataModule
+from ..data import SegmentationDataModule
 
 # the sections of a segkit fit config that the data-only commands skip
 IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")

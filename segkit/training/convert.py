@@ -1,9 +1,4 @@
-"""``segkit convert``: an official TensorFlow DeepLab checkpoint (the model zoo's, g3doc/model_zoo.md) as a
-segkit checkpoint that every command takes with the same config:
-
-    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml \\
-        --output xception65_coco_voc_trainaug.ckpt
-    segkit eval --config voc.yaml --ckpt_path xception65_coco_voc_trainaug.ckpt
+"""An official TensorFlow DeepLab checkpoint (the model zoo's, g3doc/model_zoo.md) as a segkit checkpoint.
 
 The encoder, ASPP rates and the rest of the model come from the config's ``model`` section, the class count
 and names from its data set; the checkpoint must fit them (:func:`segkit.models.official.convert_tf_checkpoint`
@@ -14,32 +9,13 @@ An existing output file is never overwritten.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning
 
-from .checkpointing import save_atomic
-from .data import SegmentationDataModule
-from .models.official import CheckpointError, convert_tf_checkpoint, is_tf_checkpoint
+from ..data import SegmentationDataModule
+from ..io.torch_files import save_atomic
+from ..models.official import CheckpointError, convert_tf_checkpoint, is_tf_checkpoint
 from .task import SegmentationTask
-
-OTHER_SECTIONS = ("seed_everything", "trainer", "checkpoint", "optimizer", "lr_scheduler", "ckpt_path")
-
-
-def parser():
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    p = ArgumentParser(prog="segkit convert", description="Convert an official TensorFlow DeepLab checkpoint.")
-    p.add_argument("--config", action=ActionConfigFile, help="the segkit config the model is used with")
-    p.add_argument("--tf_checkpoint", type=str, required=True,
-                   help="checkpoint prefix as TensorFlow names it: .../model.ckpt for model.ckpt.index and "
-                        "model.ckpt.data-00000-of-00001")
-    p.add_argument("--output", type=str, required=True, help="the segkit checkpoint to write (.ckpt)")
-    p.add_class_arguments(SegmentationTask, "model", skip={"num_classes", "class_names"})
-    p.add_subclass_arguments(SegmentationDataModule, "data", required=True)
-    for other in OTHER_SECTIONS:
-        p.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
-    return p
 
 
 def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: SegmentationDataModule) -> str:
@@ -70,13 +46,3 @@ def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: Segme
     dropped = ", ".join(sorted(converted.dropped)) or "nothing"
     return (f"{tf_checkpoint} -> {out}: {converted.encoder}, {converted.num_classes} classes, "
             f"{len(converted.state)} variables converted; dropped {dropped}")
-
-
-def main(args: list[str]) -> None:
-    p = parser()
-    cfg = p.parse_args(args)
-    for section in OTHER_SECTIONS:  # a trainer's logger would be built (and W&B started) otherwise
-        cfg[section] = None
-    init = p.instantiate_classes(cfg, instantiate_groups=False)  # the DataModule; the model section stays args
-    # errors (CheckpointError, FileNotFoundError, FileExistsError) reach the user in one line through cli.main
-    print(convert(cfg.tf_checkpoint, cfg.output, dict(vars(init.model)), init.data), flush=True)

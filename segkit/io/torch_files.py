@@ -1,4 +1,5 @@
-"""Reading checkpoint and weight files with errors that say, in one line, which file and what is wrong.
+"""PyTorch checkpoint and weight files: read with errors that say, in one line, which file and what is wrong,
+and written atomically.
 
 PyTorch's own messages name neither the file nor the cause a user can act on: a truncated file gives
 "PytorchStreamReader failed reading zip archive", any other file "Weights only load failed ... Re-running
@@ -7,7 +8,9 @@ Files are always read with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -72,3 +75,31 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointFileError(f"{path} is not a segkit checkpoint (no state_dict; it holds {keys}): give a "
                                   "file written by segkit fit or segkit convert")
     return checkpoint
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp's is private)
+        os.close(fd)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power loss once the folder is synced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # folders cannot be opened for fsync on some systems

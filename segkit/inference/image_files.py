@@ -1,20 +1,13 @@
-"""``segkit predict``: segment your own images with a trained checkpoint.
-
-    segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
-    segkit predict --config cityscapes.yaml --ckpt_path CKPT --input "frames/**/*.png" --output out/ \\
-        --scales 0.75 1.0 1.25 --flip
+"""Segmenting files of images with a model: masks and overlays at each image's own resolution.
 
 For every image ``<stem>.png`` (class indices, a palette PNG coloured like the data set's masks) and
-``<stem>_overlay.jpg`` (the image blended with the colour mask) are written at the image's own resolution.
-The config's data section gives the normalization, the class names and the colours. Images of the same size
-are batched together (sorted by size first), so each prediction equals that of the image alone; an image
-that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
-all the others.
+``<stem>_overlay.jpg`` (the image blended with the colour mask) are written. Images of the same size are
+batched together (sorted by size first), so each prediction equals that of the image alone; an image that
+cannot be read is reported by name and skipped.
 """
 from __future__ import annotations
 
 import glob
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +16,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.base import read_image, write_label_png
-from .data.sampling import as_is
-from .data.visualize import save_overlay
-from .inference import load_inference_model, predict_labels
-from .options import add_inference_options, config_datamodule, inference_settings, model_parser
+from ..data.base import read_image, write_label_png
+from ..data.sampling import as_is
+from ..data.visualize import save_overlay
+from .predict import predict_labels
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 
 
 def find_images(spec: str) -> list[Path]:
@@ -54,8 +48,10 @@ def find_images(spec: str) -> list[Path]:
     return files
 
 
+
 def output_paths(folder: Path, image: Path) -> tuple[Path, Path]:
     return folder / f"{image.stem}.png", folder / f"{image.stem}_overlay.jpg"
+
 
 
 def header_size(path: Path) -> tuple[int, int]:
@@ -65,6 +61,7 @@ def header_size(path: Path) -> tuple[int, int]:
             return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - any failure is reported when the image itself is read
         return 0, 0
+
 
 
 class ImageFiles(Dataset):
@@ -84,11 +81,13 @@ class ImageFiles(Dataset):
         return {"index": index, "image": image, "input": self.transform(image=image)["image"]}
 
 
+
 def save_prediction(folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray) -> None:
     """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``."""
     mask_file, overlay_file = output_paths(folder, path)
     write_label_png(mask_file, pred, palette)
     save_overlay(overlay_file, image, pred, palette)
+
 
 
 def predict_folder(
@@ -135,42 +134,3 @@ def predict_folder(
         if pending:
             flush()
     return failed
-
-
-def parser():
-    from jsonargparse import ActionYesNo
-
-    p = model_parser("segkit predict", "Segment a folder of images with a checkpoint.")
-    p.add_argument("--input", type=str, required=True, help="an image folder, a glob pattern or one image")
-    p.add_argument("--output", type=str, required=True, help="folder for <stem>.png and <stem>_overlay.jpg")
-    add_inference_options(p)
-    p.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
-    p.add_argument("--num_workers", type=int, default=2, help="image-decoding processes")
-    p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
-    return p
-
-
-def main(args: list[str]) -> None:
-    from .data.transforms import eval_transform
-
-    p = parser()
-    cfg = p.parse_args(args)
-    if cfg.batch_size < 1:
-        p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
-    datamodule = config_datamodule(p, cfg)
-    files = find_images(cfg.input)
-    output = Path(cfg.output)
-    existing = [p for f in files for p in output_paths(output, f) if p.exists()]
-    if existing and not cfg.overwrite:
-        shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        sys.exit(f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
-                 "choose another --output or pass --overwrite")
-    model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    failed = predict_folder(model, files, output, eval_transform(datamodule.mean, datamodule.std), datamodule.palette,
-                            inference_settings(cfg), cfg.batch_size, cfg.num_workers, cfg.device)
-    print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
-    if failed:
-        print(f"segkit predict: {len(failed)} image(s) could not be read:", file=sys.stderr)
-        for _, reason in failed:
-            print(f"  {reason}", file=sys.stderr)
-        sys.exit(1)

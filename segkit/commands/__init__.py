@@ -1,0 +1,118 @@
+"""The ``segkit`` command, also ``python -m segkit``: one module of this package per command, each with its parser
+and ``main(args)``, and the one routing table, :data:`COMMANDS`. Nothing in the library imports this package.
+
+    segkit fit --config voc.yaml --data.root DIR
+    segkit validate --config voc.yaml --ckpt_path CKPT
+    segkit eval --config voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
+    segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
+    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
+    segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml --output x65.ckpt
+    segkit summary --encoder xception65 --size 513
+    segkit data check --config cityscapes.yaml --data.root DIR
+    segkit data sbd --sbd_root DIR --voc_root DIR
+    segkit data synthetic --root DIR
+    segkit configs [NAME]
+    segkit --version
+
+``--config`` takes a file, or the name of a config bundled with segkit when no such file exists
+(:mod:`segkit.config_files`). ``segkit --version`` and ``segkit configs`` answer without importing PyTorch
+(a second, not ten).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# command -> the module of this package that runs it; fit, validate and test are LightningCLI's subcommands, and
+# anything else (no command, --help, a misspelt one) goes to LightningCLI too, which lists the commands
+COMMANDS = {
+    "fit": "fit",
+    "validate": "fit",
+    "test": "fit",
+    "eval": "eval",
+    "predict": "predict",
+    "export": "export",
+    "convert": "convert",
+    "summary": "summary",
+    "data": "data",
+    "configs": "configs",
+}
+
+
+def main(args: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if args is None else args)
+    if sys.argv and sys.argv[0].endswith("__main__.py"):  # run as `python -m segkit`: its usage lines say so
+        sys.argv[0] = "python -m segkit"
+    if argv[:1] in (["--version"], ["-V"]):
+        print(version())
+        return
+    debug = "--debug" in argv or bool(os.environ.get("SEGKIT_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]
+    name = COMMANDS.get(argv[0] if argv else "", "fit")
+    try:
+        argv = resolve_argv(argv)  # --config NAME: a bundled config where no file NAME exists
+        command = importlib.import_module(f"{__name__}.{name}")
+        command.main(argv if name == "fit" else argv[1:])  # LightningCLI reads the subcommand itself
+    except Exception as e:
+        if debug or not _said_in_one_line(e):
+            raise
+        where = " ".join(argv[:2] if argv[:1] == ["data"] else argv[:1])
+        sys.exit(f"segkit {where}: {one_line(e)} (--debug shows where)")
+
+
+def version() -> str:
+    """segkit's version and those of what it runs on, for bug reports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"segkit {__version__} (torch {of('torch')}, lightning {of('lightning')}, Python {sys.version.split()[0]})"
+
+
+def resolve_argv(argv: list[str]) -> list[str]:
+    """The command line with every ``--config``/``-c`` value resolved by :func:`segkit.config_files.resolve`."""
+    from ..config_files import resolve
+
+    out, expect_value = [], False
+    for arg in argv:
+        if expect_value:
+            out.append(resolve(arg))
+            expect_value = False
+        elif arg in ("--config", "-c"):
+            out.append(arg)
+            expect_value = True
+        elif arg.startswith("--config="):
+            out.append("--config=" + resolve(arg[len("--config=") :]))
+        else:
+            out.append(arg)
+    return out
+
+
+def _said_in_one_line(error: Exception) -> bool:
+    """Errors whose message says what is wrong: one line and exit status 1, the traceback only with --debug.
+    segkit's checkpoint-file errors are ValueErrors; Lightning's MisconfigurationException is, for example, an
+    accelerator this machine lacks."""
+    if isinstance(error, (FileNotFoundError, FileExistsError, ValueError)):
+        return True
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from ..training.checkpoints import Diverged
+
+    return isinstance(error, (Diverged, MisconfigurationException))
+
+
+def one_line(error: BaseException) -> str:
+    """The message; for an error raised in a DataLoader worker (PyTorch re-raises it with the worker's
+    traceback in the message), the original error's own message."""
+    message = str(error)
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message

@@ -1,0 +1,95 @@
+"""Scoring a model, or a folder of prediction files, on a split the way the benchmarks do.
+
+One int64 confusion matrix over every pixel of the split, labels at full resolution (never resized). Under
+``torchrun`` each process scores its own images and the matrices are summed. Prediction files are named,
+encoded and read back as the config's DataModule declares (``datamodule.prediction_files``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import distributed
+from .data.predictions import PredictionFiles
+from .data.sampling import eval_sampler
+from .data.visualize import confusion_heatmap, save_overlay
+from .inference import predict_labels
+from .metrics import ConfusionMatrix, segmentation_scores
+
+
+def evaluate(
+    model: torch.nn.Module,
+    dataset,
+    num_classes: int,
+    settings: dict | None = None,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    save_predictions: Path | None = None,
+    files: PredictionFiles | None = None,
+    palette: np.ndarray | str = "voc",
+) -> torch.Tensor:
+    """The (K, K) confusion matrix of ``model`` on ``dataset`` (eval transform), one image at a time.
+
+    ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
+    With ``save_predictions``, each prediction is written there as ``files`` declares, with a colour overlay.
+    Under ``torchrun`` each process takes its own images (no image twice, none dropped) and the matrices are
+    summed across processes.
+    """
+    model = model.to(device).eval()
+    metric = ConfusionMatrix(num_classes).to(device)
+    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
+    if save_predictions is not None:
+        save_predictions.mkdir(parents=True, exist_ok=True)
+        files = files or PredictionFiles()
+    order = list(loader.sampler)  # dataset indices of this process's images
+    for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())):
+        image, mask = batch["image"].to(device), batch["mask"].to(device)
+        pred = predict_labels(model, image, **(settings or {}))[0]  # (H, W)
+        metric.update(pred[None], mask)
+        if save_predictions is not None:
+            labels = pred.cpu().numpy()
+            files.write(save_predictions, batch["name"][0], labels)
+            save_overlay(save_predictions / f"{batch['name'][0]}_overlay.jpg", dataset.load(index)[0], labels, palette)
+    return metric.compute().cpu()  # summed over processes
+
+
+
+def score_predictions(dataset, folder: Path, num_classes: int, files: PredictionFiles) -> ConfusionMatrix:
+    """Scores the prediction files in ``folder`` against the split's ground truth (no model).
+
+    Every process scores all files (reading PNGs is cheap), so the matrix is not summed across processes.
+    """
+    metric = ConfusionMatrix(num_classes, sync_on_compute=False)
+    for index, path in enumerate(tqdm(files.match(dataset.ids, folder), desc="score")):
+        _, gt = dataset.load(index)
+        pred = files.read(path, num_classes)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction {path} is {pred.shape}, its ground truth is {gt.shape}")
+        metric.update(torch.from_numpy(pred), torch.from_numpy(gt))
+    return metric
+
+
+
+def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict,
+                void: torch.Tensor | None = None) -> dict:
+    s = segmentation_scores(confmat, void)
+    return {
+        "mIoU": s["mIoU"],
+        "per_class_iou": {n: (None if np.isnan(v) else v) for n, v in zip(class_names, s["per_class_iou"].tolist())},
+        "pixel_accuracy": s["pixel_acc"],
+        "mean_accuracy": s["mean_acc"],
+        "fwIoU": s["fwIoU"],
+        **settings,
+    }
+
+
+
+def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
+    """``<prefix>.npy`` (raw counts) and ``<prefix>.png`` (rows normalized by ground-truth pixels, 16 px cells)."""
+    np.save(f"{prefix}.npy", confmat.numpy())
+    cv2.imwrite(f"{prefix}.png", cv2.cvtColor(confusion_heatmap(confmat), cv2.COLOR_RGB2BGR))
