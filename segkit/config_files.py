@@ -7,6 +7,7 @@ the same name in the working folder therefore always wins. Anything else that na
 lists the bundled names. Paths written inside a config (``data.root: data/synthetic_voc``) stay relative to the
 working folder, wherever the config itself lives.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,11 +56,16 @@ def resolve(value: str) -> str:
             return value + ".yaml"  # `--config voc` with a voc.yaml here: the local file wins here too
         if value.removesuffix(".yaml") in configs:
             return str(configs[value.removesuffix(".yaml")])
-        raise FileNotFoundError(f"--config {value}: no such file here and no bundled config of that name "
-                                f"(bundled: {names}; `segkit configs` lists them)")
+        raise FileNotFoundError(
+            f"--config {value}: no such file here and no bundled config of that name "
+            f"(bundled: {names}; `segkit configs` lists them)"
+        )
     base = os.path.basename(value)
-    hint = f"; segkit's own {base} is `--config {base}`" if base.endswith(".yaml") and \
-        base.removesuffix(".yaml") in configs else ""
+    hint = (
+        f"; segkit's own {base} is `--config {base}`"
+        if base.endswith(".yaml") and base.removesuffix(".yaml") in configs
+        else ""
+    )
     raise FileNotFoundError(f"--config {value}: no such file{hint} (bundled configs: {names})")
 
 
@@ -74,6 +80,9 @@ def config_sources(paths) -> list[str]:
             lines.append("--config given inline on the command line")
             continue
         path = os.path.abspath(str(path))
-        lines.append(f"--config {Path(path).name}: the config bundled with segkit {__version__} ({path})"
-                     if is_bundled(path) else f"--config {path}")
+        lines.append(
+            f"--config {Path(path).name}: the config bundled with segkit {__version__} ({path})"
+            if is_bundled(path)
+            else f"--config {path}"
+        )
     return lines

@@ -12,6 +12,7 @@ processes, so N devices normalize like one device with the whole batch. On GPUs 
 on CPUs (gloo) segkit uses :class:`CPUSyncBatchNorm`, the same computation with differentiable all-reduces:
 DDP on CPUs, and the CPU tests of what runs on GPUs, synchronize too.
 """
+
 from __future__ import annotations
 
 import os
@@ -144,8 +145,9 @@ def convert_sync_batchnorm(module: nn.Module, cpu: bool = False) -> nn.Module:
     for a model that runs on CPUs."""
     if not cpu:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return _replace_batchnorm(module, lambda m: not isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm)),
-                              CPUSyncBatchNorm)
+    return _replace_batchnorm(
+        module, lambda m: not isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm)), CPUSyncBatchNorm
+    )
 
 
 class SyncBatchNormPlugin(TorchSyncBatchNorm):

@@ -4,6 +4,7 @@ One int64 confusion matrix over every pixel of the split, labels at full resolut
 ``torchrun`` each process scores its own images and the matrices are summed. Prediction files are named,
 encoded and read back as the config's DataModule declares (``datamodule.prediction_files``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,6 @@ def evaluate(
     return metric.compute().cpu()  # summed over processes
 
 
-
 def score_predictions(dataset, folder: Path, num_classes: int, files: PredictionFiles) -> ConfusionMatrix:
     """Scores the prediction files in ``folder`` against the split's ground truth (no model).
 
@@ -74,9 +74,9 @@ def score_predictions(dataset, folder: Path, num_classes: int, files: Prediction
     return metric
 
 
-
-def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict,
-                void: torch.Tensor | None = None) -> dict:
+def scores_json(
+    confmat: torch.Tensor, class_names: list[str] | tuple[str, ...], settings: dict, void: torch.Tensor | None = None
+) -> dict:
     s = segmentation_scores(confmat, void)
     return {
         "mIoU": s["mIoU"],
@@ -86,7 +86,6 @@ def scores_json(confmat: torch.Tensor, class_names: list[str] | tuple[str, ...],
         "fwIoU": s["fwIoU"],
         **settings,
     }
-
 
 
 def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:

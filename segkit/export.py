@@ -10,6 +10,7 @@ ONNX files have a dynamic batch size, height and width unless ``dynamic=False``;
 size the model is traced with (and the only size a static model takes). TorchScript is traced: its shape
 arithmetic is recorded, so it also takes other sizes.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
 FORMATS = ("onnx", "torchscript")
-
 
 
 def metadata(class_names, mean, std, output_stride: int, encoder: str) -> dict:
@@ -38,9 +37,9 @@ def metadata(class_names, mean, std, output_stride: int, encoder: str) -> dict:
     }
 
 
-
-def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dict, dynamic: bool = True,
-                opset: int = 18) -> None:
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, output: Path, meta: dict, dynamic: bool = True, opset: int = 18
+) -> None:
     """ONNX with PyTorch's exporter (torch.export based); metadata under the ``segkit`` key."""
     try:
         import onnx
@@ -48,18 +47,32 @@ def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dic
     except ImportError as e:
         raise ImportError(f"ONNX export needs onnx and onnxscript: pip install 'segkit[export]' ({e})") from None
     if not hasattr(torch.export.Dim, "DYNAMIC"):
-        raise RuntimeError(f"ONNX export needs PyTorch 2.6 or newer (torch.onnx.export(dynamo=True) with dynamic "
-                           f"shapes); this is {torch.__version__}. TorchScript export works with it.")
+        raise RuntimeError(
+            f"ONNX export needs PyTorch 2.6 or newer (torch.onnx.export(dynamo=True) with dynamic "
+            f"shapes); this is {torch.__version__}. TorchScript export works with it."
+        )
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's progress and deprecation chatter
-        program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["logits"],
-                                    dynamic_shapes=(dims,) if dynamic else None,
-                                    opset_version=opset, dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=(dims,) if dynamic else None,
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
     proto = program.model_proto
     if dynamic:  # the exporter names the symbolic sizes s0, s1...: call them what they are
-        names = {d.dim_param: name for d, name in zip(proto.graph.input[0].type.tensor_type.shape.dim,
-                                                      ("batch", "channels", "height", "width")) if d.dim_param}
+        names = {
+            d.dim_param: name
+            for d, name in zip(
+                proto.graph.input[0].type.tensor_type.shape.dim, ("batch", "channels", "height", "width")
+            )
+            if d.dim_param
+        }
         for info in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
             for d in info.type.tensor_type.shape.dim:
                 if d.dim_param in names:  # (assigning dim_param would erase a fixed dim_value)
@@ -69,7 +82,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, output: Path, meta: dic
     onnx.save(proto, str(output))
 
 
-
 def export_torchscript(model: nn.Module, example: torch.Tensor, output: Path, meta: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints taken from shapes
@@ -77,9 +89,9 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, output: Path, me
     torch.jit.save(traced, str(output), _extra_files={"segkit.json": json.dumps(meta)})
 
 
-
-def export(model: nn.Module, fmt: str, output: Path, meta: dict, height: int = 513, width: int = 513,
-           dynamic: bool = True) -> None:
+def export(
+    model: nn.Module, fmt: str, output: Path, meta: dict, height: int = 513, width: int = 513, dynamic: bool = True
+) -> None:
     """Writes ``model`` (eval mode, float32, CPU) as ``fmt``; never replaces an existing file."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")

@@ -4,6 +4,7 @@ As the Pascal VOC and Cityscapes benchmarks do, IoU is computed per class from t
 over every pixel of every image (and across processes), never averaged over batches or images. A class
 absent from both the ground truth and the predictions has no IoU (NaN) and is left out of the mean.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,7 @@ class ConfusionMatrix(Metric):
     def __init__(self, num_classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
-                       dist_reduce_fx="sum")
+        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("void", default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
@@ -45,7 +45,7 @@ class ConfusionMatrix(Metric):
         index = torch.where(labelled & predicted, target * k + preds, torch.where(labelled, k * k + target, k * k + k))
         counts = torch.bincount(index, minlength=k * k + k + 1)
         self.confmat += counts[: k * k].reshape(k, k)
-        self.void += counts[k * k: k * k + k]
+        self.void += counts[k * k : k * k + k]
 
     def compute(self) -> torch.Tensor:
         return self.confmat
@@ -78,8 +78,9 @@ def segmentation_scores(confmat: torch.Tensor, void: torch.Tensor | None = None)
     }
 
 
-def format_iou_table(class_names: list[str] | tuple[str, ...], scores: dict, prefix: str = "val",
-                     heading: str = "") -> str:
+def format_iou_table(
+    class_names: list[str] | tuple[str, ...], scores: dict, prefix: str = "val", heading: str = ""
+) -> str:
     """A plain-text table of per-class IoU and accuracy (in %) followed by the summary metrics."""
     width = max(14, *(len(n) for n in class_names))
     lines = [heading or f"{prefix}: per-class IoU", f"{'class':<{width}}  {'IoU':>7}  {'acc':>7}", "-" * (width + 18)]

@@ -19,6 +19,7 @@
 
 (``import wandb`` inside this module is the wandb package: imports are absolute.)
 """
+
 from __future__ import annotations
 
 import netrc
@@ -80,8 +81,16 @@ class WandbLogger(_LightningWandbLogger):
         **kwargs: passed to Lightning's ``WandbLogger`` and ``wandb.init``.
     """
 
-    def __init__(self, project: str = "segkit", name: str | None = None, tags: list[str] | None = None,
-                 save_dir: str = ".", log_model: bool | str = False, offline: bool | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        project: str = "segkit",
+        name: str | None = None,
+        tags: list[str] | None = None,
+        save_dir: str = ".",
+        log_model: bool | str = False,
+        offline: bool | None = None,
+        **kwargs,
+    ) -> None:
         reason = offline_reason() if offline is None else ("offline=True" if offline else None)
         if reason is not None and os.environ.get("WANDB_MODE", "").lower() != "disabled":
             kwargs["mode"] = "offline"  # wandb's own switch: unlike Lightning's `offline`, it allows log_model
@@ -125,13 +134,16 @@ def iou_table(class_names, scores: dict):
     """A ``wandb.Table`` (class, IoU, accuracy; NaN for classes absent from ground truth and prediction)."""
     import wandb
 
-    rows = [[name, float(iou), float(acc)] for name, iou, acc in
-            zip(class_names, scores["per_class_iou"].tolist(), scores["per_class_acc"].tolist())]
+    rows = [
+        [name, float(iou), float(acc)]
+        for name, iou, acc in zip(class_names, scores["per_class_iou"].tolist(), scores["per_class_acc"].tolist())
+    ]
     return wandb.Table(columns=["class", "IoU", "accuracy"], data=rows)
 
 
-def mask_image(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, class_names, caption: str,
-               max_side: int = 640):
+def mask_image(
+    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, class_names, caption: str, max_side: int = 640
+):
     """A ``wandb.Image`` with ground-truth and prediction masks (class labels, 255 as "ignored"), downsized so
     that its longer side is at most ``max_side``."""
     import wandb
@@ -225,15 +237,29 @@ class WandbDashboard(L.Callback):
             run.summary["best/step"] = trainer.global_step
 
 
-def log_eval(project: str | None, run_id: str | None, confmat: torch.Tensor, void: torch.Tensor | None,
-             class_names, settings: dict, result: dict, samples: list) -> None:
+def log_eval(
+    project: str | None,
+    run_id: str | None,
+    confmat: torch.Tensor,
+    void: torch.Tensor | None,
+    class_names,
+    settings: dict,
+    result: dict,
+    samples: list,
+) -> None:
     """``segkit eval``'s results (``eval/...``: table, chart, confusion matrix, sample predictions, scores in the
     summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run)."""
     import wandb
 
     reason = offline_reason()
-    run = wandb.init(project=project, id=run_id, resume="allow" if run_id else None, job_type="eval",
-                     mode="offline" if reason else None, config={"eval": settings})
+    run = wandb.init(
+        project=project,
+        id=run_id,
+        resume="allow" if run_id else None,
+        job_type="eval",
+        mode="offline" if reason else None,
+        config={"eval": settings},
+    )
     run.log(panels("eval", confmat, segmentation_scores(confmat, void), class_names, samples))
     run.summary.update({f"eval/{k}": result[k] for k in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")})
     run.summary.update({f"eval/IoU/{k}": v for k, v in result["per_class_iou"].items()})

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny synthetic data sets in the real on-disk layouts (written by segkit itself) and briefly
 trained checkpoints; and the helpers test modules import (``from conftest import segkit, TINY_VOC_ARGS``)."""
+
 import os
 import subprocess
 import sys
@@ -17,9 +18,22 @@ CONFIGS = REPO / "configs"
 
 # a `segkit fit|validate` on the tiny VOC set: the small encoder, small crops, one process, no downloads
 TINY_VOC_ARGS = (
-    "--data.num_workers", "0", "--data.batch_size", "4", "--data.crop_size", "48", "--model.encoder", "xception_tiny",
-    "--model.decoder_channels", "32", "--model.pretrained", "null", "--trainer.accelerator", "cpu",
-    "--trainer.enable_progress_bar", "false",
+    "--data.num_workers",
+    "0",
+    "--data.batch_size",
+    "4",
+    "--data.crop_size",
+    "48",
+    "--model.encoder",
+    "xception_tiny",
+    "--model.decoder_channels",
+    "32",
+    "--model.pretrained",
+    "null",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
 )
 
 
@@ -104,6 +118,7 @@ def official(tmp_path_factory):
         if not (root / arch / "model.ckpt.index").exists():
             python(REPO / "tests" / "official_tf.py", root, "41,65,71", "513,320", "16,8", cwd=root, check=True)
         return str(root / arch / "model.ckpt")
+
     return reference
 
 
@@ -154,9 +169,16 @@ def checkpoint(tiny_voc, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("checkpoint")
     L.seed_everything(0)
     task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
-    trainer = L.Trainer(max_steps=15, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
-                        enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_steps=15,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp,
+        enable_checkpointing=False,
+    )
     trainer.fit(task, VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=0))
     ckpt = tmp / "model.ckpt"
     trainer.save_checkpoint(ckpt)

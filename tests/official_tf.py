@@ -15,12 +15,13 @@ them. Usage (in a subprocess: TensorFlow and PyTorch are not loaded into one pro
 
     python official_tf.py ROOT ARCH,ARCH,... SIZE,SIZE,... OS,OS,...     (ARCH: 41, 65, 71)
 
-writes, for each ARCH into OUT = ``ROOT/xception<ARCH>``: ``OUT/model.ckpt`` (plus ``global_step`` and a ``Momentum`` slot, which a converter must drop),
-``OUT/image_<size>.npy`` (NCHW, normalized) and ``OUT/logits_<size>_os<os>.npy`` (NCHW, at the input size);
-and the official evaluation of a 150x119 image (``eval_image.npy``) padded to a 193x193 eval crop, output
-stride 16, scales 0.5/0.75/1.0/1.25 with flips: ``eval_probs.npy`` (the averaged probabilities, cropped to
-the image).
+writes, for each ARCH into OUT = ``ROOT/xception<ARCH>``: ``OUT/model.ckpt`` (plus ``global_step`` and a
+``Momentum`` slot, which a converter must drop), ``OUT/image_<size>.npy`` (NCHW, normalized) and
+``OUT/logits_<size>_os<os>.npy`` (NCHW, at the input size); and the official evaluation of a 150x119 image
+(``eval_image.npy``) padded to a 193x193 eval crop, output stride 16, scales 0.5/0.75/1.0/1.25 with flips:
+``eval_probs.npy`` (the averaged probabilities, cropped to the image).
 """
+
 import os
 import sys
 
@@ -76,9 +77,14 @@ class Graph:
     def batch_norm(self, x, eps):
         with self.scoped("BatchNorm"):
             c = x.shape[-1]
-            return tf.nn.batch_normalization(x, self.var("moving_mean", (c,), "mean"),
-                                             self.var("moving_variance", (c,), "variance"),
-                                             self.var("beta", (c,), "beta"), self.var("gamma", (c,), "gamma"), eps)
+            return tf.nn.batch_normalization(
+                x,
+                self.var("moving_mean", (c,), "mean"),
+                self.var("moving_variance", (c,), "variance"),
+                self.var("beta", (c,), "beta"),
+                self.var("gamma", (c,), "gamma"),
+                eps,
+            )
 
     def conv2d(self, x, depth, k, scope, stride=1, rate=1, padding="SAME", eps=None, relu=False, bias=False):
         """slim.conv2d: conv -> batch norm (``eps``) or biases -> optional ReLU."""
@@ -114,8 +120,14 @@ class Graph:
         if stride == 1:
             x = self.depthwise(x, scope + "_depthwise", rate=rate, relu=relu)
         else:
-            x = self.depthwise(self.fixed_padding(x, 3, rate), scope + "_depthwise", stride=stride, rate=rate,
-                               padding="VALID", relu=relu)
+            x = self.depthwise(
+                self.fixed_padding(x, 3, rate),
+                scope + "_depthwise",
+                stride=stride,
+                rate=rate,
+                padding="VALID",
+                relu=relu,
+            )
         return self.conv2d(x, depth, 1, scope + "_pointwise", eps=ENCODER_EPS, relu=relu)
 
     def xception_module(self, x, depth_list, skip, stride, rate, act_in_separable, end_points, name):
@@ -124,8 +136,14 @@ class Graph:
             for i in range(3):
                 if not act_in_separable:
                     residual = tf.nn.relu(residual)
-                residual = self.separable_conv2d_same(residual, depth_list[i], stride if i == 2 else 1, rate,
-                                                      f"separable_conv{i + 1}", relu=act_in_separable)
+                residual = self.separable_conv2d_same(
+                    residual,
+                    depth_list[i],
+                    stride if i == 2 else 1,
+                    rate,
+                    f"separable_conv{i + 1}",
+                    relu=act_in_separable,
+                )
                 if i == 1:
                     end_points[f"{name}/xception_module/separable_conv2_pointwise"] = residual
             if skip == "conv":
@@ -137,15 +155,26 @@ class Graph:
 
     def xception(self, x, arch, output_stride, end_points):
         """Blocks of xception_41/65/71: (scope, depth_list, skip, act_in_separable, units, stride)."""
-        entry = {41: [(128, 2), (256, 2), (728, 2)], 65: [(128, 2), (256, 2), (728, 2)],
-                 71: [(128, 2), (256, 1), (256, 2), (728, 1), (728, 2)]}[arch]
+        entry = {
+            41: [(128, 2), (256, 2), (728, 2)],
+            65: [(128, 2), (256, 2), (728, 2)],
+            71: [(128, 2), (256, 1), (256, 2), (728, 1), (728, 2)],
+        }[arch]
         blocks = [(f"entry_flow/block{i + 1}", [d] * 3, "conv", False, 1, s) for i, (d, s) in enumerate(entry)]
         blocks.append(("middle_flow/block1", [728] * 3, "sum", False, {41: 8, 65: 16, 71: 16}[arch], 1))
         blocks.append(("exit_flow/block1", [728, 1024, 1024], "conv", False, 1, 2))
         blocks.append(("exit_flow/block2", [1536, 1536, 2048], "none", True, 1, 1))
         with self.scoped(f"xception_{arch}"):
-            x = self.conv2d(self.fixed_padding(x, 3), 32, 3, "entry_flow/conv1_1", stride=2, padding="VALID",
-                            eps=ENCODER_EPS, relu=True)  # resnet_utils.conv2d_same
+            x = self.conv2d(
+                self.fixed_padding(x, 3),
+                32,
+                3,
+                "entry_flow/conv1_1",
+                stride=2,
+                padding="VALID",
+                eps=ENCODER_EPS,
+                relu=True,
+            )  # resnet_utils.conv2d_same
             x = self.conv2d(x, 64, 3, "entry_flow/conv1_2", eps=ENCODER_EPS, relu=True)
             current_stride, rate = 2, 1  # stack_blocks_dense, with output_stride halved for the stem
             for scope, depths, skip, act, units, stride in blocks:
@@ -167,8 +196,9 @@ class Graph:
 
     def logits(self, images, arch, output_stride, num_classes):
         """predict_labels' logits: _get_logits resized to the input."""
-        return tf.compat.v1.image.resize_bilinear(self.stride4_logits(images, arch, output_stride, num_classes),
-                                                  images.shape[1:3], align_corners=True)
+        return tf.compat.v1.image.resize_bilinear(
+            self.stride4_logits(images, arch, output_stride, num_classes), images.shape[1:3], align_corners=True
+        )
 
     def multi_scale_probs(self, images, arch, output_stride, num_classes, scales, flip):
         """predict_labels_multi_scale's averaged probabilities (before its argmax): per scale (and flip),
@@ -180,11 +210,13 @@ class Graph:
                 inputs = tf.reverse(images, [2]) if flipped else images
                 if scale != 1.0:  # multi_scale_logits
                     inputs = tf.compat.v1.image.resize_bilinear(
-                        inputs, [scale_dimension(crop_h, scale), scale_dimension(crop_w, scale)], align_corners=True)
+                        inputs, [scale_dimension(crop_h, scale), scale_dimension(crop_w, scale)], align_corners=True
+                    )
                 logits = self.stride4_logits(inputs, arch, output_stride, num_classes)
                 big = max(1.0, scale) / 4
                 logits = tf.compat.v1.image.resize_bilinear(
-                    logits, [scale_dimension(crop_h, big), scale_dimension(crop_w, big)], align_corners=True)
+                    logits, [scale_dimension(crop_h, big), scale_dimension(crop_w, big)], align_corners=True
+                )
                 logits = tf.compat.v1.image.resize_bilinear(logits, [crop_h, crop_w], align_corners=True)
                 probs.append(tf.nn.softmax(tf.reverse(logits, [2]) if flipped else logits))
         return tf.reduce_mean(tf.stack(probs), axis=0)
@@ -235,12 +267,20 @@ def main(out, arch, sizes, strides, num_classes=21):
     names = dict(graph.variables)
     names["global_step"] = tf.constant(np.int64(30000))
     names["logits/semantic/weights/Momentum"] = tf.zeros_like(graph.variables["logits/semantic/weights"])
-    tf.raw_ops.SaveV2(prefix=f"{out}/model.ckpt", tensor_names=list(names), shape_and_slices=[""] * len(names),
-                      tensors=list(names.values()))
+    tf.raw_ops.SaveV2(
+        prefix=f"{out}/model.ckpt",
+        tensor_names=list(names),
+        shape_and_slices=[""] * len(names),
+        tensors=list(names.values()),
+    )
     print(len(graph.variables), "variables")
 
 
 if __name__ == "__main__":
     for arch in sys.argv[2].split(","):  # OUT/xception<arch>/...
-        main(f"{sys.argv[1]}/xception{arch}", int(arch), [int(s) for s in sys.argv[3].split(",")],
-             [int(s) for s in sys.argv[4].split(",")])
+        main(
+            f"{sys.argv[1]}/xception{arch}",
+            int(arch),
+            [int(s) for s in sys.argv[3].split(",")],
+            [int(s) for s in sys.argv[4].split(",")],
+        )

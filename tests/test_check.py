@@ -1,4 +1,5 @@
 """`segkit data check`: finds every planted problem (exit 1) and passes a clean tree (exit 0)."""
+
 import shutil
 
 import numpy as np
@@ -35,7 +36,9 @@ def test_planted_voc_problems_are_all_found(tiny_voc, tmp_path, capsys):
     (voc / "JPEGImages" / f"{ids[1]}.jpg").write_bytes(b"not an image at all")  # corrupt JPEG
     png = voc / "SegmentationClass" / f"{ids[2]}.png"
     png.write_bytes(png.read_bytes()[:-40])  # truncated PNG
-    write_label_png(voc / "SegmentationClass" / f"{ids[3]}.png", np.zeros((7, 9), np.uint8), voc_palette())  # size mismatch
+    write_label_png(
+        voc / "SegmentationClass" / f"{ids[3]}.png", np.zeros((7, 9), np.uint8), voc_palette()
+    )  # size mismatch
     with Image.open(voc / "SegmentationClass" / f"{ids[4]}.png") as im:
         bad = np.array(im)
     bad[0, 0] = 33

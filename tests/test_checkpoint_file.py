@@ -1,13 +1,14 @@
 """segkit.io.torch_files and every command that takes a checkpoint: a missing, empty, truncated, foreign or
 mismatching file is one line that names the file and what is wrong, exit status 1, no traceback."""
+
 import pickle
 
 import pytest
 import torch
 from conftest import CONFIGS, TINY_VOC_ARGS, segkit
 
-from segkit.io.torch_files import CheckpointFileError, read_checkpoint, read_torch_file
 from segkit.commands import main
+from segkit.io.torch_files import CheckpointFileError, read_checkpoint, read_torch_file
 
 
 class Foreign:  # a pickled object of a class: what weights_only=True refuses
@@ -31,7 +32,7 @@ CASES = {
     "missing.ckpt": r"checkpoint not found: .*missing\.ckpt",
     "empty.ckpt": r"checkpoint .*empty\.ckpt is empty \(0 bytes\)",
     "truncated.ckpt": r"checkpoint .*truncated\.ckpt is truncated or corrupt \(\d+ bytes; its writing was probably "
-                      r"interrupted\)",
+    r"interrupted\)",
     "notes.ckpt": r"checkpoint .*notes\.ckpt is not a PyTorch file \(a text file, 17 bytes\)",
     "image.ckpt": r"checkpoint .*image\.ckpt is not a PyTorch file \(a file starting with b'\\x89PNG'",
     "foreign.ckpt": r"checkpoint .*foreign\.ckpt holds Python objects other than tensors and plain values",
@@ -60,8 +61,16 @@ def test_every_command_reports_a_bad_checkpoint_in_one_line(bad_files, tiny_voc,
     bad = bad_files / "truncated.ckpt"
     commands = {
         "eval": ["eval", *config, "--ckpt_path", bad, "--device", "cpu"],
-        "predict": ["predict", *config, "--ckpt_path", bad, "--input", tiny_voc / "VOCdevkit/VOC2012/JPEGImages",
-                    "--output", tmp_path / "p"],
+        "predict": [
+            "predict",
+            *config,
+            "--ckpt_path",
+            bad,
+            "--input",
+            tiny_voc / "VOCdevkit/VOC2012/JPEGImages",
+            "--output",
+            tmp_path / "p",
+        ],
         "export": ["export", *config, "--ckpt_path", bad, "--format", "onnx", "--output", tmp_path / "m.onnx"],
         "validate": ["validate", *config, *TINY_VOC_ARGS, "--ckpt_path", bad, "--trainer.logger", "false"],
         "fit": ["fit", *config, *TINY_VOC_ARGS, "--ckpt_path", bad, "--trainer.logger", "false"],
@@ -76,21 +85,36 @@ def test_checkpoints_that_do_not_fit_the_config(checkpoint, tiny_voc):
     --model.encoder that the checkpoint's own would silently replace."""
     common = ["validate", *TINY_VOC_ARGS, "--ckpt_path", checkpoint, "--trainer.logger", "false"]
     message = _one_line([*common, "--config", CONFIGS / "cityscapes.yaml", "--data.root", tiny_voc])
-    assert message == (f"segkit validate: checkpoint {checkpoint} predicts 21 classes, the config's data set has 19: "
-                       "use the config the model was trained with")
-    message = _one_line([*common, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc,
-                         "--model.encoder", "xception41"])
-    assert message == (f"segkit validate: --model.encoder xception41 differs from the checkpoint's xception_tiny "
-                       f"({checkpoint}), which would replace it: drop the option or give another checkpoint")
+    assert message == (
+        f"segkit validate: checkpoint {checkpoint} predicts 21 classes, the config's data set has 19: "
+        "use the config the model was trained with"
+    )
+    message = _one_line(
+        [*common, "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--model.encoder", "xception41"]
+    )
+    assert message == (
+        f"segkit validate: --model.encoder xception41 differs from the checkpoint's xception_tiny "
+        f"({checkpoint}), which would replace it: drop the option or give another checkpoint"
+    )
 
 
 def test_traceback_only_with_debug(bad_files, tiny_voc, tmp_path):
-    argv = ["eval", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--ckpt_path",
-            bad_files / "empty.ckpt", "--device", "cpu"]
+    argv = [
+        "eval",
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        "--ckpt_path",
+        bad_files / "empty.ckpt",
+        "--device",
+        "cpu",
+    ]
     plain = segkit(*argv, cwd=tmp_path)  # the command as users run it: status 1, one line, no traceback
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert plain.stderr.strip().splitlines() == [
         f"segkit eval: checkpoint {bad_files / 'empty.ckpt'} is empty (0 bytes): its writing was interrupted; use "
-        "another (--debug shows where)"]
+        "another (--debug shows where)"
+    ]
     with pytest.raises(CheckpointFileError, match="is empty"):  # --debug: the exception itself, with its traceback
         main([str(a) for a in argv] + ["--debug"])

@@ -1,6 +1,7 @@
 """segkit.training.checkpoints and the training safeguards: last.ckpt always the newest state, atomic writes that a
 kill cannot truncate, a clean stop on SIGINT/SIGTERM, training stopped on a non-finite loss with nothing
 non-finite saved, and exact resume with dropout."""
+
 import os
 import signal
 import threading
@@ -13,27 +14,49 @@ import torch
 import torch.multiprocessing as mp
 from conftest import SignalAt
 
-from segkit.io.torch_files import save_atomic
-from segkit.training.checkpoints import (AtomicCheckpointIO, Diverged, GracefulStop, SegkitCheckpoint, finite_model,
-                                         own_run_folder)
 from segkit.data import SyntheticVOCDataModule
+from segkit.io.torch_files import save_atomic
+from segkit.training.checkpoints import (
+    AtomicCheckpointIO,
+    Diverged,
+    GracefulStop,
+    SegkitCheckpoint,
+    finite_model,
+    own_run_folder,
+)
 from segkit.training.task import SegmentationTask
 
 
 def _data(root):
-    return SyntheticVOCDataModule(root=str(root), num_train=12, num_val=3, size_range=(64, 80), seed=1, batch_size=4,
-                                  val_batch_size=3, crop_size=48, num_workers=0)
+    return SyntheticVOCDataModule(
+        root=str(root),
+        num_train=12,
+        num_val=3,
+        size_range=(64, 80),
+        seed=1,
+        batch_size=4,
+        val_batch_size=3,
+        crop_size=48,
+        num_workers=0,
+    )
 
 
 def _task(**kw):
-    return SegmentationTask(**{"num_classes": 5, "encoder": "xception_tiny", "decoder_channels": 32, "lr": 0.01,
-                               **kw})
+    return SegmentationTask(**{"num_classes": 5, "encoder": "xception_tiny", "decoder_channels": 32, "lr": 0.01, **kw})
 
 
 def _trainer(tmp_path, callbacks=(), checkpoint=None, **kw):
-    kw = {"max_steps": 6, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-          "enable_model_summary": False, "num_sanity_val_steps": 0, "default_root_dir": tmp_path,
-          "plugins": [AtomicCheckpointIO()], **kw}
+    kw = {
+        "max_steps": 6,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": tmp_path,
+        "plugins": [AtomicCheckpointIO()],
+        **kw,
+    }
     if checkpoint is not None:
         callbacks = [*callbacks, checkpoint]
     return L.Trainer(callbacks=list(callbacks), enable_checkpointing=checkpoint is not None, **kw)
@@ -58,8 +81,9 @@ def test_last_checkpoint_is_the_newest_state_also_when_the_score_falls(tmp_path)
         folder = tmp_path / cls.__name__
         checkpoint = cls(dirpath=folder, monitor="val/score", mode="max", save_last=True, filename="best-{step}")
         task = _FallingScore(num_classes=5, encoder="xception_tiny", decoder_channels=32)
-        _trainer(tmp_path, checkpoint=checkpoint, val_check_interval=2, check_val_every_n_epoch=None,
-                 max_steps=5).fit(task, _data(data))  # validations at steps 2 and 4; the end at 5
+        _trainer(tmp_path, checkpoint=checkpoint, val_check_interval=2, check_val_every_n_epoch=None, max_steps=5).fit(
+            task, _data(data)
+        )  # validations at steps 2 and 4; the end at 5
         best = [p.name for p in folder.glob("best-*.ckpt")]
         assert best == ["best-step=2.ckpt"]
         if cls is SegkitCheckpoint:
@@ -102,13 +126,15 @@ def test_signal_stops_after_the_step_saves_last_and_resumes_exactly(tmp_path, si
     first = _task()
     checkpoint = SegkitCheckpoint(dirpath=tmp_path / "run", save_last=True, save_top_k=0)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # ignored under nohup
-    _trainer(tmp_path, [SignalAt(3, signum), GracefulStop()], checkpoint, precision="64-true",
-             limit_val_batches=0).fit(first, _data(data))
+    _trainer(tmp_path, [SignalAt(3, signum), GracefulStop()], checkpoint, precision="64-true", limit_val_batches=0).fit(
+        first, _data(data)
+    )
     out = capsys.readouterr().out
     last = tmp_path / "run" / "last.ckpt"
     assert f"{signal.Signals(signum).name} received: stopping after this training step" in out
-    assert f"stopped at step 3 ({signal.Signals(signum).name}); resume with the same command and --ckpt_path {last}" \
-        in out
+    assert (
+        f"stopped at step 3 ({signal.Signals(signum).name}); resume with the same command and --ckpt_path {last}" in out
+    )
     assert _step(last) == 3
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # handlers given back
 
@@ -126,10 +152,14 @@ def test_divergence_stops_training_and_nothing_non_finite_is_saved(tmp_path):
     L.seed_everything(0)
     task = _task(lr=1e6)
     checkpoint = SegkitCheckpoint(dirpath=tmp_path / "run", monitor="val/mIoU", mode="max", save_last=True)
-    with pytest.raises(Diverged, match=r"training diverged at step (\d+): the weights are no longer finite\. "
-                                       r"Training stopped and the diverged weights were not saved") as err:
-        _trainer(tmp_path, checkpoint=checkpoint, val_check_interval=1, check_val_every_n_epoch=None,
-                 max_steps=60).fit(task, _data(tmp_path / "data"))
+    with pytest.raises(
+        Diverged,
+        match=r"training diverged at step (\d+): the weights are no longer finite\. "
+        r"Training stopped and the diverged weights were not saved",
+    ) as err:
+        _trainer(tmp_path, checkpoint=checkpoint, val_check_interval=1, check_val_every_n_epoch=None, max_steps=60).fit(
+            task, _data(tmp_path / "data")
+        )
     step = int(str(err.value).split(" at step ")[1].split(":")[0])
     assert 1 <= step < 60 and not finite_model(task)
     saved = sorted((tmp_path / "run").glob("*.ckpt"))
@@ -141,12 +171,15 @@ def test_divergence_stops_training_and_nothing_non_finite_is_saved(tmp_path):
 
     L.seed_everything(0)
     task = _task(lr=1e6)
-    with pytest.raises(Diverged, match=r"training diverged at step (\d+): the training loss is (nan|inf)\. .* no "
-                                       r"checkpoint was written before"):
+    with pytest.raises(
+        Diverged,
+        match=r"training diverged at step (\d+): the training loss is (nan|inf)\. .* no "
+        r"checkpoint was written before",
+    ):
         _trainer(tmp_path, limit_val_batches=0, max_steps=60).fit(task, _data(tmp_path / "data"))
 
 
-KILLED_RUN = r'''
+KILLED_RUN = r"""
 import io, os, signal, sys
 import lightning as L
 import torch
@@ -188,7 +221,7 @@ trainer = L.Trainer(max_steps=8, val_check_interval=2, check_val_every_n_epoch=N
                     callbacks=[checkpoint, Kill()], plugins=[AtomicCheckpointIO()])
 trainer.fit(task, dm, ckpt_path=None if resume == "none" else resume)
 print("finished at step", trainer.global_step)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -205,8 +238,9 @@ def test_killed_at_any_moment_resumes_from_a_whole_checkpoint(tmp_path):
     last = run / "last.ckpt"
 
     def fit(kill_save_step, kill_train_step, resume):
-        return python("-c", KILLED_RUN, data, run, kill_save_step, kill_train_step, resume, cwd=tmp_path, env=env,
-                      threads=1)
+        return python(
+            "-c", KILLED_RUN, data, run, kill_save_step, kill_train_step, resume, cwd=tmp_path, env=env, threads=1
+        )
 
     killed = fit(4, -1, "none")  # killed while writing last.ckpt at step 4
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -252,14 +286,27 @@ def test_runs_started_at_once_claim_different_folders(tmp_path):
 
 
 def _graceful_worker(rank, world, port, root, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        NODE_RANK="0",
+    )
     torch.set_num_threads(1)
     L.seed_everything(0)
     checkpoint = SegkitCheckpoint(dirpath=out, save_last=True, save_top_k=0)
-    trainer = _trainer(out, callbacks=[GracefulStop(every_n_steps=2), SignalAt(3, signal.SIGTERM, rank=1)],
-                       checkpoint=checkpoint, max_steps=20, devices=world, strategy="ddp", limit_val_batches=0,
-                       use_distributed_sampler=False)
+    trainer = _trainer(
+        out,
+        callbacks=[GracefulStop(every_n_steps=2), SignalAt(3, signal.SIGTERM, rank=1)],
+        checkpoint=checkpoint,
+        max_steps=20,
+        devices=world,
+        strategy="ddp",
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+    )
     trainer.fit(_task(), _data(root))
     Path(out, f"rank{rank}.step").write_text(str(trainer.global_step))
 

@@ -1,4 +1,5 @@
 """Cityscapes tests: the label table against cityscapesscripts, the synthetic layout, loading, the config."""
+
 import json
 import re
 
@@ -8,13 +9,16 @@ from PIL import Image
 
 from segkit.commands import main
 from segkit.data import (
-    CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesDataModule, CityscapesSegmentation, cityscapes_palette,
+    CITYSCAPES_CLASSES,
+    LABEL_ID_TO_TRAIN_ID,
+    CityscapesDataModule,
+    CityscapesSegmentation,
+    cityscapes_palette,
     make_synthetic_cityscapes,
 )
 
 np.in1d = getattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert).ravel())  # numpy 2.4 shim
 from cityscapesscripts.helpers.labels import labels as OFFICIAL_LABELS  # noqa: E402
-
 from conftest import CONFIGS  # noqa: E402
 
 
@@ -101,13 +105,37 @@ def test_missing_layout_is_explained(tmp_path):
 
 
 def test_fit_cityscapes_config(tiny_cityscapes, tmp_path, capsys):
-    main([
-        "fit", "--config", str(CONFIGS / "cityscapes.yaml"), "--data.root", str(tiny_cityscapes),
-        "--trainer.max_steps", "2", "--model.encoder", "xception_tiny", "--model.pretrained", "null",
-        "--data.crop_size", "64", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
-        "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.enable_progress_bar", "false", "--trainer.logger.save_dir", str(tmp_path),
-    ])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "cityscapes.yaml"),
+            "--data.root",
+            str(tiny_cityscapes),
+            "--trainer.max_steps",
+            "2",
+            "--model.encoder",
+            "xception_tiny",
+            "--model.pretrained",
+            "null",
+            "--data.crop_size",
+            "64",
+            "--data.batch_size",
+            "2",
+            "--data.num_workers",
+            "0",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert "val: per-class IoU after step 2" in out
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1  # the config logs to W&B (offline here)
@@ -139,7 +167,9 @@ def test_coarse_adds_train_extra(tiny_cityscapes, tmp_path):
         (root / "gtCoarse" / "train_extra" / city).mkdir(parents=True, exist_ok=True)
         shutil.copy(image, root / "leftImg8bit" / "train_extra" / city / image.name)
         label = root / "gtFine" / "train" / city / image.name.replace("_leftImg8bit", "_gtFine_labelIds")
-        shutil.copy(label, root / "gtCoarse" / "train_extra" / city / image.name.replace("_leftImg8bit", "_gtCoarse_labelIds"))
+        shutil.copy(
+            label, root / "gtCoarse" / "train_extra" / city / image.name.replace("_leftImg8bit", "_gtCoarse_labelIds")
+        )
     fine = CityscapesDataModule(root=str(root), crop_size=32, num_workers=0)
     coarse = CityscapesDataModule(root=str(root), coarse=True, crop_size=32, num_workers=0)
     fine.setup("fit")

@@ -1,5 +1,6 @@
 """`segkit convert`: an official checkpoint becomes a file that every segkit command takes with the config, and
 that file computes the official graph's logits (in PyTorch and exported to ONNX)."""
+
 import json
 import re
 
@@ -14,8 +15,16 @@ from segkit.inference import load_inference_model
 
 
 def _config(tiny_voc):
-    return ("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--model.encoder", "xception41",
-            "--data.num_workers", "0")
+    return (
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        "--model.encoder",
+        "xception41",
+        "--data.num_workers",
+        "0",
+    )
 
 
 @pytest.mark.slow
@@ -25,8 +34,9 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     config = _config(tiny_voc)
     ckpt = tmp_path / "xception41.ckpt"
     out = segkit_here(capsys, "convert", "--tf_checkpoint", prefix, *config, "--output", ckpt)
-    assert "xception41, 21 classes, 492 variables converted; dropped global_step, logits/semantic/weights/Momentum" \
-        in out
+    assert (
+        "xception41, 21 classes, 492 variables converted; dropped global_step, logits/semantic/weights/Momentum" in out
+    )
     assert "W&B" not in out  # the config's logger is not built
 
     # the file is the official model, as inference runs it (batch norm folded), at both output strides
@@ -40,7 +50,7 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     # --model.pretrained takes the converted file: the whole model, or all but the classifier for 5 classes
     from segkit.models import DeepLabV3Plus
 
-    saved = {k[len("model."):]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
+    saved = {k[len("model.") :]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
     whole = DeepLabV3Plus(21, "xception41", pretrained=str(ckpt)).state_dict()
     assert all(torch.equal(whole[k], v) for k, v in saved.items())
     other = DeepLabV3Plus(5, "xception41", pretrained=str(ckpt)).state_dict()
@@ -48,12 +58,41 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     assert other["decoder.classifier.bias"].shape == (5,)
 
     # eval and LightningCLI's validate score the same model on the same images
-    segkit_here(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", tmp_path / "scores.json",
-             "--save_predictions", tmp_path / "eval", "--device", "cpu")
+    segkit_here(
+        capsys,
+        "eval",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--json",
+        tmp_path / "scores.json",
+        "--save_predictions",
+        tmp_path / "eval",
+        "--device",
+        "cpu",
+    )
     miou = json.loads((tmp_path / "scores.json").read_text())["mIoU"]
-    out = segkit_here(capsys, "validate", *config, "--ckpt_path", ckpt, "--model.pretrained", "null", "--trainer.logger",
-                   "false", "--trainer.callbacks", "null", "--trainer.precision", "32", "--trainer.accelerator", "cpu",
-                   "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", tmp_path)
+    out = segkit_here(
+        capsys,
+        "validate",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--model.pretrained",
+        "null",
+        "--trainer.logger",
+        "false",
+        "--trainer.callbacks",
+        "null",
+        "--trainer.precision",
+        "32",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
     validated = re.findall(r"^\W*val/mIoU\W+(\d\.\d+(?:e-\d+)?)\W*$", out, re.M)
     assert validated and all(float(v) == pytest.approx(miou, rel=1e-5) for v in validated), (validated, miou)
 
@@ -63,11 +102,25 @@ def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path,
     for name in val:
         (tmp_path / "inputs").mkdir(exist_ok=True)
         (tmp_path / "inputs" / f"{name}.jpg").write_bytes((images / f"{name}.jpg").read_bytes())
-    segkit_here(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", tmp_path / "inputs", "--output",
-             tmp_path / "predicted", "--device", "cpu", "--num_workers", "0")
+    segkit_here(
+        capsys,
+        "predict",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--input",
+        tmp_path / "inputs",
+        "--output",
+        tmp_path / "predicted",
+        "--device",
+        "cpu",
+        "--num_workers",
+        "0",
+    )
     for name in val:
-        assert np.array_equal(read_label_png(tmp_path / "predicted" / f"{name}.png"),
-                              read_label_png(tmp_path / "eval" / f"{name}.png")), name
+        assert np.array_equal(
+            read_label_png(tmp_path / "predicted" / f"{name}.png"), read_label_png(tmp_path / "eval" / f"{name}.png")
+        ), name
 
     # ONNX: the official logits too
     import onnxruntime as ort
@@ -93,13 +146,22 @@ def test_convert_errors(official, tiny_voc, tmp_path):
     config = _config(tiny_voc)
     # the config's encoder must be the checkpoint's
     assert "holds xception_41, the model's encoder is xception65" in _convert_error(
-        "--tf_checkpoint", prefix, *config, "--model.encoder", "xception65", "--output", tmp_path / "a.ckpt")
+        "--tf_checkpoint", prefix, *config, "--model.encoder", "xception65", "--output", tmp_path / "a.ckpt"
+    )
     # and its data set's class count (Cityscapes: 19)
     assert "predicts 21 classes, the model 19" in _convert_error(
-        "--tf_checkpoint", prefix, "--config", CONFIGS / "cityscapes.yaml", "--model.encoder", "xception41",
-        "--output", tmp_path / "b.ckpt")
+        "--tf_checkpoint",
+        prefix,
+        "--config",
+        CONFIGS / "cityscapes.yaml",
+        "--model.encoder",
+        "xception41",
+        "--output",
+        tmp_path / "b.ckpt",
+    )
     assert "nothing/model.ckpt.index not found" in _convert_error(
-        "--tf_checkpoint", tmp_path / "nothing/model.ckpt", *config, "--output", tmp_path / "c.ckpt")
+        "--tf_checkpoint", tmp_path / "nothing/model.ckpt", *config, "--output", tmp_path / "c.ckpt"
+    )
     # an existing file is never replaced
     (tmp_path / "d.ckpt").write_text("mine")
     assert "does not overwrite" in _convert_error("--tf_checkpoint", prefix, *config, "--output", tmp_path / "d.ckpt")

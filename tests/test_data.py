@@ -1,5 +1,6 @@
 """Data tests: the synthetic set, the VOC reader, the albumentations pipelines, colours, prediction files, what
 a DataModule declares, and clear errors."""
+
 import hashlib
 import os
 
@@ -10,9 +11,20 @@ import torch
 from PIL import Image
 
 from segkit.data import (
-    SYNTHETIC_CLASSES, CityscapesDataModule, CityscapesPredictionFiles, PredictionFiles, SyntheticVOCDataModule,
-    VOCDataModule, VOCSegmentation, cityscapes_palette, eval_transform, make_synthetic_voc, read_label_png,
-    train_transform, voc_palette, write_label_png,
+    SYNTHETIC_CLASSES,
+    CityscapesDataModule,
+    CityscapesPredictionFiles,
+    PredictionFiles,
+    SyntheticVOCDataModule,
+    VOCDataModule,
+    VOCSegmentation,
+    cityscapes_palette,
+    eval_transform,
+    make_synthetic_voc,
+    read_label_png,
+    train_transform,
+    voc_palette,
+    write_label_png,
 )
 from segkit.data.transforms import official_scales, seed_transform
 from segkit.metrics import ConfusionMatrix, segmentation_scores
@@ -47,11 +59,21 @@ def test_synthetic_generation_started_twice_at_once(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from segkit.data import make_synthetic_voc; "
-            "make_synthetic_voc(sys.argv[1], num_train=200, num_val=8, size_range=(64, 96), seed=3); print('ok')")
+    code = (
+        "import sys; from segkit.data import make_synthetic_voc; "
+        "make_synthetic_voc(sys.argv[1], num_train=200, num_val=8, size_range=(64, 96), seed=3); print('ok')"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "voc")], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "voc")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     assert all(rc == 0 and out.strip() == "ok" for out, _, rc in results), [err[-2000:] for _, err, _ in results]
     voc = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
@@ -310,9 +332,14 @@ def test_datamodules_declare_colours_and_prediction_files():
     # the arguments shared by every DataModule come through **kwargs with the base class's defaults
     synthetic = SyntheticVOCDataModule(scale_range=(0.75, 1.25), mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2))
     assert synthetic.scale_range == (0.75, 1.25) and synthetic.mean == (0.4, 0.4, 0.4)
-    assert (synthetic.batch_size, synthetic.crop_size, voc.batch_size, voc.crop_size, cs.crop_size) == (8, 96, 16, 513, 769)
+    assert (synthetic.batch_size, synthetic.crop_size, voc.batch_size, voc.crop_size, cs.crop_size) == (
+        8,
+        96,
+        16,
+        513,
+        769,
+    )
     assert voc.scale_range == (0.5, 2.0) and not synthetic.augmented
-
 
 
 def test_official_resize_to_range_sizes_and_values(tmp_path):
@@ -335,8 +362,15 @@ def test_official_resize_to_range_sizes_and_values(tmp_path):
 
     from segkit.data import SyntheticVOCDataModule
 
-    dm = SyntheticVOCDataModule(str(tmp_path), num_train=2, num_val=1, size_range=(60, 80), num_workers=0,
-                                resize_to_range=(65, 65), resize_factor=16)
+    dm = SyntheticVOCDataModule(
+        str(tmp_path),
+        num_train=2,
+        num_val=1,
+        size_range=(60, 80),
+        num_workers=0,
+        resize_to_range=(65, 65),
+        resize_factor=16,
+    )
     dm.prepare_data()
     image, mask = dm.split_dataset("val").load(0)  # what training, validation, eval and data check read
     assert max(mask.shape) == 65 and image.shape[:2] == mask.shape and (min(mask.shape) - 1) % 16 == 0

@@ -1,6 +1,7 @@
 """DDP on CPU (gloo): the process helpers, synchronized batch norm against one batch norm over the whole batch,
 `segkit fit` on 2 processes against 1 (loss curves, resuming on another process count, repeatability) and
 `segkit validate` on 2 processes against 1."""
+
 import csv
 import re
 
@@ -37,8 +38,19 @@ def _sync_bn_worker(rank, world, port, out_dir):
     (out * w[part]).sum().backward()
     for p in (bn.weight, bn.bias):
         dist.all_reduce(p.grad)  # DDP would average; the sum is the whole batch's gradient
-    torch.save({"type": type(bn), "out": out.detach(), "x_grad": xr.grad, "w_grad": bn.weight.grad,
-                "b_grad": bn.bias.grad, "mean": bn.running_mean, "var": bn.running_var, "helpers": helpers}, f"{out_dir}/{rank}.pt")
+    torch.save(
+        {
+            "type": type(bn),
+            "out": out.detach(),
+            "x_grad": xr.grad,
+            "w_grad": bn.weight.grad,
+            "b_grad": bn.bias.grad,
+            "mean": bn.running_mean,
+            "var": bn.running_var,
+            "helpers": helpers,
+        },
+        f"{out_dir}/{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
@@ -83,11 +95,37 @@ def _fit(tiny_voc, out, devices, *extra, capsys=None):
     float64 (precision 64-true): DeepLabV3+ gradients are ill-conditioned enough at these tiny sizes that
     float32 rounding alone makes two exact-in-theory runs drift by 1e-3 within a few steps; in float64 the
     comparison shows what the code does."""
-    args = ("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--model.dropout", "0",
-            "--model.lr", "0.01", "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
-            "--trainer.precision", "64-true", "--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
-            "--trainer.log_every_n_steps", "1", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.save_dir", out, "--checkpoint.save_top_k", "-1", *extra)
+    args = (
+        "fit",
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        *TINY_VOC_ARGS,
+        "--model.dropout",
+        "0",
+        "--model.lr",
+        "0.01",
+        "--trainer.devices",
+        devices,
+        "--trainer.strategy",
+        "ddp" if devices > 1 else "auto",
+        "--trainer.precision",
+        "64-true",
+        "--trainer.max_steps",
+        "6",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        out,
+        "--checkpoint.save_top_k",
+        "-1",
+        *extra,
+    )
     if capsys is not None and devices == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as each DDP process runs: with 2 threads, float64 rounding drifted to 3e-8
@@ -153,16 +191,32 @@ def test_resume_two_process_checkpoint_on_one_process(tiny_voc, tmp_path, two_pr
 @pytest.mark.slow
 def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path, capsys):
     """`segkit validate` with DDP on 2 CPU processes (gloo) over the odd-sized split: the same val/mIoU exactly."""
+
     def validate(devices):
-        args = ("validate", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--ckpt_path",
-                checkpoint, "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices > 1 else "auto",
-                "--trainer.logger", "false", "--trainer.default_root_dir", tmp_path / f"d{devices}")
+        args = (
+            "validate",
+            "--config",
+            CONFIGS / "voc.yaml",
+            "--data.root",
+            tiny_voc,
+            *TINY_VOC_ARGS,
+            "--ckpt_path",
+            checkpoint,
+            "--trainer.devices",
+            devices,
+            "--trainer.strategy",
+            "ddp" if devices > 1 else "auto",
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            tmp_path / f"d{devices}",
+        )
         if devices == 1:  # in this process; DDP starts its processes from a command of its own
             proc = run_here(capsys, *args, cwd=tmp_path)
             assert proc.returncode == 0, proc.stderr[-3000:]
         else:
             proc = segkit(*args, cwd=tmp_path, threads=1, check=True)
-        table = proc.stdout[proc.stdout.index("val: per-class IoU"):proc.stdout.index("val/mean_acc")]
+        table = proc.stdout[proc.stdout.index("val: per-class IoU") : proc.stdout.index("val/mean_acc")]
         # Lightning's results table, plain or drawn with rich's box characters (when rich is installed)
         return re.findall(r"^\W*val/(?:mIoU|pixel_acc)\W+(\d\.\d+)\W*$", proc.stdout, re.M), table
 

@@ -1,5 +1,6 @@
 """`segkit export` to ONNX (run in ONNX Runtime) and TorchScript: the same logits as the PyTorch model as
 trained (batch norm folded in the files), dynamic sizes, metadata, nothing overwritten."""
+
 import json
 
 import numpy as np
@@ -33,8 +34,7 @@ def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     import onnxruntime as ort
 
     path = tmp_path / "model.onnx"
-    proc = _export(capsys, "--ckpt_path", str(checkpoint), "--format", "onnx", "--output", str(path),
-                   cwd=tmp_path)
+    proc = _export(capsys, "--ckpt_path", str(checkpoint), "--format", "onnx", "--output", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["segkit"])
     assert meta["class_names"] == list(VOC_CLASSES) and meta["num_classes"] == 21
@@ -52,16 +52,39 @@ def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     from segkit.commands import main
 
     with pytest.raises(SystemExit) as again:
-        main(["export", "--config", str(CONFIGS / "voc.yaml"), "--ckpt_path", str(checkpoint), "--format", "onnx",
-              "--output", str(path)])
+        main(
+            [
+                "export",
+                "--config",
+                str(CONFIGS / "voc.yaml"),
+                "--ckpt_path",
+                str(checkpoint),
+                "--format",
+                "onnx",
+                "--output",
+                str(path),
+            ]
+        )
     assert "already exists" in str(again.value.code)
 
 
 def test_export_torchscript_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     checkpoint = random_bn_checkpoint
     path = tmp_path / "model.pt"
-    proc = _export(capsys, "--ckpt_path", str(checkpoint), "--format", "torchscript", "--output", str(path),
-                   "--height", "257", "--width", "300", cwd=tmp_path)
+    proc = _export(
+        capsys,
+        "--ckpt_path",
+        str(checkpoint),
+        "--format",
+        "torchscript",
+        "--output",
+        str(path),
+        "--height",
+        "257",
+        "--width",
+        "300",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     extra = {"segkit.json": ""}
     scripted = torch.jit.load(str(path), _extra_files=extra)

@@ -1,5 +1,6 @@
 """Data sets of your own (segkit.data.folder, pairing, masks): each mask mode, list files and folders, recursive
 pairing, label_map, reduce_zero_label, val_fraction, the ADE20K layout, and every error naming its file."""
+
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,16 @@ def _labels(h=20, w=24, k=3, seed=0):
 
 
 def _dm(root, classes=("a", "b", "c"), **kw):
-    kw = {"train_images": "images/train", "train_masks": "masks/train", "val_images": "images/val",
-          "val_masks": "masks/val", "batch_size": 2, "crop_size": 16, "num_workers": 0, **kw}
+    kw = {
+        "train_images": "images/train",
+        "train_masks": "masks/train",
+        "val_images": "images/val",
+        "val_masks": "masks/val",
+        "batch_size": 2,
+        "crop_size": 16,
+        "num_workers": 0,
+        **kw,
+    }
     return FolderDataModule(str(root), list(classes), **kw)
 
 
@@ -101,8 +110,10 @@ def test_rgb_masks_map_colours_through_the_palette_and_name_unknown_colours(tmp_
     _mask(tmp_path / "bad.png", rgb)
     with pytest.raises(ValueError) as e:
         dm.decoder.decode(dm.decoder.read(tmp_path / "bad.png"), tmp_path / "bad.png")
-    assert f"mask {tmp_path / 'bad.png'} holds colours that are not in data.palette: (1, 2, 3) (4 pixels), " \
-           "(9, 9, 9) (2 pixels)" in str(e.value)
+    assert (
+        f"mask {tmp_path / 'bad.png'} holds colours that are not in data.palette: (1, 2, 3) (4 pixels), "
+        "(9, 9, 9) (2 pixels)" in str(e.value)
+    )
     with pytest.raises(ValueError, match="single-channel"):
         dm.decoder.read(_mask(tmp_path / "gray.png", labels) or tmp_path / "gray.png")
 
@@ -120,16 +131,19 @@ def test_binary_masks_threshold_at_half_the_maximum_and_refuse_0_1(tmp_path):
 
 def test_0_255_masks_read_as_indices_are_refused_before_training(tmp_path):
     _tree(tmp_path, masks=lambda i: np.where(_labels(seed=i, k=2) == 1, 255, 0).astype(np.uint8))
-    with pytest.raises(ValueError, match="hold only class 0 and the ignored value 255: 0/255 foreground masks\\? "
-                                         "set data.mask_mode: binary"):
+    with pytest.raises(
+        ValueError,
+        match="hold only class 0 and the ignored value 255: 0/255 foreground masks\\? set data.mask_mode: binary",
+    ):
         _dm(tmp_path, classes=("bg", "fg")).prepare_data()
     _dm(tmp_path, classes=("bg", "fg"), mask_mode="binary").prepare_data()
 
 
 def test_list_files_and_unpaired_files_named_one_by_one(tmp_path):
     _tree(tmp_path)
-    (tmp_path / "train.txt").write_text("# image mask\nimages/train/x.jpg masks/train/x.png\n\n"
-                                        "images/train/sub/y.jpg masks/train/sub/y.png\n")
+    (tmp_path / "train.txt").write_text(
+        "# image mask\nimages/train/x.jpg masks/train/x.png\n\nimages/train/sub/y.jpg masks/train/sub/y.png\n"
+    )
     listed = _dm(tmp_path, train_images=None, train_masks=None, train_list="train.txt")
     assert listed.make_split("train").ids == ["images/train/x", "images/train/sub/y"]
     (tmp_path / "bad.txt").write_text("images/train/x.jpg\nimages/train/nope.jpg masks/train/x.png\n")
@@ -137,7 +151,8 @@ def test_list_files_and_unpaired_files_named_one_by_one(tmp_path):
         _dm(tmp_path, train_images=None, train_masks=None, train_list="bad.txt").make_split("train")
     assert e.value.problems == [
         f"line 1 of {tmp_path / 'bad.txt'}: expected 'image_path mask_path', got 'images/train/x.jpg'",
-        f"line 2 of {tmp_path / 'bad.txt'}: file not found: {tmp_path / 'images/train/nope.jpg'}"]
+        f"line 2 of {tmp_path / 'bad.txt'}: file not found: {tmp_path / 'images/train/nope.jpg'}",
+    ]
 
     _image(tmp_path / "images/train/lonely.png")
     _mask(tmp_path / "masks/train/orphan.png", _labels())
@@ -145,7 +160,9 @@ def test_list_files_and_unpaired_files_named_one_by_one(tmp_path):
         _dm(tmp_path).prepare_data()  # before anything is trained
     assert e.value.problems == [
         f"image without a mask: {tmp_path / 'images/train/lonely.png'} (no {tmp_path / 'masks/train/lonely'}.png "
-        "or .bmp/.tif)", f"mask without an image: {tmp_path / 'masks/train/orphan.png'}"]
+        "or .bmp/.tif)",
+        f"mask without an image: {tmp_path / 'masks/train/orphan.png'}",
+    ]
     assert str(e.value).startswith("2 problem(s) pairing the train files: image without a mask: ")
 
 
@@ -192,17 +209,20 @@ def test_ade20k_layout(tmp_path):
     assert dm.make_split("train").ids == ["ADE_train_00000001"]
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"classes": ()}, "data.classes is empty"),
-    ({"mask_mode": "colour"}, "data.mask_mode must be one of index, rgb, binary"),
-    ({"mask_mode": "rgb"}, "data.mask_mode: rgb reads masks through data.palette"),
-    ({"palette": [[0, 0, 0]]}, "data.palette must hold one \\[r, g, b\\] \\(0-255\\) per class: 3 colours"),
-    ({"mask_mode": "binary"}, "data.mask_mode: binary has 2 classes"),
-    ({"ignore_index": 1}, "data.ignore_index=1 is also a class value"),
-    ({"label_map": {1: 5}}, "data.label_map 1: 5: raw values are 0-65535, classes 0-2 or 255"),
-    ({"train_masks": None}, "data.train_images and data.train_masks go together"),
-    ({"train_list": "x.txt"}, "give data.train_list or data.train_images with data.train_masks, not both"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"classes": ()}, "data.classes is empty"),
+        ({"mask_mode": "colour"}, "data.mask_mode must be one of index, rgb, binary"),
+        ({"mask_mode": "rgb"}, "data.mask_mode: rgb reads masks through data.palette"),
+        ({"palette": [[0, 0, 0]]}, "data.palette must hold one \\[r, g, b\\] \\(0-255\\) per class: 3 colours"),
+        ({"mask_mode": "binary"}, "data.mask_mode: binary has 2 classes"),
+        ({"ignore_index": 1}, "data.ignore_index=1 is also a class value"),
+        ({"label_map": {1: 5}}, "data.label_map 1: 5: raw values are 0-65535, classes 0-2 or 255"),
+        ({"train_masks": None}, "data.train_images and data.train_masks go together"),
+        ({"train_list": "x.txt"}, "give data.train_list or data.train_images with data.train_masks, not both"),
+    ],
+)
 def test_configuration_errors_name_the_setting(tmp_path, kw, message):
     with pytest.raises(ValueError, match=message):
         _dm(tmp_path, **kw)
@@ -262,8 +282,19 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
     validated = re.findall(r"^\W*val/mIoU\W+(0\.\d{5,}|1\.0+)\W*$", out, re.M)
     assert float(validated[-1]) == pytest.approx(score, abs=1e-6), out[-2500:]
 
-    segkit_here(capsys, "eval", *config, "--ckpt_path", ckpt, "--json", "eval.json", "--save_predictions", "preds",
-            "--device", "cpu")
+    segkit_here(
+        capsys,
+        "eval",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--json",
+        "eval.json",
+        "--save_predictions",
+        "preds",
+        "--device",
+        "cpu",
+    )
     scores = json.loads(Path("eval.json").read_text())
     # one image at a time: validation's batches of 8 pad images to the largest, which moves the predictions a
     # little (ASPP's image pooling averages over the padding): measured 0.8729 here against 0.8607
@@ -272,15 +303,41 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
     segkit_here(capsys, "eval", *config, "--predictions", "preds", "--json", "again.json")
     assert json.loads(Path("again.json").read_text())["mIoU"] == pytest.approx(scores["mIoU"], abs=1e-9)
 
-    segkit_here(capsys, "predict", *config, "--ckpt_path", ckpt, "--input", "data/synthetic_folder/images/part_b/img_000*",
-            "--output", "predicted", "--device", "cpu", "--num_workers", "0")
+    segkit_here(
+        capsys,
+        "predict",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--input",
+        "data/synthetic_folder/images/part_b/img_000*",
+        "--output",
+        "predicted",
+        "--device",
+        "cpu",
+        "--num_workers",
+        "0",
+    )
     written = sorted(Path("predicted").glob("*.png"))
     assert len(written) == 5 and np.isin(read_label_png(written[0]), [0, 1]).all()  # img_0001, 0003, ... 0009
     with Image.open(written[0]) as im:
         assert im.getpalette()[3:6] == [255, 190, 0]  # class 1 in the config's colour
 
-    segkit_here(capsys, "export", *config, "--ckpt_path", ckpt, "--format", "torchscript", "--output", "model.pt",
-            "--height", "96", "--width", "96")
+    segkit_here(
+        capsys,
+        "export",
+        *config,
+        "--ckpt_path",
+        ckpt,
+        "--format",
+        "torchscript",
+        "--output",
+        "model.pt",
+        "--height",
+        "96",
+        "--width",
+        "96",
+    )
     assert torch.jit.load("model.pt")(torch.zeros(1, 3, 96, 96)).shape == (1, 2, 96, 96)
 
 
@@ -292,16 +349,20 @@ def test_data_check_names_unknown_colours_and_warns_about_grey_binary_values(tmp
     _mask(tmp_path / "rgb/masks/train/b.png", bad)
     assert check(_dm(tmp_path / "rgb", mask_mode="rgb", palette=PALETTE)) == 1
     out = capsys.readouterr().out
-    assert f"mask {tmp_path / 'rgb/masks/train/b.png'} holds colours that are not in data.palette: (7, 7, 7) " \
-           "(10 pixels)" in out
+    assert (
+        f"mask {tmp_path / 'rgb/masks/train/b.png'} holds colours that are not in data.palette: (7, 7, 7) "
+        "(10 pixels)" in out
+    )
 
     grey = np.where(_labels(k=2) == 1, 255, 0).astype(np.uint8)
     grey[0, :3] = 90
     _tree(tmp_path / "bin", names=("a",), masks=lambda i: grey)
     assert check(_dm(tmp_path / "bin", classes=("bg", "fg"), mask_mode="binary")) == 0  # a warning, not a problem
     out = capsys.readouterr().out
-    assert f"WARNING binary mask {tmp_path / 'bin/masks/train/a.png'} holds values other than 0 and 255: " \
-           "90 (3 pixels) (read as foreground above 127.5)" in out
+    assert (
+        f"WARNING binary mask {tmp_path / 'bin/masks/train/a.png'} holds values other than 0 and 255: "
+        "90 (3 pixels) (read as foreground above 127.5)" in out
+    )
     assert out.rstrip().endswith("no problems found, 2 warning(s)")  # the train and the val mask
 
 
@@ -315,13 +376,46 @@ def test_a_mask_value_that_is_not_a_class_stops_fit_in_one_line(tmp_path, reduce
 
     _tree(tmp_path, names=("a", "b"), masks=lambda i: np.where(_labels(seed=i) == 2, 7, 1).astype(np.uint8))
     with pytest.raises(SystemExit) as e:
-        main(["fit", "--config", str(CONFIGS / "demo_folder.yaml"), "--data.root", str(tmp_path),
-              "--data.train_images", "images/train", "--data.train_masks", "masks/train", "--data.val_images",
-              "images/val", "--data.val_masks", "masks/val", "--data.mask_mode", "index", "--data.classes",
-              "[a, b, c]", "--data.palette", "null", "--data.reduce_zero_label", str(reduce_zero_label).lower(),
-              "--data.crop_size", "16", "--data.batch_size", "2", "--model.class_weights", "null",
-              "--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "demo_folder.yaml"),
+                "--data.root",
+                str(tmp_path),
+                "--data.train_images",
+                "images/train",
+                "--data.train_masks",
+                "masks/train",
+                "--data.val_images",
+                "images/val",
+                "--data.val_masks",
+                "masks/val",
+                "--data.mask_mode",
+                "index",
+                "--data.classes",
+                "[a, b, c]",
+                "--data.palette",
+                "null",
+                "--data.reduce_zero_label",
+                str(reduce_zero_label).lower(),
+                "--data.crop_size",
+                "16",
+                "--data.batch_size",
+                "2",
+                "--model.class_weights",
+                "null",
+                "--trainer.max_steps",
+                "2",
+                "--trainer.logger",
+                "false",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     message = str(e.value.code)
     assert message.startswith("segkit fit: mask ") and "holds values 7 (" in message and "\n" not in message
-    assert "that are not classes: the classes are " + ("1-3 (data.reduce_zero_label)" if reduce_zero_label else
-                                                        "0-2") in message
+    assert (
+        "that are not classes: the classes are " + ("1-3 (data.reduce_zero_label)" if reduce_zero_label else "0-2")
+        in message
+    )

@@ -1,14 +1,20 @@
 """segkit.inference: multi-scale/flip/sliding-window probabilities, class-index maps, and checkpoints loaded for
 inference (batch norm folded)."""
+
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import randomize_batchnorm, trained_module
 from torch import nn
 
-import torch.nn.functional as F
-
-from segkit.inference import (label_maps, load_inference_model, predict_labels, predict_probs, scaled_size,
-                              sliding_logits)
+from segkit.inference import (
+    label_maps,
+    load_inference_model,
+    predict_labels,
+    predict_probs,
+    scaled_size,
+    sliding_logits,
+)
 from segkit.models import DeepLabV3Plus
 
 
@@ -50,6 +56,7 @@ def _stride4_logits(model, x):
 
 def _official_scale(model, image, scale):
     """The official multi_scale_logits + predict_labels_multi_scale resizes, written out for one scale."""
+
     def resize(t, size):
         return F.interpolate(t, size=size, mode="bilinear", align_corners=True)
 

@@ -17,15 +17,6 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _floor(module: str) -> int:
-    if module == "segkit":  # the package itself: its version, nothing imported
-        return 0
-    for i, (_, prefixes) in enumerate(FLOORS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return i
-    raise AssertionError(f"{module} has no floor in tests/test_layout.py (and the README's project layout)")
-
-
 def _imports(path: Path) -> set[str]:
     """The segkit modules ``path`` imports, at any depth of its code (imports inside functions count)."""
     module = _module_name(path)
@@ -37,7 +28,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -63,8 +54,13 @@ def _is_command(module: str) -> bool:
 
 
 def test_nothing_in_the_library_imports_the_commands():
-    found = [f"{m} imports {d}" for m, deps in _graph().items() if not _is_command(m) and m != ENTRY
-             for d in deps if _is_command(d)]
+    found = [
+        f"{m} imports {d}"
+        for m, deps in _graph().items()
+        if not _is_command(m) and m != ENTRY
+        for d in deps
+        if _is_command(d)
+    ]
     assert not found, found
 
 
@@ -89,7 +85,7 @@ def test_no_import_cycles():
         state[module] = 1
         for dep in graph.get(module, ()):
             if state.get(dep) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(dep):] + [module, dep]))
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(dep) :] + [module, dep]))
             if dep not in state:
                 visit(dep, path + [module])
         state[module] = 2

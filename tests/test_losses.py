@@ -1,5 +1,7 @@
-"""segkit.training.losses: every term ignores label 255 completely (value and gradient), cross-entropy's class weights and
-label smoothing against PyTorch's own mean, the global-batch normalization, `auto` weights on a known histogram."""
+"""segkit.training.losses: every term ignores label 255 completely (value and gradient), cross-entropy's class
+weights and label smoothing against PyTorch's own mean, the global-batch normalization, `auto` weights on a known
+histogram."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Metric tests against confusion matrices and IoUs computed by hand and by torchmetrics."""
+
 import math
 
 import torch
@@ -12,12 +13,14 @@ def test_confusion_matrix_by_hand():
     preds = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 3]])
     m = ConfusionMatrix(4)
     m.update(preds[None], target[None])
-    expected = torch.tensor([
-        [1, 1, 0, 0],  # gt 0: one right, one predicted 1
-        [0, 2, 0, 1],  # gt 1: two right, one predicted 3
-        [1, 0, 1, 0],  # gt 2: one predicted 0, one right (the 255 pixel is not counted)
-        [0, 0, 0, 0],  # gt 3: absent
-    ])
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0],  # gt 0: one right, one predicted 1
+            [0, 2, 0, 1],  # gt 1: two right, one predicted 3
+            [1, 0, 1, 0],  # gt 2: one predicted 0, one right (the 255 pixel is not counted)
+            [0, 0, 0, 0],  # gt 3: absent
+        ]
+    )
     assert torch.equal(m.compute(), expected)
     s = segmentation_scores(m.compute())
     iou = s["per_class_iou"].tolist()
@@ -46,7 +49,7 @@ def test_accumulates_over_batches_and_accepts_logits():
     whole, parts = ConfusionMatrix(5), ConfusionMatrix(5)
     whole.update(logits, target)
     for i in range(0, 6, 2):
-        parts.update(logits[i:i + 2].argmax(1), target[i:i + 2])
+        parts.update(logits[i : i + 2].argmax(1), target[i : i + 2])
     assert torch.equal(whole.compute(), parts.compute())
     ref = MulticlassConfusionMatrix(5, ignore_index=255)
     ref.update(logits.argmax(1), target)

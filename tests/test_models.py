@@ -1,4 +1,5 @@
 """Model tests: shapes, gradients, parity with timm's Aligned Xception, output-stride switching, weights."""
+
 import pytest
 import timm
 import torch
@@ -178,7 +179,11 @@ def test_pretrained_from_file(tmp_path, suffix):
     torch.save(model.state_dict(), seg)
     again = DeepLabV3Plus(3, "xception41", pretrained=str(seg))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())
-    with pytest.raises(ValueError, match=r'does not fit the model: missing keys \d+ \[.encoder.blocks.13.*shape mismatches \d+ \["encoder.blocks.11'):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit the model: missing keys \d+ \[.encoder.blocks.13.*"
+        r'shape mismatches \d+ \["encoder.blocks.11',
+    ):
         DeepLabV3Plus(3, "xception65", pretrained=str(seg))
 
 
@@ -236,8 +241,9 @@ def test_fold_batchnorm_leaves_other_encoders_alone():
     model = DeepLabV3Plus(3, "resnet18", 16, decoder_channels=32).eval()
     folded = fold_batchnorm(model)
     # the smp ResNet keeps its batch norms; segkit's ASPP and decoder are folded
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules()) == \
-        sum(isinstance(m, nn.BatchNorm2d) for m in model.encoder.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules()) == sum(
+        isinstance(m, nn.BatchNorm2d) for m in model.encoder.modules()
+    )
     assert not any(isinstance(m, nn.BatchNorm2d) for m in [*folded.aspp.modules(), *folded.decoder.modules()])
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

@@ -2,6 +2,7 @@
 checkpoint computes the official graph's logits (tests/official_tf.py runs that graph in TensorFlow on random
 weights and random batch-norm statistics and writes the checkpoint); every error of the converter; whole-model
 ``pretrained``."""
+
 import re
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch
 from conftest import assert_official, python
 
 from segkit.inference import predict_probs
+from segkit.io.tf_bundle import TFCheckpoint
 from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.official import CheckpointError, convert_tf_checkpoint, encoder_names, head_names
-from segkit.io.tf_bundle import TFCheckpoint
 
 ARCHS = ("xception41", "xception65", "xception71")
 SIZES = (513, 320)  # odd and even, as the official graph ran in the `official` fixture
@@ -35,8 +36,11 @@ def test_converted_checkpoint_gives_the_official_logits(arch, official):
     assert len(names) == OFFICIAL_COUNTS[arch] + 2  # the model, global_step and one optimizer slot
     switched = converted_model(prefix, arch, output_stride=16)
     switched.set_output_stride(8)  # the paper's protocol: train at 16, evaluate at 8
-    models = {"OS16": (converted_model(prefix, arch, 16), 16), "OS8": (converted_model(prefix, arch, 8), 8),
-              "OS16 switched to 8": (switched, 8)}
+    models = {
+        "OS16": (converted_model(prefix, arch, 16), 16),
+        "OS8": (converted_model(prefix, arch, 8), 8),
+        "OS16 switched to 8": (switched, 8),
+    }
     for size in SIZES:
         image = torch.from_numpy(np.load(f"{root}/image_{size}.npy"))
         for what, (model, output_stride) in models.items():
@@ -64,8 +68,8 @@ def test_a_data_set_that_ignores_raw_label_0_drops_the_official_logit_0(official
     """The official ADE20K checkpoints predict 151 classes with ignore label 0 (logit 0 is raw label 0, never a
     target); segkit's ADE20K has the 150 others (reduce_zero_label). Shown on the 21-class graph read for a data
     set of 20 such classes: the converted model gives the official logits 1..20."""
-    from segkit.training.convert import convert
     from segkit.data import FolderDataModule
+    from segkit.training.convert import convert
 
     prefix = official("xception41")
     root = prefix.rsplit("/", 1)[0]
@@ -79,8 +83,13 @@ def test_a_data_set_that_ignores_raw_label_0_drops_the_official_logit_0(official
     with pytest.raises(CheckpointError, match=r"predicts 21 classes, the model 20 \(one more: its logit 0 is raw "):
         convert_tf_checkpoint(prefix, DeepLabV3Plus(20, "xception41"))
     # segkit convert asks the data set
-    data = FolderDataModule(root=str(tmp_path), classes=[f"c{i}" for i in range(20)], train_images="images",
-                            train_masks="masks", reduce_zero_label=True)
+    data = FolderDataModule(
+        root=str(tmp_path),
+        classes=[f"c{i}" for i in range(20)],
+        train_images="images",
+        train_masks="masks",
+        reduce_zero_label=True,
+    )
     report = convert(prefix, str(tmp_path / "x.ckpt"), {"encoder": "xception41"}, data)
     assert "xception41, 20 classes" in report and "logits/semantic/weights[..., 0]" in report
     saved = torch.load(tmp_path / "x.ckpt", weights_only=True)["state_dict"]
@@ -111,7 +120,7 @@ def test_every_official_variable_has_one_segkit_weight():
         assert len({tf for _, tf, _ in names}) == count
 
 
-VARIANTS = r'''
+VARIANTS = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
@@ -145,7 +154,7 @@ save("resnet", {"resnet_v1_101/conv1_1/weights": np.zeros((3, 3, 3, 64), np.floa
                 "logits/semantic/weights": np.zeros((1, 1, 2048, 21), np.float32)})
 save("mobilenet", {"MobilenetV2/Conv/weights": np.zeros((3, 3, 3, 32), np.float32),
                    "logits/semantic/weights": np.zeros((1, 1, 320, 21), np.float32)})
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -161,15 +170,25 @@ def test_converter_errors_name_what_does_not_fit(official, variants):
     cases = [
         (prefix, DeepLabV3Plus(21, "xception65"), r"holds xception_41, the model's encoder is xception65"),
         (prefix, DeepLabV3Plus(19, "xception41"), r"predicts 21 classes, the model 19"),
-        (variants("unknown_missing"), DeepLabV3Plus(21, "xception41"),
-         r"1 unknown variable \['decoder/feature_projection1/weights'\]; "
-         r"1 missing variable \['decoder/feature_projection0/weights'\]"),
-        (variants("shape"), DeepLabV3Plus(21, "xception41"),
-         r"aspp0/weights has shape \(1, 1, 2048, 128\), segkit's aspp.conv1x1.conv.weight needs \(1, 1, 2048, 256\)"),
+        (
+            variants("unknown_missing"),
+            DeepLabV3Plus(21, "xception41"),
+            r"1 unknown variable \['decoder/feature_projection1/weights'\]; "
+            r"1 missing variable \['decoder/feature_projection0/weights'\]",
+        ),
+        (
+            variants("shape"),
+            DeepLabV3Plus(21, "xception41"),
+            r"aspp0/weights has shape \(1, 1, 2048, 128\), segkit's aspp.conv1x1.conv.weight needs \(1, 1, 2048, 256\)",
+        ),
         (variants("dpc"), DeepLabV3Plus(19, "xception71"), r"dense prediction cell \(DPC\) checkpoint"),
         (variants("mobilenet"), DeepLabV3Plus(21, "xception65"), r"MobileNet checkpoint \(MobilenetV2\)"),
-        (variants("resnet"), DeepLabV3Plus(21, "xception65"), r"has the backbone resnet_v1_101; segkit converts the "
-                                                              r"official Xception checkpoints"),
+        (
+            variants("resnet"),
+            DeepLabV3Plus(21, "xception65"),
+            r"has the backbone resnet_v1_101; segkit converts the "
+            r"official Xception checkpoints",
+        ),
         (prefix + "_missing", DeepLabV3Plus(21, "xception41"), r"model.ckpt_missing"),
     ]
     for path, model, message in cases:
@@ -198,6 +217,7 @@ def test_pretrained_official_checkpoint(official, variants, capsys):
     # the ImageNet backbone: the encoder only
     backbone = DeepLabV3Plus(5, "xception41", pretrained=variants("imagenet")).state_dict()
     encoder = [k for k in want if k.startswith("encoder.")]
-    assert _equal(backbone, want, encoder) and not torch.equal(backbone["aspp.project.conv.weight"],
-                                                                  want["aspp.project.conv.weight"])
+    assert _equal(backbone, want, encoder) and not torch.equal(
+        backbone["aspp.project.conv.weight"], want["aspp.project.conv.weight"]
+    )
     assert "loaded the encoder (" in capsys.readouterr().out

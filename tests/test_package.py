@@ -1,5 +1,6 @@
 """segkit as a package: the bundled configs and `--config NAME`, `segkit configs`, `segkit --version`,
 `python -m segkit`; and the wheel, installed into a fresh environment and run from an empty folder."""
+
 import os
 import re
 import shutil
@@ -24,8 +25,6 @@ def _exit_message(argv) -> str:
     return str(exit.value.code)
 
 
-
-
 def test_every_config_in_the_package_has_a_one_line_description():
     assert sorted(bundled_configs()) == BUNDLED and len(BUNDLED) >= 7
     for name, path in bundled_configs().items():
@@ -48,7 +47,8 @@ def test_a_bundled_config_by_name_from_any_folder_and_a_local_file_wins(tmp_path
     assert config_sources([Path("voc.yaml"), CONFIGS / "voc.yaml", None]) == [
         f"--config {tmp_path / 'voc.yaml'}",
         f"--config voc.yaml: the config bundled with segkit {__version__} ({CONFIGS / 'voc.yaml'})",
-        "--config given inline on the command line"]
+        "--config given inline on the command line",
+    ]
     # paths and inline configs are left to jsonargparse as before
     assert resolve(str(CONFIGS / "demo.yaml")) == str(CONFIGS / "demo.yaml")
     assert resolve("{trainer: {max_steps: 5}}") == "{trainer: {max_steps: 5}}"
@@ -57,9 +57,16 @@ def test_a_bundled_config_by_name_from_any_folder_and_a_local_file_wins(tmp_path
 def test_a_config_that_is_neither_a_file_nor_bundled_is_one_line_listing_the_bundled_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     names = ", ".join(BUNDLED)
-    for argv in (["fit", "--config", "vocc.yaml"], ["validate", "--config=vocc"], ["eval", "--config", "vocc"],
-                 ["data", "check", "--config", "vocc.yaml"], ["predict", "-c", "vocc.yaml"],
-                 ["export", "--config", "vocc"], ["convert", "--config", "vocc"], ["test", "--config", "vocc"]):
+    for argv in (
+        ["fit", "--config", "vocc.yaml"],
+        ["validate", "--config=vocc"],
+        ["eval", "--config", "vocc"],
+        ["data", "check", "--config", "vocc.yaml"],
+        ["predict", "-c", "vocc.yaml"],
+        ["export", "--config", "vocc"],
+        ["convert", "--config", "vocc"],
+        ["test", "--config", "vocc"],
+    ):
         message = _exit_message(argv)
         command = " ".join(argv[:2] if argv[0] == "data" else argv[:1])
         assert message.startswith(f"segkit {command}: --config vocc"), message
@@ -67,8 +74,10 @@ def test_a_config_that_is_neither_a_file_nor_bundled_is_one_line_listing_the_bun
         assert "\n" not in message
     # a path that names no file: said so, with the bundled name when it is one (an old `configs/voc.yaml`)
     message = _exit_message(["fit", "--config", "configs/voc.yaml"])
-    assert message == (f"segkit fit: --config configs/voc.yaml: no such file; segkit's own voc.yaml is "
-                       f"`--config voc.yaml` (bundled configs: {names}) (--debug shows where)")
+    assert message == (
+        f"segkit fit: --config configs/voc.yaml: no such file; segkit's own voc.yaml is "
+        f"`--config voc.yaml` (bundled configs: {names}) (--debug shows where)"
+    )
 
 
 def test_configs_lists_and_copies_without_overwriting(tmp_path, monkeypatch, capsys):
@@ -94,19 +103,25 @@ def test_configs_lists_and_copies_without_overwriting(tmp_path, monkeypatch, cap
     assert capsys.readouterr().out == (CONFIGS / "cityscapes.yaml").read_text()
     assert _exit_message(["configs", "nope"]).startswith("segkit configs: no bundled config nope (bundled: ade20k,")
     monkeypatch.setattr("segkit.config_files.CONFIG_DIR", tmp_path / "missing")  # a broken installation
-    assert _exit_message(["configs"]) == (f"segkit configs: no configs in {tmp_path / 'missing'}: this installation "
-                                          "of segkit is incomplete, reinstall it")
+    assert _exit_message(["configs"]) == (
+        f"segkit configs: no configs in {tmp_path / 'missing'}: this installation of segkit is incomplete, reinstall it"
+    )
 
 
 def test_version_and_python_m_segkit(tmp_path):
     out = python("-m", "segkit", "--version", cwd=tmp_path, check=True).stdout
     assert re.fullmatch(rf"segkit {re.escape(__version__)} \(torch \S+, lightning \S+, Python \S+\)\n", out), out
     # --version and configs answer without importing PyTorch
-    probe = ("import sys; from segkit.commands import main; main(['--version']); main(['configs']); "
-             "print('torch imported:', 'torch' in sys.modules)")
+    probe = (
+        "import sys; from segkit.commands import main; main(['--version']); main(['configs']); "
+        "print('torch imported:', 'torch' in sys.modules)"
+    )
     assert python("-c", probe, cwd=tmp_path, check=True).stdout.endswith("torch imported: False\n")
     proc = python("-m", "segkit", "configs", "nope", cwd=tmp_path)
-    assert (proc.returncode, proc.stderr) == (1, f"segkit configs: no bundled config nope (bundled: {', '.join(BUNDLED)})\n")
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"segkit configs: no bundled config nope (bundled: {', '.join(BUNDLED)})\n",
+    )
 
 
 @pytest.mark.slow
@@ -117,9 +132,20 @@ def test_the_wheel_holds_the_configs_and_runs_from_an_empty_folder(tmp_path):
     shutil.copytree(REPO / "segkit", src / "segkit", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    python("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", tmp_path / "dist", src,
-           cwd=tmp_path, check=True)
-    wheel, = (tmp_path / "dist").glob("segkit-*.whl")
+    python(
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "-w",
+        tmp_path / "dist",
+        src,
+        cwd=tmp_path,
+        check=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("segkit-*.whl")
     assert wheel.name.startswith(f"segkit-{__version__}-py3-none-any")
     assert {f"segkit/configs/{name}.yaml" for name in BUNDLED} <= set(zipfile.ZipFile(wheel).namelist())
 
@@ -149,9 +175,25 @@ def test_the_wheel_holds_the_configs_and_runs_from_an_empty_folder(tmp_path):
     listing = installed("configs")
     assert all(f"{name}.yaml " in listing for name in BUNDLED) and str(venv) in listing
 
-    out = installed("fit", "--config", "demo.yaml", "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
-                    "--trainer.check_val_every_n_epoch", "null", "--trainer.logger", "false",
-                    "--trainer.enable_progress_bar", "false", "--data.num_train", "24", "--data.num_val", "4")
+    out = installed(
+        "fit",
+        "--config",
+        "demo.yaml",
+        "--trainer.max_steps",
+        "3",
+        "--trainer.val_check_interval",
+        "3",
+        "--trainer.check_val_every_n_epoch",
+        "null",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.num_train",
+        "24",
+        "--data.num_val",
+        "4",
+    )
     best = re.search(r"Best checkpoint \(val/mIoU = [\d.]+\): (\S+)", out)
     assert best, out[-2000:]
     checkpoint = work / best.group(1)

@@ -1,5 +1,6 @@
 """segkit.data.sampling: collation, evaluation shards, and the training stream that depends only on the seed
 and the step (not on the number of processes, workers or accumulation steps)."""
+
 import pytest
 import torch
 
@@ -33,8 +34,10 @@ def test_same_seed_same_augmentations_whatever_the_workers(tiny_voc):
 
 def _stream(sampler_kw, steps, world, accumulate, start=0):
     """The global batches (sorted (index, seed) lists) of ``steps`` steps, gathered over all ranks."""
-    per_rank = [list(TrainBatchSampler(**sampler_kw, rank=r, world_size=world, accumulate=accumulate,
-                                       start_step=lambda: start)) for r in range(world)]
+    per_rank = [
+        list(TrainBatchSampler(**sampler_kw, rank=r, world_size=world, accumulate=accumulate, start_step=lambda: start))
+        for r in range(world)
+    ]
     out = []
     for step in range(steps):
         micro = [per_rank[r][step * accumulate + m] for r in range(world) for m in range(accumulate)]

@@ -1,12 +1,13 @@
 """SBD conversion: SegmentationClassAug reproduces the .mat labels, train_aug.txt follows the official rule."""
+
 import numpy as np
 import pytest
 from PIL import Image
 from scipy.io import savemat
 
 from segkit.commands import main
-from segkit.data.sbd import convert_sbd
 from segkit.data import voc_palette, write_label_png
+from segkit.data.sbd import convert_sbd
 
 
 @pytest.fixture

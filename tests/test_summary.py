@@ -1,4 +1,5 @@
 """segkit.models.complexity: multiply-adds counted by hand, and `segkit summary` against the model's own parameters."""
+
 import pytest
 from torch import nn
 

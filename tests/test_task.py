@@ -1,4 +1,5 @@
 """Training-recipe tests: loss, poly schedule, parameter groups, and resuming from a checkpoint."""
+
 import math
 
 import lightning as L
@@ -15,11 +16,11 @@ from segkit.training.task import SegmentationTask
 def test_poly_schedule_values():
     f = poly_lr_lambda(100, 0.9)
     assert f(0) == 1.0
-    assert math.isclose(f(50), 0.5 ** 0.9)
+    assert math.isclose(f(50), 0.5**0.9)
     assert f(100) == 0.0
     w = poly_lr_lambda(100, 0.9, warmup_steps=10)
     assert math.isclose(w(0), 0.1) and math.isclose(w(9), 1.0)
-    assert math.isclose(w(10), 0.9 ** 0.9)
+    assert math.isclose(w(10), 0.9**0.9)
 
 
 def test_hard_pixel_mining_keeps_the_largest_losses():
@@ -40,7 +41,9 @@ def test_weight_decay_only_on_dense_conv_weights():
     decay_ids = {id(p) for p in decay}
     assert id(task.model.encoder.stem[0].conv.weight) in decay_ids
     assert id(task.model.aspp.atrous[0].conv_pw.weight) in decay_ids
-    assert id(task.model.aspp.atrous[0].conv_dw.weight) not in decay_ids  # depthwise: official regularize_depthwise=False
+    assert (
+        id(task.model.aspp.atrous[0].conv_dw.weight) not in decay_ids
+    )  # depthwise: official regularize_depthwise=False
     assert id(task.model.decoder.classifier.bias) not in decay_ids
     assert id(task.model.aspp.project.bn.weight) not in decay_ids
     assert len(decay) + len(no_decay) == len(list(task.model.parameters()))
@@ -66,8 +69,17 @@ class _Record(L.Callback):
 
 
 def _setup(tmp_path, tiny_voc):
-    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
-                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
+    dm = SyntheticVOCDataModule(
+        root=str(tiny_voc),
+        num_train=12,
+        num_val=5,
+        size_range=(64, 96),
+        seed=1,
+        batch_size=4,
+        val_batch_size=5,
+        crop_size=48,
+        num_workers=0,
+    )
     task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01, encoder_lr_mult=0.5)
     return dm, task
 
@@ -75,8 +87,16 @@ def _setup(tmp_path, tiny_voc):
 def test_resume_restores_step_optimizer_and_schedule(tmp_path, tiny_voc):
     L.seed_everything(0)
     dm, task = _setup(tmp_path, tiny_voc)
-    kw = dict(max_steps=8, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-              num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    kw = dict(
+        max_steps=8,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer = L.Trainer(callbacks=[_StopAt(5)], enable_checkpointing=False, **kw)
     trainer.fit(task, dm)
     ckpt = tmp_path / "mid.ckpt"
@@ -113,8 +133,10 @@ def test_predict_returns_maps_at_original_sizes(tiny_voc):
     from segkit.data import VOCDataModule, pad_collate
 
     task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32).eval()
-    samples = [{"image": torch.randn(3, 40, 48), "mask": torch.zeros(40, 48, dtype=torch.long), "name": "a"},
-               {"image": torch.randn(3, 64, 56), "mask": torch.zeros(64, 56, dtype=torch.long), "name": "b"}]
+    samples = [
+        {"image": torch.randn(3, 40, 48), "mask": torch.zeros(40, 48, dtype=torch.long), "name": "a"},
+        {"image": torch.randn(3, 64, 56), "mask": torch.zeros(64, 56, dtype=torch.long), "name": "b"},
+    ]
     with torch.no_grad():
         preds = task.predict_step(pad_collate(samples), 0)
         alone = task(samples[1]["image"][None]).argmax(1)[0]
@@ -131,11 +153,29 @@ def test_predict_returns_maps_at_original_sizes(tiny_voc):
 
 
 def _fit_steps(tmp_path, tiny_voc, task, steps=2, **trainer_kw):
-    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
-                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                        enable_checkpointing=False, default_root_dir=tmp_path, **trainer_kw)
+    dm = SyntheticVOCDataModule(
+        root=str(tiny_voc),
+        num_train=12,
+        num_val=5,
+        size_range=(64, 96),
+        seed=1,
+        batch_size=4,
+        val_batch_size=5,
+        crop_size=48,
+        num_workers=0,
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        **trainer_kw,
+    )
     trainer.fit(task, dm)
     return trainer
 
@@ -158,7 +198,9 @@ def test_frozen_batch_norm_keeps_statistics_and_trains_scale_and_shift(tmp_path,
     assert all(torch.equal(before[k], after[k]) for k in before)  # statistics untouched by training
     assert probe.training_flags == {False}  # every batch norm normalizes with its running statistics
     assert probe.weight_grad is not None and probe.weight_grad.abs().sum() > 0
-    assert not torch.equal(task.model.decoder.refine[1].bn_pw.weight, weight)  # scale still trained (official behaviour)
+    assert not torch.equal(
+        task.model.decoder.refine[1].bn_pw.weight, weight
+    )  # scale still trained (official behaviour)
 
     L.seed_everything(0)
     task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01)
@@ -204,8 +246,16 @@ class _HostSyncOps(L.Callback):
     boolean indexing, ``unique``) and tensors made from Python numbers (on a GPU, a blocking copy from
     pageable memory). Ops are seen through a TorchDispatchMode, so the check works on the CPU."""
 
-    SYNC_OPS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal", "aten::nonzero",
-                "aten::masked_select", "aten::_unique2", "aten::unique_dim", "aten::lift_fresh"}
+    SYNC_OPS = {
+        "aten::_local_scalar_dense",
+        "aten::is_nonzero",
+        "aten::equal",
+        "aten::nonzero",
+        "aten::masked_select",
+        "aten::_unique2",
+        "aten::unique_dim",
+        "aten::lift_fresh",
+    }
 
     def __init__(self):
         from torch.utils._python_dispatch import TorchDispatchMode
@@ -237,13 +287,31 @@ def test_training_step_makes_no_host_device_syncs(tmp_path, tiny_voc):
     synchronize a GPU with the host (the logger's own writes, every log_every_n_steps, come after the step)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    dm = SyntheticVOCDataModule(root=str(tiny_voc), num_train=12, num_val=5, size_range=(64, 96), seed=1,
-                                batch_size=4, val_batch_size=5, crop_size=48, num_workers=0)
+    dm = SyntheticVOCDataModule(
+        root=str(tiny_voc),
+        num_train=12,
+        num_val=5,
+        size_range=(64, 96),
+        seed=1,
+        batch_size=4,
+        val_batch_size=5,
+        crop_size=48,
+        num_workers=0,
+    )
     task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.01)
     rec = _HostSyncOps()
-    L.Trainer(max_steps=3, accelerator="cpu", logger=CSVLogger(tmp_path), log_every_n_steps=1,
-              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-              enable_checkpointing=False, callbacks=[rec]).fit(task, dm)
+    L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        callbacks=[rec],
+    ).fit(task, dm)
     assert rec.batches == 3
     assert rec.seen == []
     # and the check does see them: logging a Python float is a host-to-device copy, .item() a read-back

@@ -1,12 +1,13 @@
 """segkit.io.tf_bundle: TensorFlow checkpoints read without TensorFlow, against checkpoints that TensorFlow
 itself writes (in a subprocess: the official DeepLab checkpoints are TF1 Saver checkpoints)."""
+
 import numpy as np
 import pytest
 from conftest import python
 
 from segkit.io.tf_bundle import CheckpointError, TFCheckpoint, _block, _varint
 
-WRITER = r'''
+WRITER = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
@@ -45,7 +46,7 @@ for i, part in enumerate(parts):
 tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=parts, destination_prefix=f"{root}/two/model.ckpt")
 for name, values in (("one", one), ("two", two)):
     np.savez(f"{root}/{name}.npz", **{k.replace("/", "|"): v for k, v in values.items()})
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """The tools: tools/benchmark.py (every section, --quick) and tools/gpu_check.py (--quick, on the CPU)."""
+
 import json
 
 import pytest
@@ -7,8 +8,20 @@ from conftest import REPO, python
 
 @pytest.mark.slow
 def test_benchmark_quick_runs_every_section(tmp_path):
-    proc = python(REPO / "tools" / "benchmark.py", "--quick", "--sections", "model", "data", "metric", "eval",
-                  "train", "--json", tmp_path / "b.json", cwd=tmp_path, check=True)
+    proc = python(
+        REPO / "tools" / "benchmark.py",
+        "--quick",
+        "--sections",
+        "model",
+        "data",
+        "metric",
+        "eval",
+        "train",
+        "--json",
+        tmp_path / "b.json",
+        cwd=tmp_path,
+        check=True,
+    )
     assert "applies to the full sizes" in proc.stdout  # targets are not judged on toy sizes
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     by_section = {s: [r for r in rows if r["section"] == s] for s in ("model", "data", "metric", "eval", "train")}
@@ -32,8 +45,7 @@ def test_benchmark_quick_runs_every_section(tmp_path):
 @pytest.mark.slow
 def test_gpu_check_runs_on_the_cpu(tmp_path):
     """tools/gpu_check.py at tiny sizes: timm parity, the stride switch, step benchmarks and short fits pass."""
-    proc = python(REPO / "tools" / "gpu_check.py", "--quick", "--json", tmp_path / "g.json", cwd=tmp_path,
-                  check=True)
+    proc = python(REPO / "tools" / "gpu_check.py", "--quick", "--json", tmp_path / "g.json", cwd=tmp_path, check=True)
     assert "timm parity xception65 OS8" in proc.stdout and "segkit fit cityscapes.yaml" in proc.stdout
     results = json.loads((tmp_path / "g.json").read_text())
     parity = {k: v for k, v in results.items() if k.startswith("parity")}

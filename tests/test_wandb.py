@@ -1,11 +1,12 @@
 """W&B dashboards, read back from the offline run files: config, scalars, tables, images, artifacts, DDP, eval."""
+
 import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, TINY_VOC_ARGS, print_config, run_here, segkit
+from conftest import CONFIGS, TINY_VOC_ARGS, run_here, segkit
 
 
 def wandb_records(run_dir: Path) -> list:
@@ -21,8 +22,8 @@ def wandb_records(run_dir: Path) -> list:
         if block - pos % block < 7:  # block trailer
             pos += block - pos % block
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == 1:  # full
             chunks.append(chunk)
         elif kind == 2:  # first
@@ -39,54 +40,76 @@ def wandb_records(run_dir: Path) -> list:
     return records
 
 
+def _items(updates) -> dict:
+    """Values logged as nested dicts (images, tables) come as one item per leaf."""
+    out = {}
+    for u in updates:
+        *parents, leaf = [u.key] if u.key else list(u.nested_key)
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(u.value_json)
+    return out
+
+
+def _merge(into: dict, new: dict) -> None:
+    """Config updates arrive in pieces."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 def read_run(run_dir: Path) -> dict:
     """config, history rows, summary, run record and artifacts of an offline run."""
     out = {"config": {}, "history": [], "summary": {}, "artifacts": [], "run": None}
-
-    def items(updates):  # values logged as nested dicts (images, tables) come as one item per leaf
-        out = {}
-        for u in updates:
-            *parents, leaf = [u.key] if u.key else list(u.nested_key)
-            node = out
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = json.loads(u.value_json)
-        return out
-
-    def merge(into, new):  # config updates arrive in pieces
-        for k, v in new.items():
-            if isinstance(v, dict) and isinstance(into.get(k), dict):
-                merge(into[k], v)
-            else:
-                into[k] = v
-
     for r in wandb_records(run_dir):
         kind = r.WhichOneof("record_type")
         if kind == "run":
             out["run"] = r.run
-            merge(out["config"], items(r.run.config.update))
+            _merge(out["config"], _items(r.run.config.update))
         elif kind == "config":
-            merge(out["config"], items(r.config.update))
+            _merge(out["config"], _items(r.config.update))
         elif kind == "history":
-            out["history"].append(items(r.history.item))
+            out["history"].append(_items(r.history.item))
         elif kind == "summary":
-            out["summary"] |= items(r.summary.update)
+            out["summary"] |= _items(r.summary.update)
         elif kind == "artifact":
-            out["artifacts"].append((r.artifact.name, json.loads(r.artifact.metadata or "{}"), list(r.artifact.aliases)))
+            out["artifacts"].append(
+                (r.artifact.name, json.loads(r.artifact.metadata or "{}"), list(r.artifact.aliases))
+            )
     return out
 
 
 def _fit(tiny_voc, cwd, *extra, devices=1, capsys=None):
     """`segkit fit` for 4 steps; in this process when given ``capsys`` (one process only)."""
-    args = ("fit", "--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--trainer.devices",
-            devices, "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.precision", "32",
-            "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1", *extra)
+    args = (
+        "fit",
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        *TINY_VOC_ARGS,
+        "--trainer.devices",
+        devices,
+        "--trainer.strategy",
+        "ddp" if devices > 1 else "auto",
+        "--trainer.precision",
+        "32",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        *extra,
+    )
     if capsys is not None:
         proc = run_here(capsys, *args, cwd=cwd)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
-    return segkit(*args, cwd=cwd, env={"WANDB_MODE": "offline"}, threads=1 if devices > 1 else None,
-                  check=True).stdout
+    return segkit(*args, cwd=cwd, env={"WANDB_MODE": "offline"}, threads=1 if devices > 1 else None, check=True).stdout
 
 
 def _eval(*args, cwd) -> subprocess.CompletedProcess:
@@ -144,8 +167,11 @@ def test_offline_run_holds_table_confusion_and_mask_images(wandb_run):
     for name in ("background", "aeroplane", "tvmonitor", "ignored"):
         assert f'"{name}"' in labels
     # the same images at every validation
-    per_validation = [sorted(k for k in h if re.match(r"val/prediction/[^/]+$", k)) for h in run["history"]
-                      if any(k.startswith("val/prediction/") for k in h)]
+    per_validation = [
+        sorted(k for k in h if re.match(r"val/prediction/[^/]+$", k))
+        for h in run["history"]
+        if any(k.startswith("val/prediction/") for k in h)
+    ]
     assert len(per_validation) == 2 and per_validation[0] == per_validation[1]
 
 
@@ -171,11 +197,11 @@ def test_two_process_run_writes_one_wandb_run(tiny_voc, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger",
-                                    "lightning.pytorch.loggers.TensorBoardLogger"])
+@pytest.mark.parametrize(
+    "logger", ["false", "lightning.pytorch.loggers.CSVLogger", "lightning.pytorch.loggers.TensorBoardLogger"]
+)
 def test_other_loggers_still_work(tiny_voc, tmp_path, logger, capsys):
-    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", tmp_path,
-                  capsys=capsys)
+    stdout = _fit(tiny_voc, tmp_path, "--trainer.logger", logger, "--trainer.default_root_dir", tmp_path, capsys=capsys)
     assert "Best checkpoint" in stdout and "wandb sync" not in stdout
     assert not (tmp_path / "lightning_logs" / "wandb").exists() and not (tmp_path / "wandb").exists()
     if logger.endswith("CSVLogger"):
@@ -192,9 +218,28 @@ def test_other_loggers_still_work(tiny_voc, tmp_path, logger, capsys):
 def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
     cwd, _, _, _ = wandb_run
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
-                 "--ckpt_path", ckpt, "--device", "cpu", "--scales", "0.75", "1.0", "--wandb_project", "segkit-eval",
-                 "--wandb_images", "3", "--json", tmp_path / "s.json", cwd=tmp_path)
+    proc = _eval(
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        "--data.num_workers",
+        "0",
+        "--ckpt_path",
+        ckpt,
+        "--device",
+        "cpu",
+        "--scales",
+        "0.75",
+        "1.0",
+        "--wandb_project",
+        "segkit-eval",
+        "--wandb_images",
+        "3",
+        "--json",
+        tmp_path / "s.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert f"wandb sync {run_dir}" in proc.stdout
@@ -229,9 +274,25 @@ def test_eval_logs_to_the_existing_training_run(wandb_run, tiny_voc, tmp_path):
     cwd, _, train_dir, _ = wandb_run
     run_id = train_dir.name.rsplit("-", 1)[1]
     ckpt = next((cwd / "lightning_logs" / "segkit-voc").rglob("last.ckpt"))
-    proc = _eval("--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0",
-                 "--ckpt_path", ckpt, "--device", "cpu", "--wandb_project", "segkit-voc", "--wandb_run_id", run_id,
-                 "--wandb_images", "2", cwd=tmp_path)
+    proc = _eval(
+        "--config",
+        CONFIGS / "voc.yaml",
+        "--data.root",
+        tiny_voc,
+        "--data.num_workers",
+        "0",
+        "--ckpt_path",
+        ckpt,
+        "--device",
+        "cpu",
+        "--wandb_project",
+        "segkit-voc",
+        "--wandb_run_id",
+        run_id,
+        "--wandb_images",
+        "2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert run_dir.name.endswith(run_id)  # the same run: `wandb sync` appends it to the training run
@@ -246,12 +307,36 @@ def test_dashboard_of_a_folder_data_set(tmp_path):
     from segkit.data.synthetic import make_synthetic_folder
 
     make_synthetic_folder(tmp_path / "data" / "synthetic_folder", 40, size_range=(64, 80), seed=2)
-    proc = segkit("fit", "--config", "demo_folder.yaml", "--trainer.max_steps", "4", "--trainer.val_check_interval",
-                  "2", "--trainer.check_val_every_n_epoch", "null", "--trainer.log_every_n_steps", "1",
-                  "--trainer.enable_progress_bar", "false", "--trainer.logger", "segkit.wandb.WandbLogger",
-                  "--trainer.logger.project", "segkit-folder", "--trainer.logger.save_dir", "lightning_logs",
-                  "--trainer.callbacks+", "segkit.wandb.WandbDashboard", "--trainer.callbacks.num_images", "3",
-                  "--model.decoder_channels", "32", cwd=tmp_path, env={"WANDB_MODE": "offline"}, check=True)
+    proc = segkit(
+        "fit",
+        "--config",
+        "demo_folder.yaml",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "null",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger",
+        "segkit.wandb.WandbLogger",
+        "--trainer.logger.project",
+        "segkit-folder",
+        "--trainer.logger.save_dir",
+        "lightning_logs",
+        "--trainer.callbacks+",
+        "segkit.wandb.WandbDashboard",
+        "--trainer.callbacks.num_images",
+        "3",
+        "--model.decoder_channels",
+        "32",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "offline"},
+        check=True,
+    )
     assert "upload it with" in proc.stdout
     (run_dir,) = (tmp_path / "lightning_logs" / "wandb").glob("offline-run-*")
     run = read_run(run_dir)

@@ -32,6 +32,7 @@ Sections:
 Times are medians over repetitions after a warm-up; segkit and its peer are measured alternately so that
 drift hits both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,16 @@ import torch
 import torch.nn.functional as F
 
 from segkit.data import (
-    CityscapesSegmentation, VOCSegmentation, make_synthetic_cityscapes, make_synthetic_voc, train_transform,
+    CityscapesSegmentation,
+    VOCSegmentation,
+    make_synthetic_cityscapes,
+    make_synthetic_voc,
+    train_transform,
 )
 from segkit.inference import predict_probs
 from segkit.metrics import ConfusionMatrix
 from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.decoder import resize
-
 
 DEVICE = torch.device("cpu")  # --device: where the model, metric and eval sections run
 
@@ -107,8 +111,13 @@ def build_models(encoder: str, output_stride: int, num_classes: int = 21) -> dic
     # the same ASPP rates in both: 6/12/18 at OS16, doubled to 12/24/36 at OS8 as the paper does (smp keeps
     # whatever it is given; the cost of a dilated depthwise convolution on a CPU depends on its rate)
     rates = ours.aspp.atrous_rates
-    peer = smp.DeepLabV3Plus(encoder_name=f"tu-{encoder}", encoder_weights=None, classes=num_classes,
-                             encoder_output_stride=output_stride, decoder_atrous_rates=rates)
+    peer = smp.DeepLabV3Plus(
+        encoder_name=f"tu-{encoder}",
+        encoder_weights=None,
+        classes=num_classes,
+        encoder_output_stride=output_stride,
+        decoder_atrous_rates=rates,
+    )
     aspp = [m.dilation[0] for m in peer.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1][:3]
     if aspp != list(rates):
         raise AssertionError(f"smp's ASPP rates are not {rates}")
@@ -130,24 +139,28 @@ def model_section(encoder: str, size: int, batch: int, reps: int, strides, modes
             # segkit's inference path (segkit eval): batch norm folded into the convolutions
             folded = fold_batchnorm(models["segkit"]).to(memory_format=fmt)
 
-            def forward(m):
+            def forward(m, autocast=autocast, xm=xm):
                 def run():
                     m.eval()
                     with torch.no_grad(), autocast:
                         m(xm)
+
                 return run
 
-            def train_step(m):
+            def train_step(m, autocast=autocast, xm=xm):
                 def run():
                     m.train()
                     with autocast:
                         loss = F.cross_entropy(m(xm), y)
                     loss.backward()
                     m.zero_grad(set_to_none=True)
+
                 return run
 
-            t = alternate({"segkit": forward(folded), "segkit_plain": forward(models["segkit"]),
-                           "smp": forward(models["smp"])}, reps)
+            t = alternate(
+                {"segkit": forward(folded), "segkit_plain": forward(models["segkit"]), "smp": forward(models["smp"])},
+                reps,
+            )
             rows.append(_row(f"OS{os_} {mode} forward", t["segkit"], t["smp"]))
             rows.append(_row(f"OS{os_} {mode} forward, BN not folded", t["segkit_plain"], t["smp"], info=True))
             t = alternate({k: train_step(m) for k, m in models.items()}, reps)
@@ -159,8 +172,15 @@ def model_section(encoder: str, size: int, batch: int, reps: int, strides, modes
 
 def _row(case: str, ours: float, peer: float, info: bool = False) -> dict:
     print(f"  model {case:<42} segkit {ours:.3f} s  smp {peer:.3f} s  ratio {ours / peer:.3f}", flush=True)
-    return {"section": "model", "case": case, "segkit_s": ours, "peer_s": peer, "ratio": ours / peer,
-            "unit": "s (lower is better)", "info": info}
+    return {
+        "section": "model",
+        "case": case,
+        "segkit_s": ours,
+        "peer_s": peer,
+        "ratio": ours / peer,
+        "unit": "s (lower is better)",
+        "info": info,
+    }
 
 
 def model_parts(models: dict, x: torch.Tensor, os_: int, reps: int) -> list[dict]:
@@ -177,6 +197,7 @@ def model_parts(models: dict, x: torch.Tensor, os_: int, reps: int) -> list[dict
         def run():
             sum(f.float().sum() for f in pick(m.encoder(x))).backward()
             m.zero_grad(set_to_none=True)
+
         return run
 
     def head_ours():
@@ -187,11 +208,19 @@ def model_parts(models: dict, x: torch.Tensor, os_: int, reps: int) -> list[dict
         peer.segmentation_head(peer.decoder(feats)).sum().backward()
         peer.zero_grad(set_to_none=True)
 
-    t = alternate({"enc_segkit": enc(ours, lambda f: (f["out"], f["low"])),
-                   "enc_smp": enc(peer, lambda f: (f[-1], f[2])), "head_segkit": head_ours, "head_smp": head_peer},
-                  reps)
-    return [_row(f"OS{os_} fp32 encoder forward+backward", t["enc_segkit"], t["enc_smp"], info=True),
-            _row(f"OS{os_} fp32 head forward+backward", t["head_segkit"], t["head_smp"], info=True)]
+    t = alternate(
+        {
+            "enc_segkit": enc(ours, lambda f: (f["out"], f["low"])),
+            "enc_smp": enc(peer, lambda f: (f[-1], f[2])),
+            "head_segkit": head_ours,
+            "head_smp": head_peer,
+        },
+        reps,
+    )
+    return [
+        _row(f"OS{os_} fp32 encoder forward+backward", t["enc_segkit"], t["enc_smp"], info=True),
+        _row(f"OS{os_} fp32 head forward+backward", t["head_segkit"], t["head_smp"], info=True),
+    ]
 
 
 # data -----------------------------------------------------------------------------------------------------
@@ -243,10 +272,21 @@ def data_section(root: Path, crop: int, passes: int) -> list[dict]:
 
     t = alternate({"segkit": run_ours, "pil": run_peer}, 3)
     ours_rate, peer_rate = n / t["segkit"], n / t["pil"]
-    print(f"  data crop {crop}: segkit {ours_rate:.1f} img/s  PIL {peer_rate:.1f} img/s  "
-          f"ratio {ours_rate / peer_rate:.2f}", flush=True)
-    return [{"section": "data", "case": f"VOC-size JPEG, crop {crop}, one core", "segkit_s": 1 / ours_rate,
-             "peer_s": 1 / peer_rate, "ratio": ours_rate / peer_rate, "unit": "img/s ratio (higher is better)"}]
+    print(
+        f"  data crop {crop}: segkit {ours_rate:.1f} img/s  PIL {peer_rate:.1f} img/s  "
+        f"ratio {ours_rate / peer_rate:.2f}",
+        flush=True,
+    )
+    return [
+        {
+            "section": "data",
+            "case": f"VOC-size JPEG, crop {crop}, one core",
+            "segkit_s": 1 / ours_rate,
+            "peer_s": 1 / peer_rate,
+            "ratio": ours_rate / peer_rate,
+            "unit": "img/s ratio (higher is better)",
+        }
+    ]
 
 
 # metric ---------------------------------------------------------------------------------------------------
@@ -256,13 +296,17 @@ def metric_section(height: int, reps: int, num_classes: int = 19) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     target = torch.randint(0, num_classes, (1, height, 2 * height), generator=g)
     target[:, :, :16] = 255
-    preds = torch.where(torch.rand(target.shape, generator=g) < 0.8, target.clamp(max=num_classes - 1),
-                        torch.randint(0, num_classes, target.shape, generator=g))
+    preds = torch.where(
+        torch.rand(target.shape, generator=g) < 0.8,
+        target.clamp(max=num_classes - 1),
+        torch.randint(0, num_classes, target.shape, generator=g),
+    )
     target, preds = target.to(DEVICE), preds.to(DEVICE)
     ours = ConfusionMatrix(num_classes).to(DEVICE)
     peer = MulticlassJaccardIndex(num_classes, ignore_index=255, average=None, validate_args=False).to(DEVICE)
-    t = alternate({"segkit": lambda: ours.update(preds, target), "torchmetrics": lambda: peer.update(preds, target)},
-                  reps)
+    t = alternate(
+        {"segkit": lambda: ours.update(preds, target), "torchmetrics": lambda: peer.update(preds, target)}, reps
+    )
     check = MulticlassConfusionMatrix(num_classes, ignore_index=255).to(DEVICE)
     check.update(preds, target)
     single = ConfusionMatrix(num_classes).to(DEVICE)
@@ -270,15 +314,26 @@ def metric_section(height: int, reps: int, num_classes: int = 19) -> list[dict]:
     if not torch.equal(single.compute(), check.compute()):
         raise AssertionError("segkit's confusion matrix differs from torchmetrics'")
     ratio = t["torchmetrics"] / t["segkit"]
-    print(f"  metric {height}x{2 * height}: segkit {1000 * t['segkit']:.1f} ms  torchmetrics "
-          f"{1000 * t['torchmetrics']:.1f} ms  speed ratio {ratio:.2f}", flush=True)
-    return [{"section": "metric", "case": f"confusion update, {height}x{2 * height}, {num_classes} classes",
-             "segkit_s": t["segkit"], "peer_s": t["torchmetrics"], "ratio": ratio,
-             "unit": "updates/s ratio (higher is better)"}]
+    print(
+        f"  metric {height}x{2 * height}: segkit {1000 * t['segkit']:.1f} ms  torchmetrics "
+        f"{1000 * t['torchmetrics']:.1f} ms  speed ratio {ratio:.2f}",
+        flush=True,
+    )
+    return [
+        {
+            "section": "metric",
+            "case": f"confusion update, {height}x{2 * height}, {num_classes} classes",
+            "segkit_s": t["segkit"],
+            "peer_s": t["torchmetrics"],
+            "ratio": ratio,
+            "unit": "updates/s ratio (higher is better)",
+        }
+    ]
 
 
 def decode_rows(dataset, name: str, passes: int) -> list[dict]:
     """segkit alone: images/s of decoding, and of decoding + the training pipeline (info rows)."""
+
     def decode():
         for _ in range(passes):
             for i in range(len(dataset)):
@@ -291,11 +346,22 @@ def decode_rows(dataset, name: str, passes: int) -> list[dict]:
 
     t = alternate({"decode": decode, "pipeline": pipeline}, 1, warmup=0)
     n = len(dataset) * passes
-    print(f"  data {name}: decode {n / t['decode']:.1f} img/s, decode + pipeline {n / t['pipeline']:.1f} img/s",
-          flush=True)
-    return [{"section": "data", "case": f"{name}, {what}, one core", "segkit_s": t[key] / n, "peer_s": None,
-             "ratio": None, "unit": "s per image", "info": True}
-            for key, what in (("decode", "decode"), ("pipeline", "decode + pipeline"))]
+    print(
+        f"  data {name}: decode {n / t['decode']:.1f} img/s, decode + pipeline {n / t['pipeline']:.1f} img/s",
+        flush=True,
+    )
+    return [
+        {
+            "section": "data",
+            "case": f"{name}, {what}, one core",
+            "segkit_s": t[key] / n,
+            "peer_s": None,
+            "ratio": None,
+            "unit": "s per image",
+            "info": True,
+        }
+        for key, what in (("decode", "decode"), ("pipeline", "decode + pipeline"))
+    ]
 
 
 # eval -----------------------------------------------------------------------------------------------------
@@ -328,15 +394,36 @@ def eval_section(encoder: str, size: tuple[int, int], reps: int, output_stride: 
             r = eval_one(encoder, size, setting, reps, output_stride)
             r["peak_gib"] = r["peak_gib"] if DEVICE.type == "cuda" else None
         else:
-            cmd = [sys.executable, __file__, "--eval_one", setting, "--device", str(DEVICE), "--reps", str(reps),
-                   "--eval_size", *map(str, size), "--eval_output_stride", str(output_stride)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--eval_one",
+                setting,
+                "--device",
+                str(DEVICE),
+                "--reps",
+                str(reps),
+                "--eval_size",
+                *map(str, size),
+                "--eval_output_stride",
+                str(output_stride),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
         case = f"{setting}, {size[0]}x{size[1]}, OS{output_stride}"
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f} GiB"
         print(f"  eval {case}: {r['seconds']:.3f} s per image, peak {peak}", flush=True)
-        rows.append({"section": "eval", "case": case, "segkit_s": r["seconds"], "peer_s": None, "ratio": None,
-                     "unit": "s per image", "peak_gib": r["peak_gib"]})
+        rows.append(
+            {
+                "section": "eval",
+                "case": case,
+                "segkit_s": r["seconds"],
+                "peer_s": None,
+                "ratio": None,
+                "unit": "s per image",
+                "peak_gib": r["peak_gib"],
+            }
+        )
     return rows
 
 
@@ -344,8 +431,9 @@ def eval_section(encoder: str, size: tuple[int, int], reps: int, output_stride: 
 VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+compile", "bf16+cl+compile")
 
 
-def train_variant(encoder: str, size: int, batch: int, variant: str, steps: int, inference: bool = True,
-                  num_classes: int = 21) -> dict:
+def train_variant(
+    encoder: str, size: int, batch: int, variant: str, steps: int, inference: bool = True, num_classes: int = 21
+) -> dict:
     """Training step (and inference) speed and peak memory of one variant on :data:`DEVICE`."""
     bf16, channels_last, compile_ = "bf16" in variant, "+cl" in variant, "compile" in variant
     torch.manual_seed(0)
@@ -370,8 +458,13 @@ def train_variant(encoder: str, size: int, batch: int, variant: str, steps: int,
     median_time(step, 1)  # one more warm-up step
     reset_peak()
     dt = median_time(step, steps, warmup=0)
-    out = {"variant": variant, "step_s": dt, "train_img_s": batch / dt, "train_peak_gib": peak_gib(),
-           "first_step_s": first}
+    out = {
+        "variant": variant,
+        "step_s": dt,
+        "train_img_s": batch / dt,
+        "train_peak_gib": peak_gib(),
+        "first_step_s": first,
+    }
     if inference:
         model.eval()
 
@@ -394,16 +487,31 @@ def train_section(encoder: str, size: int, batch: int, steps: int, variants) -> 
         if DEVICE.type == "cuda":
             torch.cuda.empty_cache()  # the variant's model is gone; start the next one from a clean cache
         case = f"{encoder} crop {size} batch {batch} {variant}"
-        print(f"  train {case}: {r['train_img_s']:.1f} img/s ({1000 * r['step_s']:.0f} ms per step), peak "
-              f"{r['train_peak_gib']:.2f} GiB, first step {r['first_step_s']:.1f} s; inference "
-              f"{r.get('infer_img_s', float('nan')):.1f} img/s", flush=True)
-        rows.append({"section": "train", "case": case, "segkit_s": r["step_s"], "peer_s": None, "ratio": None,
-                     "unit": "s per training step", **r})
+        print(
+            f"  train {case}: {r['train_img_s']:.1f} img/s ({1000 * r['step_s']:.0f} ms per step), peak "
+            f"{r['train_peak_gib']:.2f} GiB, first step {r['first_step_s']:.1f} s; inference "
+            f"{r.get('infer_img_s', float('nan')):.1f} img/s",
+            flush=True,
+        )
+        rows.append(
+            {
+                "section": "train",
+                "case": case,
+                "segkit_s": r["step_s"],
+                "peer_s": None,
+                "ratio": None,
+                "unit": "s per training step",
+                **r,
+            }
+        )
     return rows
 
 
 TARGETS = {  # segkit's speed targets against its peers: (section, what, bound) on the ratio
-    "model forward+backward": ("<=", 1.05), "model forward": ("<=", 1.0), "data": (">=", 1.5), "metric": (">=", 1.0),
+    "model forward+backward": ("<=", 1.05),
+    "model forward": ("<=", 1.0),
+    "data": (">=", 1.5),
+    "metric": (">=", 1.0),
 }
 
 
@@ -421,17 +529,37 @@ SECTIONS = ("model", "data", "metric", "eval", "train")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (the tests run this)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
-                        help="default: model data metric eval on a CPU, all five on a GPU")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="repetitions per case (default 3, --quick 1); this VM varies by ~10%% between runs")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=None,
+        help="default: model data metric eval on a CPU, all five on a GPU",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per case (default 3, --quick 1); this VM varies by ~10%% between runs",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--device", default="cpu", help="device of the model, metric, eval and train sections")
-    parser.add_argument("--eval_size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="eval image size (default 513 513, --quick 96 96)")
+    parser.add_argument(
+        "--eval_size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="eval image size (default 513 513, --quick 96 96)",
+    )
     parser.add_argument("--eval_output_stride", type=int, default=16)
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
-                        help="train variants (default: all; --quick: those without compile)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=None,
+        help="train variants (default: all; --quick: those without compile)",
+    )
     parser.add_argument("--eval_one", help=argparse.SUPPRESS)  # one eval setting, in a process of its own
     args = parser.parse_args()
     global DEVICE
@@ -449,8 +577,14 @@ def main() -> None:
     print(f"segkit benchmark{' (quick)' if q else ''}: torch {torch.__version__}, {where}", flush=True)
     rows: list[dict] = []
     if "model" in sections:
-        rows += model_section("xception65", 128 if q else 512, 2, reps,
-                              (16,) if q else (16, 8), ("fp32",) if q else ("fp32", "bf16", "channels_last"))
+        rows += model_section(
+            "xception65",
+            128 if q else 512,
+            2,
+            reps,
+            (16,) if q else (16, 8),
+            ("fp32",) if q else ("fp32", "bf16", "channels_last"),
+        )
     if "data" in sections:
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
@@ -474,18 +608,25 @@ def main() -> None:
     print(f"\n{'section':<7} {'case':<46} {'segkit':>9} {'peer':>9} {'ratio':>7}  target")
     for r in rows:
         target = target_of(r)
-        ok = "" if target is None or r["ratio"] is None else (
-            f"{target[0]} {target[1]:.2f} {'met' if (r['ratio'] <= target[1] if target[0] == '<=' else r['ratio'] >= target[1]) else 'MISSED'}")
+        ok = ""
+        if target is not None and r["ratio"] is not None:
+            met = r["ratio"] <= target[1] if target[0] == "<=" else r["ratio"] >= target[1]
+            ok = f"{target[0]} {target[1]:.2f} {'met' if met else 'MISSED'}"
         if q and ok:
             ok = f"{target[0]} {target[1]:.2f} applies to the full sizes"
         peer = f"{r['peer_s']:9.4f}" if r["peer_s"] is not None else f"{'-':>9}"
         ratio = f"{r['ratio']:7.3f}" if r["ratio"] is not None else f"{'-':>7}"
         print(f"{r['section']:<7} {r['case']:<46} {r['segkit_s']:9.4f} {peer} {ratio}  {ok}")
-    print("model/eval: seconds; data: seconds per image; metric: seconds per update; train: seconds per step. "
-          "ratio: model = segkit/smp time, data and metric = segkit/peer speed.")
+    print(
+        "model/eval: seconds; data: seconds per image; metric: seconds per update; train: seconds per step. "
+        "ratio: model = segkit/smp time, data and metric = segkit/peer speed."
+    )
     if args.json:
-        args.json.write_text(json.dumps({"torch": torch.__version__, "threads": threads, "device": where, "quick": q,
-                                         "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"torch": torch.__version__, "threads": threads, "device": where, "quick": q, "rows": rows}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

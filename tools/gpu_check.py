@@ -7,6 +7,7 @@ Checks: timm parity of the Aligned Xception features on the device (OS16 and OS8
 DeepLabV3+ in float32 and bf16 autocast (step time, images/s, peak memory); a short `segkit fit` with the
 VOC recipe on a synthetic VOC-layout folder (crop 513 on the GPU) to prove the whole loop runs there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchmark  # tools/benchmark.py: Python puts a script's own folder first on the import path
 import timm
 import torch
 
-import benchmark  # tools/benchmark.py: Python puts a script's own folder first on the import path
 from segkit.data import CityscapesDataModule, make_synthetic_cityscapes, make_synthetic_voc
 from segkit.models import AlignedXception, DeepLabV3Plus
 
@@ -67,27 +68,71 @@ def loader_throughput(datamodule, batches: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def fit_check(root: Path, crop: int, batch: int, encoder: str, steps: int, accelerator: str,
-              config: str = "voc.yaml", workers: int = 4) -> dict:
+def fit_check(
+    root: Path,
+    crop: int,
+    batch: int,
+    encoder: str,
+    steps: int,
+    accelerator: str,
+    config: str = "voc.yaml",
+    workers: int = 4,
+) -> dict:
     """`segkit fit --config <config>` (a bundled config) for a few steps on a synthetic folder in that layout."""
-    cmd = [sys.executable, "-m", "segkit", "fit", "--config", config,
-           "--data.root", str(root), "--model.encoder", encoder, "--model.pretrained", "null",
-           "--data.crop_size", str(crop), "--data.batch_size", str(batch), "--data.num_workers", str(workers),
-           "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-           "--trainer.accelerator", accelerator, "--trainer.enable_progress_bar", "false",
-           "--trainer.default_root_dir", str(root / "runs")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "segkit",
+        "fit",
+        "--config",
+        config,
+        "--data.root",
+        str(root),
+        "--model.encoder",
+        encoder,
+        "--model.pretrained",
+        "null",
+        "--data.crop_size",
+        str(crop),
+        "--data.batch_size",
+        str(batch),
+        "--data.num_workers",
+        str(workers),
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.val_check_interval",
+        str(steps),
+        "--trainer.accelerator",
+        accelerator,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(root / "runs"),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
     elapsed = time.perf_counter() - start
     best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\)", proc.stdout)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
-    return {"ok": proc.returncode == 0 and best is not None, "seconds": elapsed,
-            "val_mIoU": float(best.group(1)) if best else None}
+    return {
+        "ok": proc.returncode == 0 and best is not None,
+        "seconds": elapsed,
+        "val_mIoU": float(best.group(1)) if best else None,
+    }
 
 
-def bench_rows(encoder: str, size: int, batch: int, device: torch.device, steps: int, key: str, results: dict,
-               rows: list, inference: bool) -> None:
+def bench_rows(
+    encoder: str,
+    size: int,
+    batch: int,
+    device: torch.device,
+    steps: int,
+    key: str,
+    results: dict,
+    rows: list,
+    inference: bool,
+) -> None:
     """Training (and inference) speed in float32 and bf16, added to ``results`` and the printed ``rows``."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -95,11 +140,19 @@ def bench_rows(encoder: str, size: int, batch: int, device: torch.device, steps:
     for dtype in ("fp32", "bf16"):
         r = benchmark.train_variant(encoder, size, batch, dtype, steps, inference)
         results[f"{key}_{dtype}"] = r
-        rows.append((f"{encoder} {size}px batch {batch} {dtype}: train step", f"{r['step_s'] * 1000:.0f} ms "
-                     f"({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB"))
+        rows.append(
+            (
+                f"{encoder} {size}px batch {batch} {dtype}: train step",
+                f"{r['step_s'] * 1000:.0f} ms ({r['train_img_s']:.1f} img/s), peak {r['train_peak_gib']:.1f} GiB",
+            )
+        )
         if inference:
-            rows.append((f"{encoder} {size}px batch {batch} {dtype}: inference",
-                         f"{r['infer_img_s']:.1f} img/s, peak {r['infer_peak_gib']:.1f} GiB"))
+            rows.append(
+                (
+                    f"{encoder} {size}px batch {batch} {dtype}: inference",
+                    f"{r['infer_img_s']:.1f} img/s, peak {r['infer_peak_gib']:.1f} GiB",
+                )
+            )
 
 
 def main() -> None:
@@ -129,14 +182,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             sizes = (64, 96) if args.quick else (375, 500)  # VOC images are about 500x375
-            make_synthetic_voc(root, num_train=8 if args.quick else 64, num_val=4 if args.quick else 16,
-                               size_range=sizes, seed=0)
+            make_synthetic_voc(
+                root, num_train=8 if args.quick else 64, num_val=4 if args.quick else 16, size_range=sizes, seed=0
+            )
             fit_crop, fit_batch, fit_steps = (64, 2, 2) if args.quick else (513, 16, 20)
             r = fit_check(root, fit_crop, fit_batch, encoder, fit_steps, "gpu" if device.type == "cuda" else "cpu")
             results["fit"] = r
-            rows.append((f"segkit fit voc.yaml {encoder} crop {fit_crop} batch {fit_batch}, {fit_steps} steps",
-                         f"{'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.0f} s (incl. start-up and validation)"))
-
+            rows.append(
+                (
+                    f"segkit fit voc.yaml {encoder} crop {fit_crop} batch {fit_batch}, {fit_steps} steps",
+                    f"{'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.0f} s (incl. start-up and validation)",
+                )
+            )
 
     if "cityscapes" in args.sections:
         cs_size, cs_batch, cs_height, workers = (65, 2, 32, 2) if args.quick else (769, 8, 1024, 8)
@@ -148,11 +205,23 @@ def main() -> None:
             rate = loader_throughput(dm, 5 if not args.quick else 1)
             results["cityscapes_loader_img_s"] = rate
             rows.append((f"Cityscapes-size train loader, {workers} workers, crop {cs_size}", f"{rate:.1f} img/s"))
-            r = fit_check(root, cs_size, cs_batch, encoder, 10 if not args.quick else 2,
-                          "gpu" if device.type == "cuda" else "cpu", "cityscapes.yaml", workers)
+            r = fit_check(
+                root,
+                cs_size,
+                cs_batch,
+                encoder,
+                10 if not args.quick else 2,
+                "gpu" if device.type == "cuda" else "cpu",
+                "cityscapes.yaml",
+                workers,
+            )
             results["cityscapes_fit"] = r
-            rows.append((f"segkit fit cityscapes.yaml {encoder} crop {cs_size} batch {cs_batch}",
-                         f"{'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.0f} s (incl. start-up and validation)"))
+            rows.append(
+                (
+                    f"segkit fit cityscapes.yaml {encoder} crop {cs_size} batch {cs_batch}",
+                    f"{'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.0f} s (incl. start-up and validation)",
+                )
+            )
 
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows))

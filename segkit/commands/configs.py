@@ -25,22 +25,30 @@ def main(args: list[str]) -> None:
 def write_or_list(args: list[str]) -> None:
     from jsonargparse import ArgumentParser
 
-    parser = ArgumentParser(prog="segkit configs", description="List the configs bundled with segkit, or write a "
-                            "copy of one to edit. `--config NAME` uses a bundled config from any folder, unless a "
-                            "file NAME exists there (a local file always wins).")
+    parser = ArgumentParser(
+        prog="segkit configs",
+        description="List the configs bundled with segkit, or write a "
+        "copy of one to edit. `--config NAME` uses a bundled config from any folder, unless a "
+        "file NAME exists there (a local file always wins).",
+    )
     parser.add_argument("name", nargs="?", default=None, help="a bundled config, e.g. voc or voc.yaml")
-    parser.add_argument("--output", default=None,
-                        help="where to write the copy (default NAME.yaml in the working folder; - prints it)")
+    parser.add_argument(
+        "--output", default=None, help="where to write the copy (default NAME.yaml in the working folder; - prints it)"
+    )
     cfg = parser.parse_args(args)
     configs = bundled_configs()
     if not configs:
-        raise FileNotFoundError(f"no configs in {config_files.CONFIG_DIR}: this installation of segkit is incomplete, reinstall it")
+        raise FileNotFoundError(
+            f"no configs in {config_files.CONFIG_DIR}: this installation of segkit is incomplete, reinstall it"
+        )
     if cfg.name is None:
         width = max(map(len, configs)) + len(".yaml")
         for name, path in configs.items():
             print(f"{name + '.yaml':<{width}}  {description(path)}")
-        print(f"\n(in {config_files.CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file NAME.yaml is; "
-              "`segkit configs NAME` writes a copy to edit)")
+        print(
+            f"\n(in {config_files.CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file "
+            "NAME.yaml is; `segkit configs NAME` writes a copy to edit)"
+        )
         return
     stem = cfg.name.removesuffix(".yaml")
     if stem not in configs:

@@ -7,6 +7,7 @@ segkit checkpoint that every command takes with the same config:
 
 What the conversion takes and writes: :mod:`segkit.training.convert`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,9 +24,13 @@ def parser():
 
     p = ArgumentParser(prog="segkit convert", description="Convert an official TensorFlow DeepLab checkpoint.")
     p.add_argument("--config", action=ActionConfigFile, help="the segkit config the model is used with")
-    p.add_argument("--tf_checkpoint", type=str, required=True,
-                   help="checkpoint prefix as TensorFlow names it: .../model.ckpt for model.ckpt.index and "
-                        "model.ckpt.data-00000-of-00001")
+    p.add_argument(
+        "--tf_checkpoint",
+        type=str,
+        required=True,
+        help="checkpoint prefix as TensorFlow names it: .../model.ckpt for model.ckpt.index and "
+        "model.ckpt.data-00000-of-00001",
+    )
     p.add_argument("--output", type=str, required=True, help="the segkit checkpoint to write (.ckpt)")
     p.add_class_arguments(SegmentationTask, "model", skip={"num_classes", "class_names"})
     p.add_subclass_arguments(SegmentationDataModule, "data", required=True)

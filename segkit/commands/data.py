@@ -40,7 +40,9 @@ def sbd(args: list[str]) -> None:
 
     from ..data.sbd import convert_sbd
 
-    parser = ArgumentParser(prog="segkit data sbd", description="Build SegmentationClassAug and train_aug.txt from SBD.")
+    parser = ArgumentParser(
+        prog="segkit data sbd", description="Build SegmentationClassAug and train_aug.txt from SBD."
+    )
     parser.add_argument("--sbd_root", required=True, help="the SBD release folder (holding benchmark_RELEASE/dataset)")
     parser.add_argument("--voc_root", required=True, help="the folder holding VOCdevkit/VOC2012")
     cfg = parser.parse_args(args)

@@ -6,6 +6,7 @@
 
 How the split is scored is :mod:`segkit.evaluation`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,17 +23,23 @@ from .options import add_inference_options, config_datamodule, inference_setting
 
 def parser():
     p = model_parser("segkit eval", "Score a checkpoint or prediction files on a split.", ckpt_required=False)
-    p.add_argument("--predictions", type=str | None, default=None,
-                   help="score this folder of prediction PNGs instead of a model")
+    p.add_argument(
+        "--predictions", type=str | None, default=None, help="score this folder of prediction PNGs instead of a model"
+    )
     p.add_argument("--split", default="val", help="split to score")
     add_inference_options(p)
     p.add_argument("--json", type=str | None, default=None, help="write the scores and settings here")
     p.add_argument("--confusion", type=str | None, default=None, help="write <prefix>.npy and <prefix>.png")
     p.add_argument("--save_predictions", type=str | None, default=None, help="folder for prediction PNGs")
-    p.add_argument("--wandb_project", type=str | None, default=None,
-                   help="log the results to a new W&B run in this project")
-    p.add_argument("--wandb_run_id", type=str | None, default=None,
-                   help="log the results to this existing W&B run (e.g. the training run)")
+    p.add_argument(
+        "--wandb_project", type=str | None, default=None, help="log the results to a new W&B run in this project"
+    )
+    p.add_argument(
+        "--wandb_run_id",
+        type=str | None,
+        default=None,
+        help="log the results to this existing W&B run (e.g. the training run)",
+    )
     p.add_argument("--wandb_images", type=int, default=8, help="sample predictions logged to W&B")
     return p
 
@@ -61,14 +68,31 @@ def main(args: list[str]) -> None:
         # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
         model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
         dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
-        confmat = evaluate(model, dataset, datamodule.num_classes, inference_settings(cfg), device,
-                           datamodule.num_workers, Path(cfg.save_predictions) if cfg.save_predictions else None,
-                           files, datamodule.palette)
-        settings = {"num_images": len(dataset), "split": cfg.split, "scales": list(cfg.scales), "flip": cfg.flip,
-                    "output_stride": model.output_stride, "window": cfg.window, "pad_to": cfg.pad_to,
-                    "checkpoint": str(cfg.ckpt_path)}
-        heading = (f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
-                   f"output stride {model.output_stride}" + (f", padded to {cfg.pad_to}" if cfg.pad_to else ""))
+        confmat = evaluate(
+            model,
+            dataset,
+            datamodule.num_classes,
+            inference_settings(cfg),
+            device,
+            datamodule.num_workers,
+            Path(cfg.save_predictions) if cfg.save_predictions else None,
+            files,
+            datamodule.palette,
+        )
+        settings = {
+            "num_images": len(dataset),
+            "split": cfg.split,
+            "scales": list(cfg.scales),
+            "flip": cfg.flip,
+            "output_stride": model.output_stride,
+            "window": cfg.window,
+            "pad_to": cfg.pad_to,
+            "checkpoint": str(cfg.ckpt_path),
+        }
+        heading = (
+            f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
+            f"output stride {model.output_stride}" + (f", padded to {cfg.pad_to}" if cfg.pad_to else "")
+        )
     world = distributed.rank_and_world()[1]
     if world > 1:
         settings["processes"] = world
@@ -79,8 +103,9 @@ def main(args: list[str]) -> None:
             from ..wandb import log_eval
 
             samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device)
-            log_eval(cfg.wandb_project, cfg.wandb_run_id, confmat, void, datamodule.class_names, settings, result,
-                     samples)
+            log_eval(
+                cfg.wandb_project, cfg.wandb_run_id, confmat, void, datamodule.class_names, settings, result, samples
+            )
     distributed.leave()
     sys.exit(0)
 

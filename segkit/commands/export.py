@@ -6,6 +6,7 @@
 What the file takes, returns and stores: :mod:`segkit.export`. ``--static`` writes an ONNX model of fixed batch 1
 and ``--height`` x ``--width``; otherwise these set only the example input the model is traced with.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,12 @@ def main(args: list[str]) -> None:
     parser.add_argument("--output", type=str, required=True, help="file to write (never overwritten)")
     parser.add_argument("--height", type=int, default=513, help="height of the example input")
     parser.add_argument("--width", type=int, default=513, help="width of the example input")
-    parser.add_argument("--static", action=ActionYesNo, default=False,
-                        help="ONNX: fixed batch 1 and --height x --width instead of dynamic sizes")
+    parser.add_argument(
+        "--static",
+        action=ActionYesNo,
+        default=False,
+        help="ONNX: fixed batch 1 and --height x --width instead of dynamic sizes",
+    )
     cfg = parser.parse_args(args)
     datamodule = config_datamodule(parser, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
@@ -35,5 +40,8 @@ def main(args: list[str]) -> None:
         export(model, cfg.format, Path(cfg.output), meta, cfg.height, cfg.width, dynamic=not cfg.static)
     except FileExistsError as e:
         sys.exit(f"segkit export: {e}")
-    print(f"segkit export: wrote {cfg.output} ({cfg.format}, input (N, 3, H, W) normalized with mean "
-          f"{list(datamodule.mean)} and std {list(datamodule.std)}, {datamodule.num_classes} classes)", flush=True)
+    print(
+        f"segkit export: wrote {cfg.output} ({cfg.format}, input (N, 3, H, W) normalized with mean "
+        f"{list(datamodule.mean)} and std {list(datamodule.std)}, {datamodule.num_classes} classes)",
+        flush=True,
+    )

@@ -6,6 +6,7 @@ the run's config saved in its own folder.
     segkit validate --config voc.yaml --ckpt_path CKPT
     segkit test --config voc.yaml --ckpt_path CKPT
 """
+
 from __future__ import annotations
 
 import os
@@ -95,15 +96,17 @@ class SegkitCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(SegkitCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/mIoU",
-            "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
-            "checkpoint.filename": "best-step{step}-mIoU{val/mIoU:.4f}",
-            "checkpoint.auto_insert_metric_name": False,
-            # the DataModules shard data across processes themselves, without padding evaluation shards
-            "trainer.use_distributed_sampler": False,
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/mIoU",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-step{step}-mIoU{val/mIoU:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+                # the DataModules shard data across processes themselves, without padding evaluation shards
+                "trainer.use_distributed_sampler": False,
+            }
+        )
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """``trainer.sync_batchnorm: true`` installs segkit's SyncBatchNorm, which also synchronizes CPU processes;
@@ -131,8 +134,10 @@ class SegkitCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         for key, value in _command_line_values(self._argv, "model").items():
             if key in hparams and key not in RUN_SETTINGS and hparams[key] != value:
-                sys.exit(f"segkit {sub}: --model.{key} {value} differs from the checkpoint's {hparams[key]} ({path}), "
-                         "which would replace it: drop the option or give another checkpoint")
+                sys.exit(
+                    f"segkit {sub}: --model.{key} {value} differs from the checkpoint's {hparams[key]} ({path}), "
+                    "which would replace it: drop the option or give another checkpoint"
+                )
         self._checkpoint_hparams = hparams
         if hparams:
             self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
@@ -143,8 +148,10 @@ class SegkitCLI(LightningCLI):
         theirs, ours = hparams.get("num_classes"), getattr(self.datamodule, "num_classes", None)
         if theirs is not None and ours is not None and theirs != ours:
             path = self.config[self.subcommand].get("ckpt_path")
-            sys.exit(f"segkit {self.subcommand}: checkpoint {path} predicts {theirs} classes, the config's data set "
-                     f"has {ours}: use the config the model was trained with")
+            sys.exit(
+                f"segkit {self.subcommand}: checkpoint {path} predicts {theirs} classes, the config's data set "
+                f"has {ours}: use the config the model was trained with"
+            )
 
     def _check_data(self) -> None:
         """The data set's files, in the launching process before DDP starts the others: ``prepare_data`` (VOC and
@@ -158,10 +165,12 @@ class SegkitCLI(LightningCLI):
         parts = self.trainer.world_size * self.trainer.accumulate_grad_batches
         batch = getattr(self.datamodule, "batch_size", None)
         if isinstance(batch, int) and batch % parts:
-            sys.exit(f"segkit fit: data.batch_size={batch} is the global batch and must divide evenly over "
-                     f"{self.trainer.world_size} process(es) x {self.trainer.accumulate_grad_batches} accumulation "
-                     f"step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
-                     f"multiple of {parts}")
+            sys.exit(
+                f"segkit fit: data.batch_size={batch} is the global batch and must divide evenly over "
+                f"{self.trainer.world_size} process(es) x {self.trainer.accumulate_grad_batches} accumulation "
+                f"step(s) (trainer.devices x trainer.num_nodes x trainer.accumulate_grad_batches); choose a "
+                f"multiple of {parts}"
+            )
         self._check_data()
 
     def before_validate(self) -> None:
@@ -185,15 +194,33 @@ class SegkitCLI(LightningCLI):
         finish_runs(self.trainer)
 
 
-HELP = ("DeepLabV3+ semantic segmentation. fit, validate and test are LightningCLI's (below); segkit's own: eval, "
-        "predict, export, convert, summary, data check|sbd|synthetic, configs (`segkit COMMAND --help` for each), "
-        "and `segkit --version`. --config takes a file, or the name of a config bundled with segkit where no such "
-        "file exists (`segkit configs` lists them).")
+HELP = (
+    "DeepLabV3+ semantic segmentation. fit, validate and test are LightningCLI's (below); segkit's own: eval, "
+    "predict, export, convert, summary, data check|sbd|synthetic, configs (`segkit COMMAND --help` for each), "
+    "and `segkit --version`. --config takes a file, or the name of a config bundled with segkit where no such "
+    "file exists (`segkit configs` lists them)."
+)
 
 # model options a run may change on a checkpoint without changing what the weights mean
-RUN_SETTINGS = {"lr", "momentum", "weight_decay", "poly_power", "warmup_steps", "encoder_lr_mult",
-                "top_k_percent_pixels", "freeze_bn", "channels_last", "compile", "eval_output_stride", "pretrained",
-                "class_names", "loss", "loss_options", "class_weights", "label_smoothing"}
+RUN_SETTINGS = {
+    "lr",
+    "momentum",
+    "weight_decay",
+    "poly_power",
+    "warmup_steps",
+    "encoder_lr_mult",
+    "top_k_percent_pixels",
+    "freeze_bn",
+    "channels_last",
+    "compile",
+    "eval_output_stride",
+    "pretrained",
+    "class_names",
+    "loss",
+    "loss_options",
+    "class_weights",
+    "label_smoothing",
+}
 
 
 def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
@@ -203,7 +230,7 @@ def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
     values, prefix = {}, f"--{section}."
     for i, arg in enumerate(argv):
         if arg.startswith(prefix):
-            key, eq, value = arg[len(prefix):].partition("=")
+            key, eq, value = arg[len(prefix) :].partition("=")
             if not eq and i + 1 < len(argv):
                 value = argv[i + 1]
             try:

@@ -5,6 +5,7 @@ Those commands (and ``segkit data check``) take the same ``--config`` as ``segki
 DataModule (jsonargparse would otherwise also build the trainer's logger, which starts W&B), so that its
 class names, colours, normalization and splits come from the config the model was trained with.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,10 +41,19 @@ def config_datamodule(parser, cfg) -> SegmentationDataModule:
 def model_parser(prog: str, description: str, ckpt_required: bool = True):
     """:func:`data_config_parser` with the checkpoint and the output stride to run it at."""
     parser = data_config_parser(prog, description, ignore=())
-    parser.add_argument("--ckpt_path", type=str if ckpt_required else str | None, required=ckpt_required,
-                        default=None, help="checkpoint written by segkit fit")
-    parser.add_argument("--output_stride", type=int | None, default=None,
-                        help="run the model at this output stride (e.g. 8 for a model trained at 16)")
+    parser.add_argument(
+        "--ckpt_path",
+        type=str if ckpt_required else str | None,
+        required=ckpt_required,
+        default=None,
+        help="checkpoint written by segkit fit",
+    )
+    parser.add_argument(
+        "--output_stride",
+        type=int | None,
+        default=None,
+        help="run the model at this output stride (e.g. 8 for a model trained at 16)",
+    )
     return parser
 
 
@@ -55,13 +65,18 @@ def add_inference_options(parser) -> None:
     parser.add_argument("--flip", action=ActionYesNo, default=False, help="add left-right flipped inputs")
     parser.add_argument("--window", type=int | None, default=None, help="sliding-window size for large images")
     parser.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
-    parser.add_argument("--pad_to", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="pad each image (bottom/right, mean pixel) to H W first, as the official evaluation "
-                             "does (its eval_crop_size: 513 513 for VOC, 1025 2049 for Cityscapes)")
+    parser.add_argument(
+        "--pad_to",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="pad each image (bottom/right, mean pixel) to H W first, as the official evaluation "
+        "does (its eval_crop_size: 513 513 for VOC, 1025 2049 for Cityscapes)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def inference_settings(cfg) -> dict:
     """The parsed test-time augmentation as keyword arguments of :func:`segkit.inference.predict_probs`."""
-    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap,
-            "pad_to": cfg.pad_to}
+    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap, "pad_to": cfg.pad_to}

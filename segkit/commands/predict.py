@@ -11,6 +11,7 @@ are batched together (sorted by size first), so each prediction equals that of t
 that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
 all the others.
 """
+
 from __future__ import annotations
 
 import sys
@@ -47,11 +48,22 @@ def main(args: list[str]) -> None:
     existing = [p for f in files for p in output_paths(output, f) if p.exists()]
     if existing and not cfg.overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        sys.exit(f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
-                 "choose another --output or pass --overwrite")
+        sys.exit(
+            f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
+            "choose another --output or pass --overwrite"
+        )
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    failed = predict_folder(model, files, output, eval_transform(datamodule.mean, datamodule.std), datamodule.palette,
-                            inference_settings(cfg), cfg.batch_size, cfg.num_workers, cfg.device)
+    failed = predict_folder(
+        model,
+        files,
+        output,
+        eval_transform(datamodule.mean, datamodule.std),
+        datamodule.palette,
+        inference_settings(cfg),
+        cfg.batch_size,
+        cfg.num_workers,
+        cfg.device,
+    )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
         print(f"segkit predict: {len(failed)} image(s) could not be read:", file=sys.stderr)

@@ -1,7 +1,8 @@
 """``segkit summary``: parameter and multiply-add counts of a DeepLabV3+ model at a given input size.
 
-    segkit summary --encoder xception65 --size 513
+segkit summary --encoder xception65 --size 513
 """
+
 from __future__ import annotations
 
 from ..models import DeepLabV3Plus

@@ -4,6 +4,7 @@ Every problem with a file (missing, undecodable, truncated, image/mask size mism
 the valid set) raises an error whose message names the file. Raised in a DataLoader worker, PyTorch re-raises
 it in the main process with the worker's traceback, so the message reaches the user as it is.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,7 @@ def jpeg_end(data: bytes) -> int | None:
         else:
             if i + 4 > n:
                 return None
-            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
             if marker == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
                 while True:
                     j = data.find(b"\xff", i)
@@ -113,8 +114,7 @@ def check_values(mask: np.ndarray, valid: np.ndarray, path: Path) -> None:
     present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
     bad = np.setdiff1d(present, valid)
     if bad.size:
-        raise ValueError(f"mask {path} holds values {bad.tolist()} outside the valid set "
-                         f"({_describe(valid)})")
+        raise ValueError(f"mask {path} holds values {bad.tolist()} outside the valid set ({_describe(valid)})")
 
 
 def _describe(values: np.ndarray) -> str:
@@ -133,16 +133,20 @@ def official_resize_size(height: int, width: int, min_size: int, max_size: int, 
     ``min_size`` unless the longer side would then pass ``max_size`` (then the longer side to ``max_size``), sides
     rounded down, then raised to the next ``k * factor + 1``."""
     large = min_size / min(height, width)
-    scale = large if max(math.floor(height * large), math.floor(width * large)) <= max_size else \
-        max_size / max(height, width)
+    scale = (
+        large
+        if max(math.floor(height * large), math.floor(width * large)) <= max_size
+        else max_size / max(height, width)
+    )
     size = [math.floor(height * scale), math.floor(width * scale)]
     if factor:
         size = [s + (factor - (s - 1) % factor) % factor for s in size]
     return size[0], size[1]
 
 
-def official_resize(image: np.ndarray, mask: np.ndarray, min_size: int, max_size: int,
-                    factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def official_resize(
+    image: np.ndarray, mask: np.ndarray, min_size: int, max_size: int, factor: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``resize_to_range`` as the official input pipeline runs it on an image and its label: bilinear and
     nearest-neighbour resizing with aligned corners (TF's ``align_corners=True``); the image is rounded back to
     uint8 (the official pipeline keeps it float: at most half a grey level apart)."""

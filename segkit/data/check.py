@@ -1,5 +1,6 @@
 """`segkit data check`: walk every split of a configured data set and report its contents and problems
 (the command itself is in :mod:`segkit.commands.data`)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,8 +63,7 @@ def format_report(split: str, result: dict, class_names: tuple[str, ...]) -> str
     return "\n".join(lines)
 
 
-def check(datamodule: SegmentationDataModule,
-          class_weights: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+def check(datamodule: SegmentationDataModule, class_weights: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
     """Prints the report of every split, and the class weights ``class_weights`` computes from the training
     histogram; returns the number of problems found (warnings do not count)."""
     problems, warnings = 0, 0
@@ -85,15 +85,18 @@ def check(datamodule: SegmentationDataModule,
             print(f"[{split}]\n  PROBLEM {type(e).__name__}: {e}")
             problems += 1
             continue
-        result = check_split(dataset, datamodule.num_workers) if dataset is not None else \
-            {"images": 0, "sizes": [], "hist": np.zeros(256, np.int64), "problems": [], "warnings": []}
+        result = (
+            check_split(dataset, datamodule.num_workers)
+            if dataset is not None
+            else {"images": 0, "sizes": [], "hist": np.zeros(256, np.int64), "problems": [], "warnings": []}
+        )
         result["problems"] = paired + result["problems"]
         print(format_report(split, result, datamodule.class_names), flush=True)
         problems += len(result["problems"])
         warnings += len(result["warnings"])
         if split != "val":
             train_hist += result["hist"]
-    counts = train_hist[:datamodule.num_classes]
+    counts = train_hist[: datamodule.num_classes]
     if class_weights is not None and counts.sum():
         rows = "\n".join(f"  {n:<22}{w:>9.3f}" for n, w in zip(datamodule.class_names, class_weights(counts)))
         print(f"\nclass weights that model.class_weights: auto would use (from the training histogram)\n{rows}")

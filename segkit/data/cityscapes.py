@@ -13,6 +13,7 @@ Layout (``root`` holds ``leftImg8bit`` and ``gtFine``)::
 label-id file it is used as it is. Feeding raw ids to a 19-class loss is impossible here: every mask
 is mapped, and values outside the valid set raise an error naming the file.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,24 +28,46 @@ from .predictions import PredictionFiles
 
 # (name, id, train id, colour) of the official label table; train id 255 = not evaluated.
 CITYSCAPES_LABELS = (
-    ("unlabeled", 0, 255, (0, 0, 0)), ("ego vehicle", 1, 255, (0, 0, 0)),
-    ("rectification border", 2, 255, (0, 0, 0)), ("out of roi", 3, 255, (0, 0, 0)),
-    ("static", 4, 255, (0, 0, 0)), ("dynamic", 5, 255, (111, 74, 0)), ("ground", 6, 255, (81, 0, 81)),
-    ("road", 7, 0, (128, 64, 128)), ("sidewalk", 8, 1, (244, 35, 232)), ("parking", 9, 255, (250, 170, 160)),
-    ("rail track", 10, 255, (230, 150, 140)), ("building", 11, 2, (70, 70, 70)), ("wall", 12, 3, (102, 102, 156)),
-    ("fence", 13, 4, (190, 153, 153)), ("guard rail", 14, 255, (180, 165, 180)), ("bridge", 15, 255, (150, 100, 100)),
-    ("tunnel", 16, 255, (150, 120, 90)), ("pole", 17, 5, (153, 153, 153)), ("polegroup", 18, 255, (153, 153, 153)),
-    ("traffic light", 19, 6, (250, 170, 30)), ("traffic sign", 20, 7, (220, 220, 0)),
-    ("vegetation", 21, 8, (107, 142, 35)), ("terrain", 22, 9, (152, 251, 152)), ("sky", 23, 10, (70, 130, 180)),
-    ("person", 24, 11, (220, 20, 60)), ("rider", 25, 12, (255, 0, 0)), ("car", 26, 13, (0, 0, 142)),
-    ("truck", 27, 14, (0, 0, 70)), ("bus", 28, 15, (0, 60, 100)), ("caravan", 29, 255, (0, 0, 90)),
-    ("trailer", 30, 255, (0, 0, 110)), ("train", 31, 16, (0, 80, 100)), ("motorcycle", 32, 17, (0, 0, 230)),
+    ("unlabeled", 0, 255, (0, 0, 0)),
+    ("ego vehicle", 1, 255, (0, 0, 0)),
+    ("rectification border", 2, 255, (0, 0, 0)),
+    ("out of roi", 3, 255, (0, 0, 0)),
+    ("static", 4, 255, (0, 0, 0)),
+    ("dynamic", 5, 255, (111, 74, 0)),
+    ("ground", 6, 255, (81, 0, 81)),
+    ("road", 7, 0, (128, 64, 128)),
+    ("sidewalk", 8, 1, (244, 35, 232)),
+    ("parking", 9, 255, (250, 170, 160)),
+    ("rail track", 10, 255, (230, 150, 140)),
+    ("building", 11, 2, (70, 70, 70)),
+    ("wall", 12, 3, (102, 102, 156)),
+    ("fence", 13, 4, (190, 153, 153)),
+    ("guard rail", 14, 255, (180, 165, 180)),
+    ("bridge", 15, 255, (150, 100, 100)),
+    ("tunnel", 16, 255, (150, 120, 90)),
+    ("pole", 17, 5, (153, 153, 153)),
+    ("polegroup", 18, 255, (153, 153, 153)),
+    ("traffic light", 19, 6, (250, 170, 30)),
+    ("traffic sign", 20, 7, (220, 220, 0)),
+    ("vegetation", 21, 8, (107, 142, 35)),
+    ("terrain", 22, 9, (152, 251, 152)),
+    ("sky", 23, 10, (70, 130, 180)),
+    ("person", 24, 11, (220, 20, 60)),
+    ("rider", 25, 12, (255, 0, 0)),
+    ("car", 26, 13, (0, 0, 142)),
+    ("truck", 27, 14, (0, 0, 70)),
+    ("bus", 28, 15, (0, 60, 100)),
+    ("caravan", 29, 255, (0, 0, 90)),
+    ("trailer", 30, 255, (0, 0, 110)),
+    ("train", 31, 16, (0, 80, 100)),
+    ("motorcycle", 32, 17, (0, 0, 230)),
     ("bicycle", 33, 18, (119, 11, 32)),
 )  # "license plate" (id -1) is never drawn into label images by the official tools
 NUM_LABEL_IDS = 34
 
-CITYSCAPES_CLASSES = tuple(name for name, _, train_id, _ in sorted(CITYSCAPES_LABELS, key=lambda x: x[2])
-                           if train_id != 255)
+CITYSCAPES_CLASSES = tuple(
+    name for name, _, train_id, _ in sorted(CITYSCAPES_LABELS, key=lambda x: x[2]) if train_id != 255
+)
 
 
 def _lut() -> np.ndarray:
@@ -82,13 +105,16 @@ def find_cityscapes_split(root: str | Path, split: str, annotation: str = "gtFin
     if not image_dir.is_dir():
         raise FileNotFoundError(
             f"no Cityscapes images at {image_dir}: data.root={root} must hold leftImg8bit/ and {annotation}/ "
-            f"(see README, 'Preparing Cityscapes')")
+            f"(see README, 'Preparing Cityscapes')"
+        )
     samples = []
     for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
         stem = image.name[: -len("_leftImg8bit.png")]
         base = label_dir / image.parent.name / f"{stem}_{annotation}"
         train_ids = base.with_name(base.name + "_labelTrainIds.png")
-        samples.append(Sample(stem, image, train_ids if train_ids.is_file() else base.with_name(base.name + "_labelIds.png")))
+        samples.append(
+            Sample(stem, image, train_ids if train_ids.is_file() else base.with_name(base.name + "_labelIds.png"))
+        )
     if not samples:
         raise FileNotFoundError(f"no *_leftImg8bit.png images under {image_dir}/<city>/")
     return samples
@@ -104,8 +130,13 @@ class CityscapesSegmentation(SegmentationDataset):
         transform: callable ``(image=..., mask=...) -> dict`` returning tensors.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", annotation: str = "gtFine",
-                 transform: Callable[..., dict] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        annotation: str = "gtFine",
+        transform: Callable[..., dict] | None = None,
+    ) -> None:
         super().__init__(find_cityscapes_split(root, split, annotation), len(CITYSCAPES_CLASSES), transform)
 
     def decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
@@ -156,8 +187,9 @@ class CityscapesDataModule(SegmentationDataModule):
     palette = cityscapes_palette()
     prediction_files = CityscapesPredictionFiles()
 
-    def __init__(self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8, crop_size: int = 769,
-                 **kwargs) -> None:
+    def __init__(
+        self, root: str = "data/cityscapes", coarse: bool = False, batch_size: int = 8, crop_size: int = 769, **kwargs
+    ) -> None:
         super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
         self.coarse = coarse
 

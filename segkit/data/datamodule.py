@@ -3,6 +3,7 @@ set's own DataModule lives beside its Dataset (voc.py, cityscapes.py, ade20k.py,
 
 How their samples are collated, sharded and seeded is :mod:`segkit.data.sampling`.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,7 +79,10 @@ class SegmentationDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("crop_size", crop_size)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
-        self.root, self.batch_size, self.val_batch_size, self.crop_size = root, batch_size, val_batch_size, crop_size
+        self.root = root
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.crop_size = crop_size
         self.scale_range, self.scale_step = tuple(scale_range), scale_step
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_workers = num_workers
@@ -123,7 +127,7 @@ class SegmentationDataModule(L.LightningDataModule):
         for part in parts:
             for hist in DataLoader(_MaskHistograms(part), batch_size=None, num_workers=self.num_workers):
                 counts += hist.numpy()
-        return counts[:self.num_classes]
+        return counts[: self.num_classes]
 
     def train_dataloader(self) -> DataLoader:
         """Each process loads its share of the global batch (see :class:`TrainBatchSampler`)."""
@@ -133,8 +137,15 @@ class SegmentationDataModule(L.LightningDataModule):
         seed = torch.initial_seed() % 2**62  # the global seed (seed_everything), the same on every process
         if trainer is not None:
             seed = trainer.strategy.broadcast(seed)  # ... even when no seed was set
-        sampler = TrainBatchSampler(len(self.train_set), self.batch_size, rank, world, accumulate, seed,
-                                    start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0))
+        sampler = TrainBatchSampler(
+            len(self.train_set),
+            self.batch_size,
+            rank,
+            world,
+            accumulate,
+            seed,
+            start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0),
+        )
         return TrainLoader(
             SeededSamples(self.train_set),
             batch_sampler=sampler,
@@ -150,8 +161,10 @@ class SegmentationDataModule(L.LightningDataModule):
         trainer = self.trainer
         connector = getattr(trainer, "_accelerator_connector", None)
         if trainer is not None and trainer.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
-            raise ValueError("segkit's DataModules shard the data over processes themselves: create the Trainer "
-                             "with use_distributed_sampler=False (the segkit CLI does)")
+            raise ValueError(
+                "segkit's DataModules shard the data over processes themselves: create the Trainer "
+                "with use_distributed_sampler=False (the segkit CLI does)"
+            )
         return trainer
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
@@ -187,5 +200,3 @@ class _MaskHistograms(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return torch.from_numpy(np.bincount(self.dataset.load_mask(index).ravel(), minlength=256))
-
-

@@ -3,6 +3,7 @@
 Images and masks come from folders (paired by relative path) or list files (:mod:`segkit.data.pairing`); masks
 hold class indices, colours or a 0/255 foreground (:mod:`segkit.data.masks`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,8 +21,13 @@ from .palette import voc_palette
 class FolderSegmentation(SegmentationDataset):
     """One split of a folder data set: :class:`SegmentationDataset` reading masks with a :class:`MaskDecoder`."""
 
-    def __init__(self, samples: list[Sample], num_classes: int, decoder: MaskDecoder,
-                 transform: Callable[..., dict] | None = None) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        num_classes: int,
+        decoder: MaskDecoder,
+        transform: Callable[..., dict] | None = None,
+    ) -> None:
         super().__init__(samples, num_classes, transform)
         self.decoder = decoder
 
@@ -65,28 +71,50 @@ class FolderDataModule(SegmentationDataModule):
         crop_size: square training crop.
     """
 
-    def __init__(self, root: str, classes: list[str], train_images: str | None = None,
-                 train_masks: str | None = None, val_images: str | None = None, val_masks: str | None = None,
-                 train_list: str | None = None, val_list: str | None = None, palette: list[list[int]] | None = None,
-                 mask_mode: str = "index", label_map: dict[int, int] | None = None, reduce_zero_label: bool = False,
-                 ignore_index: int = IGNORE_INDEX, ignore_colors: list[list[int]] | None = None, mask_suffix: str = "",
-                 val_fraction: float = 0.1, split_seed: int = 0, batch_size: int = 16, crop_size: int = 513,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        classes: list[str],
+        train_images: str | None = None,
+        train_masks: str | None = None,
+        val_images: str | None = None,
+        val_masks: str | None = None,
+        train_list: str | None = None,
+        val_list: str | None = None,
+        palette: list[list[int]] | None = None,
+        mask_mode: str = "index",
+        label_map: dict[int, int] | None = None,
+        reduce_zero_label: bool = False,
+        ignore_index: int = IGNORE_INDEX,
+        ignore_colors: list[list[int]] | None = None,
+        mask_suffix: str = "",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 16,
+        crop_size: int = 513,
+        **kwargs,
+    ) -> None:
         super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
         self.class_names = _checked_classes(classes)
         k = len(self.class_names)
-        self.sources = {"train": _source("train", train_images, train_masks, train_list),
-                        "val": _source("val", val_images, val_masks, val_list, optional=True)}
+        self.sources = {
+            "train": _source("train", train_images, train_masks, train_list),
+            "val": _source("val", val_images, val_masks, val_list, optional=True),
+        }
         if self.sources["val"] is None and not 0 < val_fraction < 1:
-            raise ValueError("no validation set: give data.val_images and data.val_masks, or data.val_list, or a "
-                             f"data.val_fraction between 0 and 1 (got {val_fraction})")
+            raise ValueError(
+                "no validation set: give data.val_images and data.val_masks, or data.val_list, or a "
+                f"data.val_fraction between 0 and 1 (got {val_fraction})"
+            )
         colours = _checked_palette(palette, k, mask_mode)
         self.palette = voc_palette()
         if colours is not None:
             self.palette[:k] = colours
         _check_mask_options(mask_mode, k, label_map, reduce_zero_label, ignore_index)
         self.decoder = MaskDecoder(mask_mode, k, colours, label_map, reduce_zero_label, ignore_index, ignore_colors)
-        self.mask_suffix, self.val_fraction, self.split_seed = mask_suffix, val_fraction, split_seed
+        self.mask_suffix = mask_suffix
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
         self.reduce_zero_label = reduce_zero_label  # raw 0 ignored, k -> class k-1 (segkit convert reads it)
 
     def prepare_data(self) -> None:
@@ -103,12 +131,14 @@ class FolderDataModule(SegmentationDataModule):
         model that predicts background everywhere, silently: refused when none of ``n`` training masks spread
         over the set holds a class other than 0 while they do hold ignored pixels."""
         samples = self.split_samples("train")
-        dataset = FolderSegmentation(samples[::max(1, len(samples) // n)][:n], self.num_classes, self.decoder)
+        dataset = FolderSegmentation(samples[:: max(1, len(samples) // n)][:n], self.num_classes, self.decoder)
         hist = sum(np.bincount(dataset.load_mask(i).ravel(), minlength=256) for i in range(len(dataset)))
-        if hist[1:self.num_classes].sum() == 0 and hist[IGNORE_INDEX] > 0:
-            raise ValueError(f"{len(dataset)} training masks (e.g. {samples[0].mask}) hold only class 0 and the "
-                             f"ignored value {self.decoder.ignore_index}: 0/255 foreground masks? set "
-                             "data.mask_mode: binary (or data.ignore_index to the value that means unlabelled)")
+        if hist[1 : self.num_classes].sum() == 0 and hist[IGNORE_INDEX] > 0:
+            raise ValueError(
+                f"{len(dataset)} training masks (e.g. {samples[0].mask}) hold only class 0 and the "
+                f"ignored value {self.decoder.ignore_index}: 0/255 foreground masks? set "
+                "data.mask_mode: binary (or data.ignore_index to the value that means unlabelled)"
+            )
 
     def make_split(self, split: str, transform=None) -> FolderSegmentation:
         try:
@@ -133,8 +163,9 @@ class FolderDataModule(SegmentationDataModule):
         samples = self._pairs("train")
         n = max(1, round(len(samples) * self.val_fraction))
         if n >= len(samples):
-            raise ValueError(f"data.val_fraction={self.val_fraction} of {len(samples)} training pairs leaves none "
-                             "to train on")
+            raise ValueError(
+                f"data.val_fraction={self.val_fraction} of {len(samples)} training pairs leaves none to train on"
+            )
         chosen = np.random.default_rng(self.split_seed).choice(len(samples), n, replace=False)
         return [samples[i].name for i in sorted(chosen)]
 
@@ -148,8 +179,11 @@ class FolderDataModule(SegmentationDataModule):
             where = f"{root / images} and {root / masks}"
         if problems:
             more = f"; and {len(problems) - 5} more (segkit data check lists them all)" if len(problems) > 5 else ""
-            raise PairingError(f"{len(problems)} problem(s) pairing the {split} files: {'; '.join(problems[:5])}{more}",
-                               problems, samples)
+            raise PairingError(
+                f"{len(problems)} problem(s) pairing the {split} files: {'; '.join(problems[:5])}{more}",
+                problems,
+                samples,
+            )
         if not samples:
             raise ValueError(f"the {split} split is empty: no image and mask pair in {where}")
         return samples
@@ -207,8 +241,10 @@ def _check_mask_options(mode: str, k: int, label_map, reduce_zero_label: bool, i
             raise ValueError(f"data.label_map {raw}: {cls}: raw values are 0-65535, classes 0-{k - 1} or 255 (ignored)")
     if not 0 <= ignore_index <= 65535:
         raise ValueError(f"data.ignore_index must be a mask value (0-65535), got {ignore_index}")
-    if mode == "index" and not label_map and ignore_index < k + int(reduce_zero_label) and \
-            not (reduce_zero_label and ignore_index == 0):
+    if (
+        mode == "index"
+        and not label_map
+        and ignore_index < k + int(reduce_zero_label)
+        and not (reduce_zero_label and ignore_index == 0)
+    ):
         raise ValueError(f"data.ignore_index={ignore_index} is also a class value: choose a value above the classes")
-
-

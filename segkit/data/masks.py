@@ -2,6 +2,7 @@
 mapped through a palette, or binary foreground masks; every value is checked, and one that is not a class is an
 error naming the file and the values, never a silent label.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,10 +29,19 @@ class MaskDecoder:
         ignore_colors: ``rgb``: colours of unlabelled pixels.
     """
 
-    def __init__(self, mode: str, num_classes: int, palette: np.ndarray | None = None,
-                 label_map: dict[int, int] | None = None, reduce_zero_label: bool = False,
-                 ignore_index: int = IGNORE_INDEX, ignore_colors: list[list[int]] | None = None) -> None:
-        self.mode, self.num_classes, self.ignore_index = mode, num_classes, ignore_index
+    def __init__(
+        self,
+        mode: str,
+        num_classes: int,
+        palette: np.ndarray | None = None,
+        label_map: dict[int, int] | None = None,
+        reduce_zero_label: bool = False,
+        ignore_index: int = IGNORE_INDEX,
+        ignore_colors: list[list[int]] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
         self.plain = mode == "index" and label_map is None and not reduce_zero_label  # raw value = class
         if mode == "rgb":
             self._codes = _colour_codes(np.asarray(palette).reshape(-1, 3))
@@ -43,7 +53,7 @@ class MaskDecoder:
                 for raw, cls in label_map.items():
                     lut[int(raw)] = cls
             elif reduce_zero_label:
-                lut[1:num_classes + 1] = np.arange(num_classes)
+                lut[1 : num_classes + 1] = np.arange(num_classes)
                 lut[0] = IGNORE_INDEX
             else:
                 lut[:num_classes] = np.arange(num_classes)
@@ -66,14 +76,18 @@ class MaskDecoder:
     def _array(self, im: Image.Image, path: Path) -> np.ndarray:
         if self.mode == "rgb":
             if im.mode in ("L", "I", "I;16", "1"):
-                raise ValueError(f"mask {path} is single-channel (PIL mode {im.mode}), not colours: set "
-                                 "data.mask_mode: index (or binary)")
+                raise ValueError(
+                    f"mask {path} is single-channel (PIL mode {im.mode}), not colours: set "
+                    "data.mask_mode: index (or binary)"
+                )
             return np.asarray(im.convert("RGB"))
         if im.mode in ("RGB", "RGBA"):
             rgb = np.asarray(im.convert("RGB"))
             if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                raise ValueError(f"mask {path} holds colours (PIL mode {im.mode}), not class indices: set "
-                                 "data.mask_mode: rgb and data.palette to the class colours")
+                raise ValueError(
+                    f"mask {path} holds colours (PIL mode {im.mode}), not class indices: set "
+                    "data.mask_mode: rgb and data.palette to the class colours"
+                )
             return rgb[..., 0]
         if im.mode == "1":  # 1-bit: booleans for binary (their maximum is 1), 0/1 indices otherwise
             return np.asarray(im) if self.mode == "binary" else np.asarray(im, np.uint8)
@@ -84,8 +98,10 @@ class MaskDecoder:
         if self.mode == "binary":
             top = _maximum(raw)
             if top == 255 and 0 < raw.max() <= 1:
-                raise ValueError(f"mask {path} holds only 0 and 1, but data.mask_mode: binary reads 0 and 255 (above "
-                                 "127 is foreground): for 0/1 masks set data.mask_mode: index")
+                raise ValueError(
+                    f"mask {path} holds only 0 and 1, but data.mask_mode: binary reads 0 and 255 (above "
+                    "127 is foreground): for 0/1 masks set data.mask_mode: index"
+                )
             return (raw > top / 2).astype(np.uint8)
         if self.mode == "rgb":
             return self._decode_rgb(raw, path)
@@ -107,16 +123,23 @@ class MaskDecoder:
         between = (values != 0) & (values != top)
         if not between.any():
             return []
-        return [f"binary mask {path} holds values other than 0 and {top}: {_few(values[between], counts[between])} "
-                f"(read as foreground above {top / 2:g})"]
+        return [
+            f"binary mask {path} holds values other than 0 and {top}: {_few(values[between], counts[between])} "
+            f"(read as foreground above {top / 2:g})"
+        ]
 
     def _expected(self) -> str:
         valid = np.flatnonzero(self._lut >= 0)
-        classes = f"the classes are 0-{self.num_classes - 1}" if self._lut[0] == 0 else \
-            f"the classes are 1-{self.num_classes} (data.reduce_zero_label)"
+        classes = (
+            f"the classes are 0-{self.num_classes - 1}"
+            if self._lut[0] == 0
+            else f"the classes are 1-{self.num_classes} (data.reduce_zero_label)"
+        )
         ignored = [int(v) for v in valid if self._lut[v] == IGNORE_INDEX]
-        return (f"{classes}, ignored: {ignored}; map other values with data.label_map (or, for 0/255 masks, set "
-                "data.mask_mode: binary)")
+        return (
+            f"{classes}, ignored: {ignored}; map other values with data.label_map (or, for 0/255 masks, set "
+            "data.mask_mode: binary)"
+        )
 
     def _decode_rgb(self, rgb: np.ndarray, path: Path) -> np.ndarray:
         codes = _colour_codes(rgb.reshape(-1, 3))
@@ -128,9 +151,11 @@ class MaskDecoder:
         if bad.any():
             colours, counts = np.unique(codes[bad], return_counts=True)
             listed = [tuple(int(c) for c in _colour(code)) for code in colours]
-            raise ValueError(f"mask {path} holds colours that are not in data.palette: "
-                             f"{_few(listed, counts, 'pixels')}; add them to data.palette (a class) or "
-                             "data.ignore_colors")
+            raise ValueError(
+                f"mask {path} holds colours that are not in data.palette: "
+                f"{_few(listed, counts, 'pixels')}; add them to data.palette (a class) or "
+                "data.ignore_colors"
+            )
         out = np.where(known, order[at], IGNORE_INDEX)
         return out.reshape(rgb.shape[:2]).astype(np.uint8)
 

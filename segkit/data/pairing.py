@@ -1,6 +1,7 @@
 """Pairing the images and masks of a data set of your own: two folders (by relative path without extension,
 searched recursively) or a list file of ``image_path mask_path`` lines. Every file left without a partner is named.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +41,7 @@ def pair_folders(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list
         if mask_suffix and not key.endswith(mask_suffix):
             problems += [f"mask without the suffix {mask_suffix!r}: {p}" for p in paths]
             continue
-        mask_files[key[:len(key) - len(mask_suffix)]] = paths
+        mask_files[key[: len(key) - len(mask_suffix)]] = paths
     samples = []
     for name in sorted(set(image_files) | set(mask_files)):
         ims, ms = image_files.get(name, []), mask_files.get(name, [])
@@ -80,5 +81,3 @@ def read_pair_list(root: Path, list_file: Path) -> tuple[list[Sample], list[str]
             seen.add(name)
             samples.append(Sample(name, image, mask))
     return samples, problems
-
-

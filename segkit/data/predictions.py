@@ -5,6 +5,7 @@ A DataModule declares its :class:`PredictionFiles` (``datamodule.prediction_file
 edits in the commands. The default is ``<name>.png`` holding class indices (Pascal VOC's format);
 Cityscapes writes label ids instead (:class:`segkit.data.cityscapes.CityscapesPredictionFiles`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@
 - :class:`TrainBatchSampler`, :class:`SeededSamples` and :class:`TrainLoader` make the training stream a
   function of the seed and the step alone, whatever the number of processes, workers or accumulation steps.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -82,27 +83,43 @@ class TrainBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
     Yields lists of ``(index, augmentation seed)`` for :class:`SeededSamples`.
     """
 
-    def __init__(self, length: int, global_batch: int, rank: int = 0, world_size: int = 1, accumulate: int = 1,
-                 seed: int = 0, start_step: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        length: int,
+        global_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulate: int = 1,
+        seed: int = 0,
+        start_step: Callable[[], int] = lambda: 0,
+    ) -> None:
         parts = world_size * accumulate
         if global_batch % parts:
             raise ValueError(
                 f"data.batch_size={global_batch} is the global batch and must divide evenly over {world_size} "
                 f"process(es) x {accumulate} accumulation step(s) (trainer.devices x trainer.num_nodes x "
-                f"trainer.accumulate_grad_batches); choose a multiple of {parts}")
+                f"trainer.accumulate_grad_batches); choose a multiple of {parts}"
+            )
         if length < global_batch:
-            raise ValueError(f"the training set has {length} images, fewer than one global batch "
-                             f"(data.batch_size={global_batch})")
-        self.length, self.global_batch, self.micro_batch = length, global_batch, global_batch // parts
-        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+            raise ValueError(
+                f"the training set has {length} images, fewer than one global batch (data.batch_size={global_batch})"
+            )
+        self.length = length
+        self.global_batch = global_batch
+        self.micro_batch = global_batch // parts
+        self.rank = rank
+        self.world_size = world_size
+        self.accumulate = accumulate
         self.seed, self.start_step = seed, start_step
         self.steps_per_epoch = length // global_batch
 
     @property
     def description(self) -> str:
         """How the global batch is split, for the start-of-training message."""
-        return (f"global batch {self.global_batch} = {self.world_size} process(es) x {self.micro_batch} images x "
-                f"{self.accumulate} accumulation step(s)")
+        return (
+            f"global batch {self.global_batch} = {self.world_size} process(es) x {self.micro_batch} images x "
+            f"{self.accumulate} accumulation step(s)"
+        )
 
     def __len__(self) -> int:
         """Micro-batches of this process in a full epoch."""
@@ -118,10 +135,10 @@ class TrainBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
         order, seeds = self.epoch_plan(epoch)
         b = self.micro_batch
         for step in range(first, self.steps_per_epoch):
-            batch = order[step * self.global_batch:(step + 1) * self.global_batch]
+            batch = order[step * self.global_batch : (step + 1) * self.global_batch]
             for m in range(self.accumulate):
                 chunk = m * self.world_size + self.rank
-                yield [(int(i), int(seeds[i])) for i in batch[chunk * b:(chunk + 1) * b]]
+                yield [(int(i), int(seeds[i])) for i in batch[chunk * b : (chunk + 1) * b]]
 
 
 class SeededSamples(Dataset):

@@ -6,6 +6,7 @@ training list is SBD train + SBD val + VOC train, minus VOC val: 10,582 images o
 For an image with a VOC annotation (``SegmentationClass``, with its 255 borders) that annotation is used;
 all others come from SBD. Outputs are single-channel PNGs; existing ones are kept, so the tool can be re-run.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ def find_sbd_dir(sbd_root: str | Path) -> Path:
     for cand in (root, root / "dataset", root / "benchmark_RELEASE" / "dataset"):
         if (cand / "cls").is_dir() and (cand / "train.txt").is_file() and (cand / "val.txt").is_file():
             return cand
-    raise FileNotFoundError(f"no SBD data under {root}: expected benchmark_RELEASE/dataset/cls/*.mat and "
-                            f"benchmark_RELEASE/dataset/{{train,val}}.txt")
+    raise FileNotFoundError(
+        f"no SBD data under {root}: expected benchmark_RELEASE/dataset/cls/*.mat and "
+        f"benchmark_RELEASE/dataset/{{train,val}}.txt"
+    )
 
 
 def read_sbd_mat(path: Path) -> np.ndarray:

@@ -8,6 +8,7 @@ background of random colour. Colour says nothing about the class, so a per-pixel
 (nearest class-mean RGB scores far below 0.5 mIoU) while a network that sees the neighbourhood of a pixel
 learns the classes in minutes on a CPU. Object borders are marked 255 (ignored), as in VOC.
 """
+
 from __future__ import annotations
 
 import json
@@ -193,7 +194,7 @@ def _render_city(rng: np.random.Generator, h: int, id_cycle: list[int]) -> np.nd
     w = 2 * h
     label = np.full((h, w), 11, np.uint8)  # building
     label[: int(h * rng.uniform(0.15, 0.35))] = 23  # sky
-    label[int(h * rng.uniform(0.6, 0.75)):] = 7  # road
+    label[int(h * rng.uniform(0.6, 0.75)) :] = 7  # road
     for _ in range(12):
         label_id = id_cycle.pop() if id_cycle else int(rng.integers(NUM_LABEL_IDS))
         x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
@@ -201,7 +202,9 @@ def _render_city(rng: np.random.Generator, h: int, id_cycle: list[int]) -> np.nd
         if rng.random() < 0.5:
             cv2.rectangle(label, (x0, y0), (x1, y1), label_id, -1)
         else:
-            cv2.ellipse(label, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, label_id, -1)
+            cv2.ellipse(
+                label, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, label_id, -1
+            )
     return label
 
 
@@ -214,8 +217,14 @@ def make_synthetic_cityscapes(
     are ``*_gtFine_labelIds.png`` using all 34 label ids, the ignored ones included (every 34 consecutive
     shapes take each id once). ``segkit_synthetic.json`` records the raw label-id pixel counts per split.
     """
-    params = {"num_train": num_train, "num_val": num_val, "height": height, "seed": seed, "layout": "cityscapes",
-              "version": 1}
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "height": height,
+        "seed": seed,
+        "layout": "cityscapes",
+        "version": 1,
+    }
 
     def write(tmp: Path, rng: np.random.Generator) -> dict:
         counts: dict[str, list[int]] = {}
@@ -246,12 +255,12 @@ def make_synthetic_cityscapes(
 def make_synthetic_folder(
     root: str | Path, num_images: int = 240, size_range: tuple[int, int] = (96, 160), seed: int = 0
 ) -> Path:
-    """Writes (or reuses, :func:`_write_set`) a two-class set in a plain folder layout, as a data set of one's own often comes:
-    ``images/part_{a,b}/img_NNNN.jpg`` and ``masks/part_{a,b}/img_NNNN.png``, the masks 0 (background) and 255
-    (object: any of the patterned shapes of the VOC-layout set, whatever its pattern), no validation folder.
+    """Writes (or reuses, :func:`_write_set`) a two-class set in a plain folder layout, as a data set of one's own
+    often comes: ``images/part_{a,b}/img_NNNN.jpg`` and ``masks/part_{a,b}/img_NNNN.png``, the masks 0
+    (background) and 255 (object: any of the patterned shapes of the VOC-layout set, whatever its pattern), no
+    validation folder.
     Returns ``root``."""
-    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "folder",
-              "version": 1}
+    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "folder", "version": 1}
 
     def write(tmp: Path, rng: np.random.Generator) -> dict:
         for i in range(num_images):
@@ -281,11 +290,28 @@ class SyntheticVOCDataModule(VOCDataModule):
 
     class_names = SYNTHETIC_CLASSES
 
-    def __init__(self, root: str = "data/synthetic_voc", num_train: int = 300, num_val: int = 60,
-                 size_range: tuple[int, int] = (96, 160), seed: int = 0, batch_size: int = 8, crop_size: int = 96,
-                 val_batch_size: int = 8, num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, augmented=False, batch_size=batch_size, crop_size=crop_size,
-                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
+    def __init__(
+        self,
+        root: str = "data/synthetic_voc",
+        num_train: int = 300,
+        num_val: int = 60,
+        size_range: tuple[int, int] = (96, 160),
+        seed: int = 0,
+        batch_size: int = 8,
+        crop_size: int = 96,
+        val_batch_size: int = 8,
+        num_workers: int = min(2, os.cpu_count() or 1),
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            root=root,
+            augmented=False,
+            batch_size=batch_size,
+            crop_size=crop_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            **kwargs,
+        )
         self.num_train, self.num_val = num_train, num_val
         self.size_range = tuple(size_range)
         self.seed = seed
@@ -306,12 +332,32 @@ class SyntheticCityscapesDataModule(CityscapesDataModule):
         **kwargs: the CityscapesDataModule arguments.
     """
 
-    def __init__(self, root: str = "data/synthetic_cityscapes", num_train: int = 24, num_val: int = 8,
-                 height: int = 128, seed: int = 0, batch_size: int = 4, crop_size: int = 128, val_batch_size: int = 2,
-                 num_workers: int = min(2, os.cpu_count() or 1), **kwargs) -> None:
-        super().__init__(root=root, coarse=False, batch_size=batch_size, crop_size=crop_size,
-                         val_batch_size=val_batch_size, num_workers=num_workers, **kwargs)
-        self.num_train, self.num_val, self.height, self.seed = num_train, num_val, height, seed
+    def __init__(
+        self,
+        root: str = "data/synthetic_cityscapes",
+        num_train: int = 24,
+        num_val: int = 8,
+        height: int = 128,
+        seed: int = 0,
+        batch_size: int = 4,
+        crop_size: int = 128,
+        val_batch_size: int = 2,
+        num_workers: int = min(2, os.cpu_count() or 1),
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            root=root,
+            coarse=False,
+            batch_size=batch_size,
+            crop_size=crop_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            **kwargs,
+        )
+        self.num_train = num_train
+        self.num_val = num_val
+        self.height = height
+        self.seed = seed
 
     def prepare_data(self) -> None:
         make_synthetic_cityscapes(self.root, self.num_train, self.num_val, self.height, self.seed)

@@ -8,6 +8,7 @@ normalize only; labels are never resized.
 The scaled size is the official one (sides rounded down); the interpolation is OpenCV's (pixel centres), where
 the official pipeline aligns corners: a sub-pixel shift of an augmented image, kept for OpenCV's speed.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,19 +59,28 @@ def train_transform(
         raise ValueError(f"data.scale_step must be >= 0 (0: any scale in data.scale_range), got {scale_step}")
     stepped = scale_step > 0 and lo < hi
     scale = (SteppedRandomScale if stepped else A.RandomScale)(
-        scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+        scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=1.0
+    )
     if stepped:
         scale.scales = official_scales(lo, hi, scale_step)
     mean_pixel = tuple(255.0 * m for m in mean)
-    return A.Compose([
-        scale,
-        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="top_left",
-                      border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=IGNORE_INDEX),
-        A.RandomCrop(crop_size, crop_size),
-        A.HorizontalFlip(p=0.5),
-        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
-        ToTensorV2(),
-    ])
+    return A.Compose(
+        [
+            scale,
+            A.PadIfNeeded(
+                min_height=crop_size,
+                min_width=crop_size,
+                position="top_left",
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=mean_pixel,
+                fill_mask=IGNORE_INDEX,
+            ),
+            A.RandomCrop(crop_size, crop_size),
+            A.HorizontalFlip(p=0.5),
+            A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+            ToTensorV2(),
+        ]
+    )
 
 
 def eval_transform(mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD) -> A.Compose:

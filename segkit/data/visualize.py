@@ -1,4 +1,5 @@
 """Colour-coded masks and overlays (for logging, prediction files and reports)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,18 +7,37 @@ Layout (``root`` may be the folder holding ``VOCdevkit``, ``VOCdevkit`` itself o
     VOCdevkit/VOC2012/SegmentationClassAug/<id>.png     (augmented set) single-channel PNGs, same values
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,train_aug}.txt
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-
 from .base import Sample, SegmentationDataset
 from .datamodule import SegmentationDataModule
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -50,8 +69,14 @@ class VOCSegmentation(SegmentationDataset):
         transform: callable ``(image=..., mask=...) -> dict`` returning tensors.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", mask_dir: str = "SegmentationClass",
-                 num_classes: int = 21, transform: Callable[..., dict] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        mask_dir: str = "SegmentationClass",
+        num_classes: int = 21,
+        transform: Callable[..., dict] | None = None,
+    ) -> None:
         self.voc_dir = find_voc_dir(root)
         list_file = self.voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not list_file.is_file():
@@ -59,8 +84,9 @@ class VOCSegmentation(SegmentationDataset):
         names = read_id_list(list_file)
         if not names:
             raise ValueError(f"split list {list_file} is empty")
-        samples = [Sample(n, self.voc_dir / "JPEGImages" / f"{n}.jpg", self.voc_dir / mask_dir / f"{n}.png")
-                   for n in names]
+        samples = [
+            Sample(n, self.voc_dir / "JPEGImages" / f"{n}.jpg", self.voc_dir / mask_dir / f"{n}.png") for n in names
+        ]
         super().__init__(samples, num_classes, transform)
 
 
@@ -77,8 +103,9 @@ class VOCDataModule(SegmentationDataModule):
 
     class_names = VOC_CLASSES
 
-    def __init__(self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513,
-                 **kwargs) -> None:
+    def __init__(
+        self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513, **kwargs
+    ) -> None:
         super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
         self.augmented = augmented
 

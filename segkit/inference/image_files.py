@@ -5,6 +5,7 @@ For every image ``<stem>.png`` (class indices, a palette PNG coloured like the d
 batched together (sorted by size first), so each prediction equals that of the image alone; an image that
 cannot be read is reported by name and skipped.
 """
+
 from __future__ import annotations
 
 import glob
@@ -21,9 +22,7 @@ from ..data.sampling import as_is
 from ..data.visualize import save_overlay
 from .predict import predict_labels
 
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 
 
 def find_images(spec: str) -> list[Path]:
@@ -42,16 +41,16 @@ def find_images(spec: str) -> list[Path]:
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise ValueError(f"{stems[f.stem]} and {f} would write the same output files ({f.stem}.png); "
-                             "predict them into different --output folders")
+            raise ValueError(
+                f"{stems[f.stem]} and {f} would write the same output files ({f.stem}.png); "
+                "predict them into different --output folders"
+            )
         stems[f.stem] = f
     return files
 
 
-
 def output_paths(folder: Path, image: Path) -> tuple[Path, Path]:
     return folder / f"{image.stem}.png", folder / f"{image.stem}_overlay.jpg"
-
 
 
 def header_size(path: Path) -> tuple[int, int]:
@@ -61,7 +60,6 @@ def header_size(path: Path) -> tuple[int, int]:
             return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - any failure is reported when the image itself is read
         return 0, 0
-
 
 
 class ImageFiles(Dataset):
@@ -81,13 +79,11 @@ class ImageFiles(Dataset):
         return {"index": index, "image": image, "input": self.transform(image=image)["image"]}
 
 
-
 def save_prediction(folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray) -> None:
     """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``."""
     mask_file, overlay_file = output_paths(folder, path)
     write_label_png(mask_file, pred, palette)
     save_overlay(overlay_file, image, pred, palette)
-
 
 
 def predict_folder(

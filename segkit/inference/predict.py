@@ -10,6 +10,7 @@ They are added to one running sum one scale and flip at a time, so peak memory s
 single pass plus one (B, K, H, W) buffer. Images larger than ``window`` are cut into overlapping
 windows whose logits are averaged where they overlap.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ from ..models.decoder import resize
 MODEL_ARGS = ("num_classes", "encoder", "output_stride", "atrous_rates", "decoder_channels", "dropout")
 
 
-def load_inference_model(ckpt_path: str | Path, num_classes: int | None = None,
-                         output_stride: int | None = None) -> nn.Module:
+def load_inference_model(
+    ckpt_path: str | Path, num_classes: int | None = None, output_stride: int | None = None
+) -> nn.Module:
     """The model of a ``segkit fit`` checkpoint as inference runs it: eval mode, batch norm folded into the
     convolutions (:func:`~segkit.models.fold_batchnorm`), optionally at another output stride.
 
@@ -38,14 +40,19 @@ def load_inference_model(ckpt_path: str | Path, num_classes: int | None = None,
     checkpoint = read_checkpoint(ckpt_path)
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or "num_classes" not in hparams:
-        raise CheckpointFileError(f"checkpoint {ckpt_path} has no segkit hyper-parameters (num_classes, encoder): "
-                                  "give a file written by segkit fit or segkit convert")
+        raise CheckpointFileError(
+            f"checkpoint {ckpt_path} has no segkit hyper-parameters (num_classes, encoder): "
+            "give a file written by segkit fit or segkit convert"
+        )
     if num_classes is not None and hparams["num_classes"] != num_classes:
-        raise ValueError(f"checkpoint {ckpt_path} predicts {hparams['num_classes']} classes, the config's data set "
-                         f"has {num_classes}: use the config the model was trained with")
+        raise ValueError(
+            f"checkpoint {ckpt_path} predicts {hparams['num_classes']} classes, the config's data set "
+            f"has {num_classes}: use the config the model was trained with"
+        )
     model = DeepLabV3Plus(**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, pretrained=None)
-    model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
-                           if k.startswith("model.")})
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    )
     if output_stride is not None:
         model.set_output_stride(output_stride)
     return fold_batchnorm(model)
@@ -83,12 +90,12 @@ def sliding_logits(model: nn.Module, image: torch.Tensor, window: int | None, ov
     logits = counts = None
     for y in _window_starts(ph, window, stride):
         for x in _window_starts(pw, window, stride):
-            out = model(padded[..., y:y + window, x:x + window])
+            out = model(padded[..., y : y + window, x : x + window])
             if logits is None:
                 logits = out.new_zeros(out.shape[0], out.shape[1], ph, pw)
                 counts = out.new_zeros(1, 1, ph, pw)
-            logits[..., y:y + window, x:x + window] += out
-            counts[..., y:y + window, x:x + window] += 1
+            logits[..., y : y + window, x : x + window] += out
+            counts[..., y : y + window, x : x + window] += 1
     return (logits / counts)[..., :h, :w]
 
 
@@ -98,8 +105,9 @@ def scaled_size(size: int, scale: float) -> int:
     return max(1, int((size - 1) * scale + 1))
 
 
-def _scale_logits(model: nn.Module, image: torch.Tensor, scale: float, window: int | None,
-                  overlap: float) -> torch.Tensor:
+def _scale_logits(
+    model: nn.Module, image: torch.Tensor, scale: float, window: int | None, overlap: float
+) -> torch.Tensor:
     """Logits of ``image`` (B, 3, H, W) at input scale ``scale``, resized back to (H, W).
 
     As the official ``multi_scale_logits``: the image resized to the official ``scale_dimension`` sizes, the
@@ -141,7 +149,7 @@ def predict_probs(
     total = None
     passes = 0
     for scale in scales:
-        for flipped in ((False, True) if flip else (False,)):
+        for flipped in (False, True) if flip else (False,):
             if flipped:
                 logits = _scale_logits(model, image.flip(-1), scale, window, overlap).flip(-1)
             else:
@@ -153,8 +161,15 @@ def predict_probs(
     return total.div_(passes)[..., :h, :w]
 
 
-def predict_labels(model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False,
-                   window: int | None = None, overlap: float = 1 / 3, pad_to: Sequence[int] | None = None,
-                   sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+def predict_labels(
+    model: nn.Module,
+    image: torch.Tensor,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    window: int | None = None,
+    overlap: float = 1 / 3,
+    pad_to: Sequence[int] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[torch.Tensor]:
     """:func:`predict_probs` followed by :func:`label_maps`: one uint8 class-index map per image."""
     return label_maps(predict_probs(model, image, scales, flip, window, overlap, pad_to), sizes)

@@ -12,6 +12,7 @@ tensorflow/core/lib/io/{format,block}.cc (the table format), tensorflow/core/fra
 Only what checkpoints of models hold is read: numeric tensors, unsliced. The tensors' CRC32C checksums are
 not verified (a pure-Python CRC32C would take minutes for a 160 MB checkpoint); sizes are checked instead.
 """
+
 from __future__ import annotations
 
 import struct
@@ -24,8 +25,20 @@ TABLE_MAGIC = 0xDB4775248B80FB57  # LevelDB's table magic number, the last 8 byt
 FOOTER_SIZE = 48  # two block handles (varints, padded to 40 bytes) and the magic number
 
 # tensorflow/core/framework/types.proto DataType -> numpy dtype (bfloat16 read as its raw uint16 bits)
-DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,
-          10: np.bool_, 17: np.uint16, 19: np.float16, 22: np.uint32, 23: np.uint64}
+DTYPES = {
+    1: np.float32,
+    2: np.float64,
+    3: np.int32,
+    4: np.uint8,
+    5: np.int16,
+    6: np.int8,
+    9: np.int64,
+    10: np.bool_,
+    17: np.uint16,
+    19: np.float16,
+    22: np.uint32,
+    23: np.uint64,
+}
 DTYPE_NAMES = {7: "string", 14: "bfloat16", 8: "complex64", 18: "complex128", 20: "resource", 21: "variant"}
 
 
@@ -60,7 +73,7 @@ def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
             value, pos = struct.unpack_from("<Q", data, pos)[0], pos + 8
         elif wire == 2:
             length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            value, pos = data[pos : pos + length], pos + length
         elif wire == 5:
             value, pos = struct.unpack_from("<I", data, pos)[0], pos + 4
         else:
@@ -72,6 +85,7 @@ def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
 @dataclass(frozen=True)
 class Entry:
     """Where a tensor is (a ``BundleEntryProto``)."""
+
     dtype: int
     shape: tuple[int, ...]
     shard: int
@@ -105,7 +119,7 @@ def _block(data: bytes, offset: int, size: int, path: Path) -> list[tuple[bytes,
         raise CheckpointError(f"{path}: a table block points past the end of the file (truncated?)")
     if data[offset + size] != 0:
         raise CheckpointError(f"{path}: compressed table blocks are not supported (type {data[offset + size]})")
-    block = data[offset:offset + size]
+    block = data[offset : offset + size]
     num_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
     end = len(block) - 4 - 4 * num_restarts
     entries, pos, key = [], 0, b""
@@ -113,9 +127,9 @@ def _block(data: bytes, offset: int, size: int, path: Path) -> list[tuple[bytes,
         shared, pos = _varint(block, pos)
         unshared, pos = _varint(block, pos)
         length, pos = _varint(block, pos)
-        key = key[:shared] + block[pos:pos + unshared]
+        key = key[:shared] + block[pos : pos + unshared]
         pos += unshared
-        entries.append((key, block[pos:pos + length]))
+        entries.append((key, block[pos : pos + length]))
         pos += length
     return entries
 
@@ -125,7 +139,7 @@ def read_index(path: Path) -> dict[bytes, bytes]:
     data = Path(path).read_bytes()
     if len(data) < FOOTER_SIZE or struct.unpack_from("<Q", data, len(data) - 8)[0] != TABLE_MAGIC:
         raise CheckpointError(f"{path} is not a TensorFlow checkpoint index (no table footer)")
-    footer = data[len(data) - FOOTER_SIZE:]
+    footer = data[len(data) - FOOTER_SIZE :]
     _, pos = _varint(footer, _varint(footer, 0)[1])  # skip the metaindex handle
     index_offset, pos = _varint(footer, pos)
     index_size, _ = _varint(footer, pos)
@@ -148,14 +162,16 @@ class TFCheckpoint:
         prefix = str(prefix)
         for suffix in (".index", ".meta"):  # PREFIX given as one of its files
             if prefix.endswith(suffix):
-                prefix = prefix[:-len(suffix)]
+                prefix = prefix[: -len(suffix)]
         if ".data-" in Path(prefix).name:
-            prefix = prefix[:prefix.rindex(".data-")]
+            prefix = prefix[: prefix.rindex(".data-")]
         self.prefix = prefix
         index = Path(prefix + ".index")
         if not index.is_file():
-            raise FileNotFoundError(f"TensorFlow checkpoint not found: {index} (give the prefix, e.g. "
-                                    f".../model.ckpt for model.ckpt.index and model.ckpt.data-00000-of-00001)")
+            raise FileNotFoundError(
+                f"TensorFlow checkpoint not found: {index} (give the prefix, e.g. "
+                f".../model.ckpt for model.ckpt.index and model.ckpt.data-00000-of-00001)"
+            )
         table = read_index(index)
         header = dict(_fields(table.pop(b"", b"")))
         if header.get(2, 0) != 0:
@@ -177,8 +193,9 @@ class TFCheckpoint:
     def dtype(self, name: str) -> np.dtype:
         code = self.entries[name].dtype
         if code not in DTYPES:
-            raise CheckpointError(f"{self.prefix}: variable {name} has dtype {DTYPE_NAMES.get(code, code)}, "
-                                  f"which segkit does not read")
+            raise CheckpointError(
+                f"{self.prefix}: variable {name} has dtype {DTYPE_NAMES.get(code, code)}, which segkit does not read"
+            )
         return np.dtype(DTYPES[code])
 
     def read(self, name: str) -> np.ndarray:
@@ -190,8 +207,10 @@ class TFCheckpoint:
         dtype = self.dtype(name)
         count = int(np.prod(entry.shape, dtype=np.int64))
         if entry.size != count * dtype.itemsize:
-            raise CheckpointError(f"{self.prefix}: variable {name} holds {entry.size} bytes, its shape "
-                                  f"{list(entry.shape)} and dtype {dtype} need {count * dtype.itemsize}")
+            raise CheckpointError(
+                f"{self.prefix}: variable {name} holds {entry.size} bytes, its shape "
+                f"{list(entry.shape)} and dtype {dtype} need {count * dtype.itemsize}"
+            )
         path = self._shard_files[entry.shard]
         with open(path, "rb") as f:
             f.seek(entry.offset)

@@ -6,6 +6,7 @@ PyTorch's own messages name neither the file nor the cause a user can act on: a 
 with weights_only=False will likely succeed" (advice that would run arbitrary code from an untrusted file).
 Files are always read with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,11 +50,15 @@ def _explain(path: Path, size: int, error: Exception, what: str) -> str:
         kind = "a text file" if _is_text(path) else f"a file starting with {head!r}"
         return f"{what} {path} is not a PyTorch file ({kind}, {size} bytes)"
     if not zipfile.is_zipfile(path) or "PytorchStreamReader" in str(error) or isinstance(error, EOFError):
-        return (f"{what} {path} is truncated or corrupt ({size} bytes; its writing was probably interrupted): "
-                "use another checkpoint, e.g. the previous last.ckpt or a best checkpoint")
+        return (
+            f"{what} {path} is truncated or corrupt ({size} bytes; its writing was probably interrupted): "
+            "use another checkpoint, e.g. the previous last.ckpt or a best checkpoint"
+        )
     if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in str(error):
-        return (f"{what} {path} holds Python objects other than tensors and plain values; segkit reads only "
-                "weights (torch.load weights_only=True), so it does not run code from files")
+        return (
+            f"{what} {path} holds Python objects other than tensors and plain values; segkit reads only "
+            "weights (torch.load weights_only=True), so it does not run code from files"
+        )
     return f"{what} {path} cannot be read: {str(error).splitlines()[0]}"
 
 
@@ -72,8 +77,10 @@ def read_checkpoint(path: str | Path) -> dict:
     checkpoint = read_torch_file(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         keys = sorted(checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointFileError(f"{path} is not a segkit checkpoint (no state_dict; it holds {keys}): give a "
-                                  "file written by segkit fit or segkit convert")
+        raise CheckpointFileError(
+            f"{path} is not a segkit checkpoint (no state_dict; it holds {keys}): give a "
+            "file written by segkit fit or segkit convert"
+        )
     return checkpoint
 
 

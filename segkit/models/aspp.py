@@ -5,6 +5,7 @@ Five parallel branches on the encoder output: a 1x1 convolution, three 3x3 atrou
 projected to 256 channels by a 1x1 convolution with BN + ReLU, then dropout (keep_prob 0.9 in the official
 implementation).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,8 +41,15 @@ class ASPP(nn.Module):
         act_layer: activation type.
     """
 
-    def __init__(self, in_chs: int, atrous_rates: Sequence[int] = (6, 12, 18), out_chs: int = 256,
-                 dropout: float = 0.1, norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer = nn.ReLU) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        atrous_rates: Sequence[int] = (6, 12, 18),
+        out_chs: int = 256,
+        dropout: float = 0.1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+    ) -> None:
         super().__init__()
         if len(atrous_rates) != 3:
             raise ValueError(f"ASPP takes three atrous rates, got {list(atrous_rates)}")

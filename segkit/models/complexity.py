@@ -1,4 +1,5 @@
 """Multiply-adds of a model's forward pass, as the DeepLab papers report model cost."""
+
 from __future__ import annotations
 
 import torch

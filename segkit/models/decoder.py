@@ -5,6 +5,7 @@ upsampled bilinearly to their size, both are concatenated and refined by two 3x3
 256 channels; a 1x1 classifier gives the logits. Every resize goes to an explicit size, so inputs such as
 the paper's 513x513 crops (33x33 at stride 16, 129x129 at stride 4) work, as do all other sizes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,16 @@ class DeepLabV3PlusDecoder(nn.Module):
         act_layer: activation type.
     """
 
-    def __init__(self, low_chs: int, num_classes: int, aspp_chs: int = 256, low_proj_chs: int = 48, chs: int = 256,
-                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer = nn.ReLU) -> None:
+    def __init__(
+        self,
+        low_chs: int,
+        num_classes: int,
+        aspp_chs: int = 256,
+        low_proj_chs: int = 48,
+        chs: int = 256,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.low_proj = ConvBnAct(low_chs, low_proj_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
         self.refine = nn.Sequential(

@@ -3,6 +3,7 @@
 The model returns logits at the input resolution for any input size; it knows nothing about training,
 data or logging, and is usable on its own like a timm or torchvision model.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,18 +49,32 @@ class DeepLabV3Plus(nn.Module):
         dropout: dropout after the ASPP projection (0.1 in the official implementation).
     """
 
-    def __init__(self, num_classes: int, encoder: str = "xception65", output_stride: int = 16,
-                 pretrained: str | None = None, atrous_rates: Sequence[int] | None = None, decoder_channels: int = 256,
-                 low_level_channels: int = 48, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: str = "xception65",
+        output_stride: int = 16,
+        pretrained: str | None = None,
+        atrous_rates: Sequence[int] | None = None,
+        decoder_channels: int = 256,
+        low_level_channels: int = 48,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
-        self.encoder = build_encoder(encoder, output_stride, None if whole else pretrained,
-                                     state=None if whole else weights)
+        self.encoder = build_encoder(
+            encoder, output_stride, None if whole else pretrained, state=None if whole else weights
+        )
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
         self._rates_at = (rates, output_stride)  # rates are defined at this output stride
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
-        self.decoder = DeepLabV3PlusDecoder(self.encoder.low_channels, num_classes, aspp_chs=decoder_channels,
-                                            low_proj_chs=low_level_channels, chs=decoder_channels)
+        self.decoder = DeepLabV3PlusDecoder(
+            self.encoder.low_channels,
+            num_classes,
+            aspp_chs=decoder_channels,
+            low_proj_chs=low_level_channels,
+            chs=decoder_channels,
+        )
         if whole:
             report = load_pretrained(self, pretrained, weights)
             if not (torch.distributed.is_initialized() and torch.distributed.get_rank() > 0):  # once under DDP

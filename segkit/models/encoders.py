@@ -3,6 +3,7 @@
 Every encoder maps an image (B, 3, H, W) to ``{"low": stride-4 features, "out": stride-OS features}`` and
 exposes ``low_channels``, ``out_channels``, ``output_stride`` and ``set_output_stride``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ class SmpEncoder(nn.Module):
         try:
             return smp.encoders.get_encoder(name, weights=weights, output_stride=output_stride)
         except KeyError as e:  # smp lists the valid names in its message
-            raise ValueError(f"Unknown encoder '{name}': use {sorted(ARCHS)}, an smp encoder or 'tu-<timm model>'. "
-                             f"smp said: {e}") from None
+            raise ValueError(
+                f"Unknown encoder '{name}': use {sorted(ARCHS)}, an smp encoder or 'tu-<timm model>'. smp said: {e}"
+            ) from None
 
     def set_output_stride(self, output_stride: int) -> None:
         """Copies the strides, dilations and paddings of an encoder built at ``output_stride`` in place.
@@ -53,8 +55,10 @@ class SmpEncoder(nn.Module):
         template = dict(self._build(self.name, output_stride, None).named_modules())
         modules = dict(self.body.named_modules())
         if template.keys() != modules.keys() or any(type(template[k]) is not type(m) for k, m in modules.items()):
-            raise ValueError(f"encoder '{self.name}' changes its structure with the output stride; "
-                             f"build the model with output_stride={output_stride} instead")
+            raise ValueError(
+                f"encoder '{self.name}' changes its structure with the output stride; "
+                f"build the model with output_stride={output_stride} instead"
+            )
         for name, module in modules.items():
             for attr in ("stride", "dilation", "padding"):
                 if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and hasattr(module, attr):
@@ -66,8 +70,9 @@ class SmpEncoder(nn.Module):
         return {"low": feats[2], "out": feats[-1]}
 
 
-def build_encoder(name: str, output_stride: int = 16, pretrained: str | None = None,
-                  state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def build_encoder(
+    name: str, output_stride: int = 16, pretrained: str | None = None, state: dict[str, torch.Tensor] | None = None
+) -> nn.Module:
     """Builds an encoder and loads its pretrained weights.
 
     Args:
@@ -80,7 +85,8 @@ def build_encoder(name: str, output_stride: int = 16, pretrained: str | None = N
         state: the contents of the file ``pretrained`` when the caller has read it already.
     """
     is_file = state is not None or (
-        pretrained is not None and (Path(pretrained).suffix in WEIGHT_FILE_SUFFIXES or Path(pretrained).exists()))
+        pretrained is not None and (Path(pretrained).suffix in WEIGHT_FILE_SUFFIXES or Path(pretrained).exists())
+    )
     if is_file and state is None:
         state = load_weights_file(pretrained)
     if name in ARCHS:
@@ -127,7 +133,7 @@ def _encoder_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Encoder keys from a timm, smp, segkit-model or segkit-Lightning state dict."""
     for prefix in ("model.encoder.body.", "model.encoder.", "encoder.body.", "encoder."):
         if any(k.startswith(prefix) for k in state):
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     # a classification checkpoint: drop the classifier
     return {k: v for k, v in state.items() if not k.startswith(("head.", "fc.", "classifier."))}
 
@@ -138,11 +144,16 @@ def load_encoder_state(encoder: nn.Module, state: dict[str, torch.Tensor], sourc
     own = encoder.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
+
         def show(keys: list[str]) -> str:
             return f"{len(keys)} {keys[:8]}{' ...' if len(keys) > 8 else ''}"
+
         raise ValueError(
             f"pretrained weights '{source}' do not fit the encoder: missing keys {show(missing)}; "
             f"unexpected keys {show(unexpected)}; shape mismatches {show(shapes)}"

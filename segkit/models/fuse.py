@@ -5,6 +5,7 @@ convolution with scaled weights and a bias (``torch.nn.utils.fusion.fuse_conv_bn
 Xception-65 has 146 batch norms, most on large maps; folding them removes one read and one write of every such
 map. ``segkit eval`` runs the folded copy; training and validation inside ``segkit fit`` keep the real layers.
 """
+
 from __future__ import annotations
 
 import copy

@@ -5,9 +5,10 @@ Segmentation") uses one separable convolution everywhere: an atrous depthwise 3x
 pointwise 1x1 convolution, each with batch norm. Module names follow timm's ``xception_aligned`` so that
 its state dicts (ported from the official TensorFlow checkpoints) load without renaming.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -35,12 +36,25 @@ def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
 class ConvBnAct(nn.Module):
     """Convolution (no bias) -> norm -> optional activation; keys ``conv.*`` and ``bn.*`` as timm's ConvNormAct."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, dilation: int = 1,
-                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer | None = nn.ReLU) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer | None = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel_size, stride=stride, dilation=dilation,
-            padding=same_padding(kernel_size, stride, dilation), bias=False,
+            in_chs,
+            out_chs,
+            kernel_size,
+            stride=stride,
+            dilation=dilation,
+            padding=same_padding(kernel_size, stride, dilation),
+            bias=False,
         )
         self.bn = norm_layer(out_chs)
         self.act = act_layer(inplace=True) if act_layer is not None else nn.Identity()
@@ -66,12 +80,26 @@ class SeparableConv2d(nn.Module):
         act_layer: activation type, or None for no activation inside the block.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
-                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer | None = nn.ReLU) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer | None = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.conv_dw = nn.Conv2d(
-            in_chs, in_chs, kernel_size, stride=stride, dilation=dilation,
-            padding=same_padding(kernel_size, stride, dilation), groups=in_chs, bias=False,
+            in_chs,
+            in_chs,
+            kernel_size,
+            stride=stride,
+            dilation=dilation,
+            padding=same_padding(kernel_size, stride, dilation),
+            groups=in_chs,
+            bias=False,
         )
         self.bn_dw = norm_layer(in_chs)
         self.act_dw = act_layer(inplace=True) if act_layer is not None else nn.Identity()

@@ -27,6 +27,7 @@ Every other variable is dropped by a rule in :data:`DROPPED` (training state, no
 error: an unknown or missing variable, a shape that does not fit, another backbone (MobileNet, ResNet) or a
 dense prediction cell (DPC) checkpoint.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,7 +47,7 @@ DROPPED = {
     r".*/(Momentum|Adam|Adam_1|RMSProp|RMSProp_1)": "an optimizer slot (training state)",
     r"beta[12]_power": "Adam's step state",
     r".*/ExponentialMovingAverage": "a moving-average shadow (the official DeepLab code neither writes nor "
-                                    "restores these; the raw variable is used)",
+    "restores these; the raw variable is used)",
     r"xception_\d+/logits/(weights|biases)": "the ImageNet classifier of a backbone-only checkpoint",
 }
 
@@ -71,13 +72,16 @@ def _unit_scopes(encoder: AlignedXception) -> list[str]:
 def _conv_bn(module: str, scope: str, weight_kind: str = "conv") -> list[tuple[str, str, str]]:
     """(segkit key, TF name, kind) of a convolution and its batch norm; ``module`` is a ConvBnAct."""
     return [(f"{module}.conv.weight", f"{scope}/weights", weight_kind)] + [
-        (f"{module}.bn.{k}", f"{scope}/BatchNorm/{v}", "vector") for k, v in BN.items()]
+        (f"{module}.bn.{k}", f"{scope}/BatchNorm/{v}", "vector") for k, v in BN.items()
+    ]
 
 
 def _separable(module: str, scope: str) -> list[tuple[str, str, str]]:
     """A segkit SeparableConv2d from the official ``<scope>_depthwise`` and ``<scope>_pointwise``."""
-    out = [(f"{module}.conv_dw.weight", f"{scope}_depthwise/depthwise_weights", "depthwise"),
-           (f"{module}.conv_pw.weight", f"{scope}_pointwise/weights", "conv")]
+    out = [
+        (f"{module}.conv_dw.weight", f"{scope}_depthwise/depthwise_weights", "depthwise"),
+        (f"{module}.conv_pw.weight", f"{scope}_pointwise/weights", "conv"),
+    ]
     for part, bn in (("depthwise", "bn_dw"), ("pointwise", "bn_pw")):
         out += [(f"{module}.{bn}.{k}", f"{scope}_{part}/BatchNorm/{v}", "vector") for k, v in BN.items()]
     return out
@@ -86,11 +90,13 @@ def _separable(module: str, scope: str) -> list[tuple[str, str, str]]:
 def encoder_names(encoder: AlignedXception, prefix: str = "encoder.") -> list[tuple[str, str, str]]:
     """(segkit key, official variable name, kind) for every weight of an Aligned Xception encoder."""
     if encoder.arch not in OFFICIAL_ARCHS:
-        raise ValueError(f"encoder {encoder.arch} has no official TensorFlow checkpoint; "
-                         f"use one of {sorted(OFFICIAL_ARCHS)}")
+        raise ValueError(
+            f"encoder {encoder.arch} has no official TensorFlow checkpoint; use one of {sorted(OFFICIAL_ARCHS)}"
+        )
     tf = OFFICIAL_ARCHS[encoder.arch]
-    names = _conv_bn(f"{prefix}stem.0", f"{tf}/entry_flow/conv1_1") + _conv_bn(f"{prefix}stem.1",
-                                                                                f"{tf}/entry_flow/conv1_2")
+    names = _conv_bn(f"{prefix}stem.0", f"{tf}/entry_flow/conv1_1") + _conv_bn(
+        f"{prefix}stem.1", f"{tf}/entry_flow/conv1_2"
+    )
     for i, (block, scope) in enumerate(zip(encoder.blocks, _unit_scopes(encoder))):
         module = f"{tf}/{scope}/xception_module"
         for k in (1, 2, 3):
@@ -107,8 +113,10 @@ def head_names() -> list[tuple[str, str, str]]:
     names += _conv_bn("aspp.project", "concat_projection", weight_kind="concat_projection")
     names += _conv_bn("decoder.low_proj", "decoder/feature_projection0")
     names += [n for k in (0, 1) for n in _separable(f"decoder.refine.{k}", f"decoder/decoder_conv{k}")]
-    return names + [("decoder.classifier.weight", "logits/semantic/weights", "conv"),
-                    ("decoder.classifier.bias", "logits/semantic/biases", "vector")]
+    return names + [
+        ("decoder.classifier.weight", "logits/semantic/weights", "conv"),
+        ("decoder.classifier.bias", "logits/semantic/biases", "vector"),
+    ]
 
 
 # TF layout -> PyTorch layout, as a permutation of the TF axes: HWIO -> OIHW, depthwise HWC1 -> C1HW
@@ -126,25 +134,32 @@ def _to_torch(value: np.ndarray, kind: str) -> torch.Tensor:
 def _backbone(names: list[str], prefix: str) -> str:
     """The checkpoint's backbone scope, with errors for the kinds of official checkpoint segkit cannot load."""
     if any(n.startswith("dense_prediction_cell") for n in names):
-        raise CheckpointError(f"{prefix} is a dense prediction cell (DPC) checkpoint; segkit implements "
-                              "DeepLabV3+ with ASPP and converts those checkpoints only")
+        raise CheckpointError(
+            f"{prefix} is a dense prediction cell (DPC) checkpoint; segkit implements "
+            "DeepLabV3+ with ASPP and converts those checkpoints only"
+        )
     tops = {n.split("/")[0] for n in names if "/" in n}
     for top in sorted(tops):
         if top.lower().startswith("mobilenet"):
-            raise CheckpointError(f"{prefix} is a MobileNet checkpoint ({top}); segkit converts the official "
-                                  f"Xception checkpoints ({', '.join(OFFICIAL_ARCHS.values())}) only")
+            raise CheckpointError(
+                f"{prefix} is a MobileNet checkpoint ({top}); segkit converts the official "
+                f"Xception checkpoints ({', '.join(OFFICIAL_ARCHS.values())}) only"
+            )
     backbones = sorted(t for t in tops if t.startswith(("xception_", "resnet_", "nas_")))
     if not backbones:
         raise CheckpointError(f"{prefix} holds no DeepLab backbone variables (scopes: {sorted(tops)[:8]})")
     if len(backbones) > 1 or backbones[0] not in OFFICIAL_ARCHS.values():
-        raise CheckpointError(f"{prefix} has the backbone {', '.join(backbones)}; segkit converts the official "
-                              f"Xception checkpoints ({', '.join(OFFICIAL_ARCHS.values())}) only")
+        raise CheckpointError(
+            f"{prefix} has the backbone {', '.join(backbones)}; segkit converts the official "
+            f"Xception checkpoints ({', '.join(OFFICIAL_ARCHS.values())}) only"
+        )
     return backbones[0]
 
 
 @dataclass
 class Converted:
     """A converted checkpoint: segkit model keys, and what was dropped by which rule."""
+
     state: dict[str, torch.Tensor]
     encoder: str  # segkit's name, e.g. xception65
     num_classes: int | None  # None for a backbone-only (ImageNet) checkpoint
@@ -165,8 +180,9 @@ def _tf_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
     return tuple(tf)
 
 
-def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: bool = False,
-                          zero_label_ignored: bool = False) -> Converted:
+def convert_tf_checkpoint(
+    prefix: str | Path, model: nn.Module, other_classes: bool = False, zero_label_ignored: bool = False
+) -> Converted:
     """Reads an official DeepLab checkpoint for ``model`` (a :class:`~segkit.models.DeepLabV3Plus` with an
     Xception encoder, which gives the expected names and shapes).
 
@@ -184,8 +200,9 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
     encoder = model.encoder
     arch = getattr(encoder, "arch", type(encoder).__name__)
     if OFFICIAL_ARCHS.get(arch) != backbone:
-        raise CheckpointError(f"{prefix} holds {backbone}, the model's encoder is {arch}: set the encoder to "
-                              f"{backbone.replace('_', '')}")
+        raise CheckpointError(
+            f"{prefix} holds {backbone}, the model's encoder is {arch}: set the encoder to {backbone.replace('_', '')}"
+        )
     whole = "logits/semantic/weights" in names
     expected = encoder_names(encoder) + (head_names() if whole else [])
     own = model.state_dict()
@@ -195,8 +212,14 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
         model_classes = own["decoder.classifier.bias"].numel()
         skip = int(zero_label_ignored and num_classes == model_classes + 1)
         if num_classes != model_classes and not other_classes and not skip:
-            hint = (" (one more: its logit 0 is raw label 0, which a data set with data.reduce_zero_label ignores, "
-                    "as segkit's ADE20K does)") if num_classes == model_classes + 1 else ""
+            hint = (
+                (
+                    " (one more: its logit 0 is raw label 0, which a data set with data.reduce_zero_label ignores, "
+                    "as segkit's ADE20K does)"
+                )
+                if num_classes == model_classes + 1
+                else ""
+            )
             raise CheckpointError(f"{prefix} predicts {num_classes} classes, the model {model_classes}{hint}")
         num_classes -= skip
     mapped = {tf for _, tf, _ in expected}
@@ -211,9 +234,14 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
             dropped[name] = rule
     missing = sorted(mapped - set(names))
     if unknown or missing:
-        raise CheckpointError(f"{prefix} does not fit a DeepLabV3+ {arch}: " + "; ".join(
-            f"{len(v)} {what} variable{'s' * (len(v) > 1)} {v[:5]}{' ...' if len(v) > 5 else ''}"
-            for what, v in (("unknown", unknown), ("missing", missing)) if v))
+        raise CheckpointError(
+            f"{prefix} does not fit a DeepLabV3+ {arch}: "
+            + "; ".join(
+                f"{len(v)} {what} variable{'s' * (len(v) > 1)} {v[:5]}{' ...' if len(v) > 5 else ''}"
+                for what, v in (("unknown", unknown), ("missing", missing))
+                if v
+            )
+        )
     state = {}
     for key, tf, kind in expected:
         classifier = key.startswith("decoder.classifier.")
@@ -224,8 +252,10 @@ def convert_tf_checkpoint(prefix: str | Path, model: nn.Module, other_classes: b
             want = (*want[:-1], want[-1] + skip)
             dropped[f"{tf}[..., 0]"] = "the logit of raw label 0, which the data set ignores"
         if ckpt.shape(tf) != want:
-            raise CheckpointError(f"{prefix}: variable {tf} has shape {ckpt.shape(tf)}, segkit's {key} needs "
-                                  f"{want} (as {tuple(own[key].shape)} in PyTorch's layout)")
+            raise CheckpointError(
+                f"{prefix}: variable {tf} has shape {ckpt.shape(tf)}, segkit's {key} needs "
+                f"{want} (as {tuple(own[key].shape)} in PyTorch's layout)"
+            )
         value = ckpt.read(tf)
         state[key] = _to_torch(value[..., skip:] if classifier else value, kind).to(own[key].dtype)
     return Converted(state, arch, num_classes, dropped)

@@ -6,6 +6,7 @@ encoder, ASPP and decoder are, and the classifier stays at random; a backbone-on
 ImageNet Xception, a timm or smp encoder file) initializes the encoder (see :func:`build_encoder`). What was
 loaded and what was left at random is reported in one line.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,7 @@ def _model_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | Non
     """The model keys of a segkit checkpoint or DeepLabV3Plus state dict, None when it holds no ASPP."""
     for prefix in ("model.", ""):
         if any(k.startswith(f"{prefix}aspp.") for k in state):
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return None
 
 
@@ -53,8 +54,10 @@ def load_pretrained(model: nn.Module, source: str | Path, state: dict[str, torch
         state, theirs = converted.state, converted.num_classes
         if not converted.whole_model:
             model.load_state_dict({**own, **state})
-            return (f"pretrained {source}: loaded the encoder ({len(state)} tensors, a backbone-only checkpoint); "
-                    "ASPP, decoder and classifier are at random")
+            return (
+                f"pretrained {source}: loaded the encoder ({len(state)} tensors, a backbone-only checkpoint); "
+                "ASPP, decoder and classifier are at random"
+            )
     else:
         state = _model_keys(state if state is not None else load_weights_file(source)) or {}
         theirs = state[f"{CLASSIFIER}bias"].numel() if f"{CLASSIFIER}bias" in state else None
@@ -62,19 +65,29 @@ def load_pretrained(model: nn.Module, source: str | Path, state: dict[str, torch
     ours = own[f"{CLASSIFIER}bias"].numel()
     if theirs != ours:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
-    needed = [k for k in own
-              if not k.endswith("num_batches_tracked") and (theirs == ours or not k.startswith(CLASSIFIER))]
+    needed = [
+        k for k in own if not k.endswith("num_batches_tracked") and (theirs == ours or not k.startswith(CLASSIFIER))
+    ]
     missing = [k for k in needed if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs the model's {tuple(own[k].shape)}" for k in needed
-              if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs the model's {tuple(own[k].shape)}"
+        for k in needed
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
+
         def show(keys: list[str]) -> str:
             return f"{len(keys)} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
-        raise ValueError(f"pretrained {source} does not fit the model: missing keys {show(missing)}; unexpected "
-                         f"keys {show(unexpected)}; shape mismatches {show(shapes)}")
+
+        raise ValueError(
+            f"pretrained {source} does not fit the model: missing keys {show(missing)}; unexpected "
+            f"keys {show(unexpected)}; shape mismatches {show(shapes)}"
+        )
     model.load_state_dict({**own, **state})
     if theirs == ours:
         return f"pretrained {source}: loaded the whole model ({len(state)} tensors, {ours} classes)"
-    return (f"pretrained {source}: loaded encoder, ASPP and decoder ({len(state)} tensors); the classifier is at "
-            f"random (the checkpoint has {theirs} classes, the model {ours})")
+    return (
+        f"pretrained {source}: loaded encoder, ASPP and decoder ({len(state)} tensors); the classifier is at "
+        f"random (the checkpoint has {theirs} classes, the model {ours})"
+    )

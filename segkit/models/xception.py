@@ -12,6 +12,7 @@ Module and parameter names equal timm's ``xception41/65/71`` (a port of the offi
 Unlike timm, the output stride can be changed after construction (:meth:`AlignedXception.set_output_stride`),
 so a model trained at output stride 16 is evaluated at 8 with the same weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,10 @@ ARCHS: dict[str, tuple[tuple[int, int], list[BlockCfg]]] = {
     # name: ((stem widths), blocks)
     "xception41": ((32, 64), _flows([(64, 128, 2), (128, 256, 2), (256, 728, 2)], (728, 8), _EXIT)),
     "xception65": ((32, 64), _flows([(64, 128, 2), (128, 256, 2), (256, 728, 2)], (728, 16), _EXIT)),
-    "xception71": ((32, 64), _flows(
-        [(64, 128, 2), (128, 256, 1), (256, 256, 2), (256, 728, 1), (728, 728, 2)], (728, 16), _EXIT)),
+    "xception71": (
+        (32, 64),
+        _flows([(64, 128, 2), (128, 256, 1), (256, 256, 2), (256, 728, 1), (728, 728, 2)], (728, 16), _EXIT),
+    ),
     # segkit's small variant for the CPU demo and tests: same topology, narrow, two middle-flow blocks.
     "xception_tiny": ((16, 32), _flows([(32, 48, 2), (48, 96, 2), (96, 192, 2)], (192, 2), (192, 256, 384, 512))),
 }
@@ -70,8 +73,9 @@ class XceptionBlock(nn.Module):
     third) feeds the decoder; that ReLU then runs out of place, so the tap is not overwritten.
     """
 
-    def __init__(self, cfg: BlockCfg, dilation: int, norm_layer: NormLayer, act_layer: ActLayer,
-                 keeps_tap: bool = False) -> None:
+    def __init__(
+        self, cfg: BlockCfg, dilation: int, norm_layer: NormLayer, act_layer: ActLayer, keeps_tap: bool = False
+    ) -> None:
         super().__init__()
         self.no_skip = cfg.no_skip
         out = cfg.out_chs[-1]
@@ -85,10 +89,18 @@ class XceptionBlock(nn.Module):
                 # the first ReLU must not overwrite the block input, which the shortcut still needs, nor the
                 # third the decoder's tap
                 self.stack.add_module(f"act{i + 1}", act_layer(inplace=i == 1 or (i == 2 and not keeps_tap)))
-            self.stack.add_module(f"conv{i + 1}", SeparableConv2d(
-                in_chs, out_chs, 3, stride=cfg.stride if i == 2 else 1, dilation=dilation,
-                norm_layer=norm_layer, act_layer=None if cfg.start_with_relu else act_layer,
-            ))
+            self.stack.add_module(
+                f"conv{i + 1}",
+                SeparableConv2d(
+                    in_chs,
+                    out_chs,
+                    3,
+                    stride=cfg.stride if i == 2 else 1,
+                    dilation=dilation,
+                    norm_layer=norm_layer,
+                    act_layer=None if cfg.start_with_relu else act_layer,
+                ),
+            )
             in_chs = out_chs
 
     def set_geometry(self, stride: int, dilation: int) -> None:
@@ -147,8 +159,9 @@ class AlignedXception(nn.Module):
         # the block whose tap is at stride 4: the second strided block (after stem /2 and one /2 block)
         strided = [i for i, s in enumerate(self._nominal_strides) if s > 1]
         self.low_index = strided[1]
-        self.blocks = nn.Sequential(*[XceptionBlock(c, 1, norm_layer, act_layer, keeps_tap=i == self.low_index)
-                                      for i, c in enumerate(cfgs)])
+        self.blocks = nn.Sequential(
+            *[XceptionBlock(c, 1, norm_layer, act_layer, keeps_tap=i == self.low_index) for i, c in enumerate(cfgs)]
+        )
         self.low_channels = cfgs[self.low_index].out_chs[1]
         self.out_channels = cfgs[-1].out_chs[-1]
         self.output_stride = 32

@@ -13,6 +13,7 @@ Ctrl-C / SIGTERM, and no non-finite model saved.
   the running step; ``last.ckpt`` is then written and the command to resume printed. A second Ctrl-C stops at
   once.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,9 +45,11 @@ class Diverged(FloatingPointError):
         callback = trainer.checkpoint_callback
         last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
         saved = f"the last checkpoint is {last}" if last else "no checkpoint was written before"
-        super().__init__(f"training diverged at step {trainer.global_step}: {what}. Training stopped and the "
-                         f"diverged weights were not saved; {saved}. Lower model.lr (or raise model.warmup_steps) "
-                         "and restart, or resume from that checkpoint")
+        super().__init__(
+            f"training diverged at step {trainer.global_step}: {what}. Training stopped and the "
+            f"diverged weights were not saved; {saved}. Lower model.lr (or raise model.warmup_steps) "
+            "and restart, or resume from that checkpoint"
+        )
 
 
 class LossWatch:
@@ -159,8 +162,11 @@ class GracefulStop(Callback):
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C
         self.signal = signal.Signals(signum).name
-        print(f"\nsegkit: {self.signal} received: stopping after this training step and saving last.ckpt "
-              "(Ctrl-C again to stop at once)", flush=True)
+        print(
+            f"\nsegkit: {self.signal} received: stopping after this training step and saving last.ckpt "
+            "(Ctrl-C again to stop at once)",
+            flush=True,
+        )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         try:
@@ -192,5 +198,7 @@ class GracefulStop(Callback):
         if not trainer.is_global_zero:
             return
         where = f" --ckpt_path {last}" if last else " (no checkpoint was written: checkpointing is off)"
-        print(f"segkit: stopped at step {trainer.global_step} ({self.signal}); resume with the same command and"
-              f"{where}", flush=True)
+        print(
+            f"segkit: stopped at step {trainer.global_step} ({self.signal}); resume with the same command and{where}",
+            flush=True,
+        )

@@ -16,6 +16,7 @@ c's share of the labelled training pixels, bounded between 1.42 (a class that co
 never seen), then scaled so that their mean over the training pixels is 1 (a weighted loss keeps the scale of the
 unweighted one).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,8 +29,13 @@ from torch import nn
 
 from ..data.base import IGNORE_INDEX
 
-SMP_LOSSES = {"dice": smp.losses.DiceLoss, "focal": smp.losses.FocalLoss, "lovasz": smp.losses.LovaszLoss,
-              "jaccard": smp.losses.JaccardLoss, "tversky": smp.losses.TverskyLoss}
+SMP_LOSSES = {
+    "dice": smp.losses.DiceLoss,
+    "focal": smp.losses.FocalLoss,
+    "lovasz": smp.losses.LovaszLoss,
+    "jaccard": smp.losses.JaccardLoss,
+    "tversky": smp.losses.TverskyLoss,
+}
 LOSS_NAMES = ("cross_entropy", *SMP_LOSSES)
 _SET_BY_SEGKIT = {"mode", "ignore_index", "from_logits"}
 
@@ -44,18 +50,25 @@ def enet_class_weights(counts: np.ndarray, c: float = 1.02) -> np.ndarray:
     return weights / float((share * weights).sum())
 
 
-def hard_pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, top_k_percent: float = 100.0,
-                             weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+def hard_pixel_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    top_k_percent: float = 100.0,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Cross-entropy over labelled pixels; with ``top_k_percent < 100`` only the hardest k% of all pixels count.
 
     Like the official implementation, k% is taken of all pixels of the batch and ignored pixels have zero loss.
     """
     if top_k_percent >= 100.0:  # PyTorch's weighted mean, but 0 (not NaN) without a labelled pixel
-        total = F.cross_entropy(logits, target, weight, ignore_index=IGNORE_INDEX, reduction="sum",
-                                label_smoothing=label_smoothing)
+        total = F.cross_entropy(
+            logits, target, weight, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing
+        )
         return total / _mass(target, weight, total.dtype).clamp(min=1e-12)
-    losses = F.cross_entropy(logits, target, weight, ignore_index=IGNORE_INDEX, reduction="none",
-                             label_smoothing=label_smoothing)
+    losses = F.cross_entropy(
+        logits, target, weight, ignore_index=IGNORE_INDEX, reduction="none", label_smoothing=label_smoothing
+    )
     k = max(1, int(losses.numel() * top_k_percent / 100.0))
     return losses.flatten().topk(k).values.mean()
 
@@ -80,41 +93,63 @@ class SegmentationLoss(nn.Module):
         options: ``{name: {argument: value}}`` for smp's losses, e.g. ``{"focal": {"gamma": 3}}``.
     """
 
-    def __init__(self, terms: dict[str, float], num_classes: int, class_weights: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0, top_k_percent_pixels: float = 100.0,
-                 options: dict[str, dict] | None = None) -> None:
+    def __init__(
+        self,
+        terms: dict[str, float],
+        num_classes: int,
+        class_weights: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        top_k_percent_pixels: float = 100.0,
+        options: dict[str, dict] | None = None,
+    ) -> None:
         super().__init__()
         unknown = sorted(set(terms) - set(LOSS_NAMES))
         if unknown or not terms:
-            raise ValueError(f"model.loss: unknown loss {unknown[0]!r}; choose from {', '.join(LOSS_NAMES)}" if unknown
-                             else f"model.loss: no loss given; choose from {', '.join(LOSS_NAMES)}")
+            raise ValueError(
+                f"model.loss: unknown loss {unknown[0]!r}; choose from {', '.join(LOSS_NAMES)}"
+                if unknown
+                else f"model.loss: no loss given; choose from {', '.join(LOSS_NAMES)}"
+            )
         options = dict(options or {})
         for name in sorted(set(options) - set(SMP_LOSSES)):
-            raise ValueError(f"model.loss_options: {name!r} takes no options here; options are for "
-                             f"{', '.join(SMP_LOSSES)} (cross-entropy: model.class_weights, model.label_smoothing, "
-                             "model.top_k_percent_pixels)")
+            raise ValueError(
+                f"model.loss_options: {name!r} takes no options here; options are for "
+                f"{', '.join(SMP_LOSSES)} (cross-entropy: model.class_weights, model.label_smoothing, "
+                "model.top_k_percent_pixels)"
+            )
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"model.class_weights has {len(class_weights)} values for {num_classes} classes")
         self.weights = {name: float(w) for name, w in terms.items()}
         self.label_smoothing, self.top_k = label_smoothing, top_k_percent_pixels
-        self.register_buffer("class_weights", None if class_weights is None else
-                             torch.as_tensor(class_weights, dtype=torch.get_default_dtype()), persistent=False)
-        self.smp = nn.ModuleDict({name: self._smp(name, options.get(name) or {}) for name in terms
-                                  if name in SMP_LOSSES})
+        self.register_buffer(
+            "class_weights",
+            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.get_default_dtype()),
+            persistent=False,
+        )
+        self.smp = nn.ModuleDict(
+            {name: self._smp(name, options.get(name) or {}) for name in terms if name in SMP_LOSSES}
+        )
 
     @staticmethod
     def _smp(name: str, options: dict) -> nn.Module:
         fixed = sorted(_SET_BY_SEGKIT & set(options))
         if fixed:
-            raise ValueError(f"model.loss_options.{name}.{fixed[0]} is set by segkit (multiclass logits, "
-                             f"ignore index {IGNORE_INDEX})")
+            raise ValueError(
+                f"model.loss_options.{name}.{fixed[0]} is set by segkit (multiclass logits, "
+                f"ignore index {IGNORE_INDEX})"
+            )
         try:
             return SMP_LOSSES[name](mode="multiclass", ignore_index=IGNORE_INDEX, **options)
         except TypeError as e:
             raise ValueError(f"model.loss_options.{name}: {e}") from None
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None, world: int = 1) -> torch.Tensor:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        world: int = 1,
+    ) -> torch.Tensor:
         """The loss of ``logits`` (B, K, H, W) against ``target`` (B, H, W) int64.
 
         With several processes give ``reduce_sum`` (a sum over processes) and ``world``: the cross-entropy is then
@@ -140,6 +175,7 @@ class SegmentationLoss(nn.Module):
         w = self.class_weights
         if self.top_k < 100.0 or reduce_sum is None or world == 1:
             return hard_pixel_cross_entropy(logits, target, self.top_k, w, self.label_smoothing)
-        total = F.cross_entropy(logits, target, w, ignore_index=IGNORE_INDEX, reduction="sum",
-                                label_smoothing=self.label_smoothing)
+        total = F.cross_entropy(
+            logits, target, w, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=self.label_smoothing
+        )
         return total * world / reduce_sum(_mass(target, w, total.dtype)).clamp(min=1e-12)

@@ -4,6 +4,7 @@ Weight decay only on convolution and linear weights that are not depthwise: offi
 batch norm, biases nor depthwise weights (``xception_arg_scope(regularize_depthwise=False)`` in
 ``core/xception.py``: the L2 regularizer is set for ``slim.conv2d`` only).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,12 @@ from torch import nn
 
 def poly_lr_lambda(max_steps: int, power: float = 0.9, warmup_steps: int = 0):
     """LR factor at a step: linear warmup, then ``(1 - step / max_steps) ** power``."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         return max(0.0, 1.0 - step / max_steps) ** power
+
     return factor
 
 
@@ -36,8 +39,14 @@ def _decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramet
     return decay, no_decay
 
 
-def sgd_poly(parts: list[tuple[nn.Module, float]], momentum: float, weight_decay: float, max_steps: float,
-             power: float = 0.9, warmup_steps: int = 0) -> dict:
+def sgd_poly(
+    parts: list[tuple[nn.Module, float]],
+    momentum: float,
+    weight_decay: float,
+    max_steps: float,
+    power: float = 0.9,
+    warmup_steps: int = 0,
+) -> dict:
     """Lightning's ``configure_optimizers`` answer: SGD over ``(module, learning rate)`` parts, with weight decay
     on the weights :func:`_decay_split` picks, and the poly schedule over ``max_steps`` stepped every iteration."""
     groups = []

@@ -2,13 +2,14 @@
 
 Loss: pixel-wise cross-entropy ignoring label 255 (the paper's), optionally with hard-pixel mining (the official
 ``top_k_percent_pixels``: keep the largest k% of the pixel losses), class weights and label smoothing, alone or
-summed with smp's Dice, Focal, Lovasz, Jaccard or Tversky loss (:mod:`segkit.training.losses`). Optimizer: SGD with momentum 0.9 and
-weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor depthwise
-weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
+summed with smp's Dice, Focal, Lovasz, Jaccard or Tversky loss (:mod:`segkit.training.losses`). Optimizer: SGD with
+momentum 0.9 and weight decay on convolution weights (official DeepLab regularizes neither batch norm, biases nor
+depthwise weights), a "poly" learning rate ``lr * (1 - step / max_steps) ** 0.9`` stepped every iteration, optional
 linear warmup and an encoder LR multiplier. Metrics: one confusion matrix over the whole split. A non-finite
-training loss stops training at its step (:class:`~segkit.training.checkpoints.LossWatch`); each step seeds dropout's
-random numbers from (seed, step, rank), so a resumed run draws what the uninterrupted one drew.
+training loss stops training at its step (:class:`~segkit.training.checkpoints.LossWatch`); each step seeds
+dropout's random numbers from (seed, step, rank), so a resumed run draws what the uninterrupted one drew.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import LossWatch
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
 from ..inference import label_maps
-from .losses import SegmentationLoss, enet_class_weights
-from .optim import sgd_poly
 from ..metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 from ..models import DeepLabV3Plus
+from .checkpoints import LossWatch
+from .losses import SegmentationLoss, enet_class_weights
+from .optim import sgd_poly
 
 
 class SegmentationTask(L.LightningModule):
@@ -52,7 +53,8 @@ class SegmentationTask(L.LightningModule):
             ``jaccard``, ``tversky``), e.g. ``{cross_entropy: 1.0, dice: 0.5}``, or one name; default cross-entropy.
         loss_options: arguments of smp's losses, e.g. ``{focal: {gamma: 3.0}}``.
         class_weights: cross-entropy class weights: one per class, or ``auto`` (from the training set's class
-            pixel histogram, :func:`segkit.training.losses.enet_class_weights`; printed and logged when training starts).
+            pixel histogram, :func:`segkit.training.losses.enet_class_weights`; printed and logged when training
+            starts).
         label_smoothing: label smoothing of the cross-entropy.
         freeze_bn: keep batch-norm statistics fixed during training (the official ``fine_tune_batch_norm=False``,
             for batches too small to estimate them, e.g. fine-tuning at OS8); scale and shift still train.
@@ -92,12 +94,20 @@ class SegmentationTask(L.LightningModule):
         if not 0 < top_k_percent_pixels <= 100:
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
         if isinstance(class_weights, str) and class_weights != "auto":
-            raise ValueError(f"model.class_weights must be a list of {num_classes} numbers or auto, got {class_weights!r}")
+            raise ValueError(
+                f"model.class_weights must be a list of {num_classes} numbers or auto, got {class_weights!r}"
+            )
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
-        self.model = DeepLabV3Plus(num_classes=num_classes, encoder=encoder, output_stride=output_stride,
-                                   pretrained=pretrained, atrous_rates=atrous_rates,
-                                   decoder_channels=decoder_channels, dropout=dropout)
+        self.model = DeepLabV3Plus(
+            num_classes=num_classes,
+            encoder=encoder,
+            output_stride=output_stride,
+            pretrained=pretrained,
+            atrous_rates=atrous_rates,
+            decoder_channels=decoder_channels,
+            dropout=dropout,
+        )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
@@ -108,8 +118,9 @@ class SegmentationTask(L.LightningModule):
         self._loss_watch = LossWatch()
         terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {"cross_entropy": 1.0})
         fixed = None if class_weights is None or class_weights == "auto" else torch.tensor(class_weights)
-        self.criterion = SegmentationLoss(terms, num_classes, fixed, label_smoothing, top_k_percent_pixels,
-                                          loss_options)
+        self.criterion = SegmentationLoss(
+            terms, num_classes, fixed, label_smoothing, top_k_percent_pixels, loss_options
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -165,7 +176,7 @@ class SegmentationTask(L.LightningModule):
         self._loss_watch.check(self.trainer)  # a non-finite loss stops training at this step
 
     def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """This process's share of the loss of the global batch (see :class:`~segkit.training.losses.SegmentationLoss`)."""
+        """This process's share of the loss of the global batch (:class:`~segkit.training.losses.SegmentationLoss`)."""
         world = self.trainer.world_size
         if world == 1:
             return self.criterion(logits, target)
@@ -186,8 +197,11 @@ class SegmentationTask(L.LightningModule):
         if self.trainer.is_global_zero:
             share = counts / max(counts.sum(), 1)
             rows = "\n".join(f"{n:<20} {100 * p:8.3f}% {w:8.3f}" for n, p, w in zip(self.class_names, share, weights))
-            print(f"segkit: class weights (auto: 1 / ln(1.02 + share), mean 1 over the training pixels)\n"
-                  f"{'class':<20} {'pixels':>9} {'weight':>8}\n{rows}", flush=True)
+            print(
+                f"segkit: class weights (auto: 1 / ln(1.02 + share), mean 1 over the training pixels)\n"
+                f"{'class':<20} {'pixels':>9} {'weight':>8}\n{rows}",
+                flush=True,
+            )
             for logger in self.loggers:
                 logger.log_hyperparams({f"class_weights/{n}": float(w) for n, w in zip(self.class_names, weights)})
         return weights.tolist()
@@ -205,8 +219,9 @@ class SegmentationTask(L.LightningModule):
         if self.hparams.freeze_bn:
             lines.append(f"batch norm frozen: {len(bn)} layers keep their running statistics")
         elif synced:
-            lines.append(f"batch norm synchronized over {world} process(es): {len(synced)} "
-                         f"{type(synced[0]).__name__} layers")
+            lines.append(
+                f"batch norm synchronized over {world} process(es): {len(synced)} {type(synced[0]).__name__} layers"
+            )
         elif world > 1:
             lines.append("batch norm NOT synchronized: statistics per process (set trainer.sync_batchnorm true)")
         print("\n".join(f"segkit: {line}" for line in lines), flush=True)
@@ -214,8 +229,14 @@ class SegmentationTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         head = nn.ModuleList([self.model.aspp, self.model.decoder])
-        return sgd_poly([(self.model.encoder, hp.lr * hp.encoder_lr_mult), (head, hp.lr)], hp.momentum,
-                        hp.weight_decay, self.trainer.estimated_stepping_batches, hp.poly_power, hp.warmup_steps)
+        return sgd_poly(
+            [(self.model.encoder, hp.lr * hp.encoder_lr_mult), (head, hp.lr)],
+            hp.momentum,
+            hp.weight_decay,
+            self.trainer.estimated_stepping_batches,
+            hp.poly_power,
+            hp.warmup_steps,
+        )
 
     # evaluation ---------------------------------------------------------------------------------------
     def _set_eval_stride(self, evaluating: bool) -> None:
@@ -237,8 +258,12 @@ class SegmentationTask(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["image"])
-        self.log("val/loss", F.cross_entropy(logits, batch["mask"].long(), ignore_index=IGNORE_INDEX),
-                 batch_size=len(batch["name"]), sync_dist=True)
+        self.log(
+            "val/loss",
+            F.cross_entropy(logits, batch["mask"].long(), ignore_index=IGNORE_INDEX),
+            batch_size=len(batch["name"]),
+            sync_dist=True,
+        )
         self.val_confmat.update(logits.argmax(1), batch["mask"])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
