@@ -319,3 +319,20 @@ def test_signal_in_one_of_two_processes_stops_both_at_the_same_step(tmp_path):
     mp.spawn(_graceful_worker, args=(2, 29533, str(tmp_path / "data"), str(tmp_path / "run")), nprocs=2)
     assert [(tmp_path / "run" / f"rank{r}.step").read_text() for r in (0, 1)] == ["4", "4"]
     assert _step(tmp_path / "run" / "last.ckpt") == 4
+
+
+def test_divergence_message_points_only_to_a_checkpoint_that_exists():
+    from types import SimpleNamespace
+
+    def message(last: str) -> str:
+        callback = SimpleNamespace(last_model_path=last, best_model_path="")
+        return str(Diverged(SimpleNamespace(checkpoint_callback=callback, global_step=7), "the training loss is nan"))
+
+    assert message("") == (
+        "training diverged at step 7: the training loss is nan. Training stopped and the diverged weights were not "
+        "saved; no checkpoint was written before. Lower model.lr (or raise model.warmup_steps) and restart"
+    )
+    assert message("run/last.ckpt").endswith(
+        "the last checkpoint is run/last.ckpt. Lower model.lr (or raise model.warmup_steps) and restart, or resume "
+        "from that checkpoint"
+    )

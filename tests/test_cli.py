@@ -1,6 +1,7 @@
 """CLI tests: the configs parse with their overrides, `segkit fit` trains on a VOC-layout folder, the demo."""
 
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -158,9 +159,15 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
         "--trainer.logger.save_dir",
         str(tmp_path),
     ]
-    main(
-        [*common, "--trainer.callbacks+", '{"class_path": "conftest.SignalAt", "init_args": {"step": 3, "signum": 15}}']
-    )
+    with pytest.raises(SystemExit) as exit:  # an unfinished run: 128 + SIGTERM, as a shell reports it
+        main(
+            [
+                *common,
+                "--trainer.callbacks+",
+                '{"class_path": "conftest.SignalAt", "init_args": {"step": 3, "signum": 15}}',
+            ]
+        )
+    assert exit.value.code == 128 + signal.SIGTERM
     out = capsys.readouterr().out
     resume = re.search(
         r"segkit: stopped at step 3 \(SIGTERM\); resume with the same command and --ckpt_path (\S+)", out

@@ -14,6 +14,7 @@ import sys
 import warnings
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
@@ -23,6 +24,7 @@ from ..data import SegmentationDataModule
 from ..distributed import SyncBatchNormPlugin
 from ..io.torch_files import read_checkpoint
 from ..training.checkpoints import AtomicCheckpointIO, GracefulStop, SegkitCheckpoint, own_run_folder
+from ..training.console import MultiplyAddsSummary, quiet_lightning, step_progress_bar
 from ..training.task import SegmentationTask
 from ..wandb import finish_runs, wandb_run
 
@@ -119,7 +121,23 @@ class SegkitCLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
         kwargs["plugins"] = plugins
+        self._add_console_callbacks(config)
         return super().instantiate_trainer(**kwargs)
+
+    def _add_console_callbacks(self, config: dict) -> None:
+        """A progress bar that counts steps to max_steps and a model summary with multiply-adds, where the config
+        asks for neither its own nor none (``enable_progress_bar``/``enable_model_summary: false``)."""
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        defaults = self.trainer_defaults.setdefault("callbacks", [])
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in [*configured, *defaults]
+        ):
+            defaults.append(step_progress_bar())
+        if config.get("enable_model_summary") is not False and not any(
+            isinstance(c, ModelSummary) for c in [*configured, *defaults]
+        ):
+            defaults.append(MultiplyAddsSummary())
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's: the checkpoint's model hyper-parameters replace the config's. Here the file is read with
@@ -186,6 +204,10 @@ class SegkitCLI(LightningCLI):
         if self.trainer.is_global_zero and cb is not None and cb.best_model_path:
             print(f"\nBest checkpoint (val/mIoU = {float(cb.best_model_score):.6f}): {cb.best_model_path}", flush=True)
         finish_runs(self.trainer)
+        # a run a signal stopped before its end is not finished: 128 + the signal, as the shell reports one
+        stopped = [c.exit_status for c in self.trainer.callbacks if isinstance(c, GracefulStop) and c.exit_status]
+        if stopped:
+            sys.exit(stopped[0])
 
     def after_validate(self) -> None:
         finish_runs(self.trainer)
@@ -242,6 +264,7 @@ def _command_line_values(argv: list[str], section: str) -> dict[str, str]:
 
 def main(argv: list[str]) -> None:
     """``segkit fit|validate|test ...``: LightningCLI with segkit's task, DataModules and callbacks."""
+    quiet_lightning()
     SegkitCLI(
         SegmentationTask,
         SegmentationDataModule,

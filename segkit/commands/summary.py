@@ -6,7 +6,7 @@ segkit summary --encoder xception65 --size 513
 from __future__ import annotations
 
 from ..models import DeepLabV3Plus
-from ..models.complexity import count_macs
+from ..models.complexity import complexity_table, count_macs
 
 
 def summary(
@@ -26,15 +26,9 @@ def summary(
         decoder_channels: ASPP and decoder width.
     """
     model = DeepLabV3Plus(num_classes, encoder, output_stride, decoder_channels=decoder_channels)
-    params = {name: sum(p.numel() for p in m.parameters()) for name, m in model.named_children()}
-    macs = count_macs(model, (size, size))
     print(f"DeepLabV3+ {encoder}, {num_classes} classes, input {size}x{size}, output stride {output_stride}")
-    print(f"{'module':<10} {'params (M)':>11} {'mult-adds (G)':>14}")
-    for name in params:
-        print(f"{name:<10} {params[name] / 1e6:11.2f} {macs.get(name, 0) / 1e9:14.2f}")
-    total_params = sum(params.values())
-    print(f"{'total':<10} {total_params / 1e6:11.2f} {macs['total'] / 1e9:14.2f}")
-    return {"params": total_params, "macs": macs["total"]}
+    print(complexity_table(model, (size, size)))
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, (size, size))["total"]}
 
 
 def main(args: list[str]) -> None:

@@ -44,11 +44,14 @@ class Diverged(FloatingPointError):
     def __init__(self, trainer: pl.Trainer, what: str) -> None:
         callback = trainer.checkpoint_callback
         last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-        saved = f"the last checkpoint is {last}" if last else "no checkpoint was written before"
+        advice = "Lower model.lr (or raise model.warmup_steps) and restart"
+        if last:
+            saved, advice = f"the last checkpoint is {last}", f"{advice}, or resume from that checkpoint"
+        else:
+            saved = "no checkpoint was written before"
         super().__init__(
             f"training diverged at step {trainer.global_step}: {what}. Training stopped and the "
-            f"diverged weights were not saved; {saved}. Lower model.lr (or raise model.warmup_steps) "
-            "and restart, or resume from that checkpoint"
+            f"diverged weights were not saved; {saved}. {advice}"
         )
 
 
@@ -155,18 +158,26 @@ class GracefulStop(Callback):
 
     def __init__(self, every_n_steps: int = 10) -> None:
         self.every_n_steps = every_n_steps  # with several processes, how often they agree on stopping
-        self.signal: str | None = None
+        self.signal: str | None = None  # what stopped the run, for the message
+        self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C
         self.signal = signal.Signals(signum).name
+        self.signum = signum
         print(
             f"\nsegkit: {self.signal} received: stopping after this training step and saving last.ckpt "
             "(Ctrl-C again to stop at once)",
             flush=True,
         )
+
+    @property
+    def exit_status(self) -> int | None:
+        """128 + the signal's number when a signal stopped training (as a shell reports a process the signal
+        ended), so that `segkit fit && ...` and job schedulers see an unfinished run; None otherwise."""
+        return None if self.signum is None else 128 + self.signum
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         try:
@@ -179,19 +190,21 @@ class GracefulStop(Callback):
         if trainer.world_size == 1:
             stop = self.signal is not None  # plain Python: no device operation in the step
         elif trainer.global_step % self.every_n_steps == 0:  # the processes agree (a collective, so not every step)
-            flag = torch.tensor([float(self.signal is not None)], device=pl_module.device)
-            stop = bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
+            flag = torch.tensor([float(self.signum or 0)], device=pl_module.device)
+            received = int(trainer.strategy.reduce(flag, reduce_op="max"))
+            stop = received > 0
+            if stop and self.signum is None:
+                self.signal, self.signum = f"{signal.Signals(received).name} in another process", received
         else:
             return
         if stop:
             trainer.should_stop = True
-            self.signal = self.signal or "a signal in another process"
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
-        if self.signal is None:
+        if self.signum is None:
             return
         checkpoint = trainer.checkpoint_callback
         last = checkpoint.save_last_now(trainer) if isinstance(checkpoint, SegkitCheckpoint) else None
