@@ -24,6 +24,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from argparse import ArgumentError
+
+from .config_errors import ConfigError, check_yaml, config_files, describe
 
 # command -> the module of this package that runs it; fit, validate and test are LightningCLI's subcommands, and
 # anything else (no command, --help, a misspelt one) goes to LightningCLI too, which lists the commands
@@ -50,16 +53,24 @@ def main(args: list[str] | None = None) -> None:
         return
     debug = "--debug" in argv or bool(os.environ.get("SEGKIT_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
-    name = COMMANDS.get(argv[0] if argv else "", "fit")
+    if not argv:
+        sys.exit(f"usage: segkit COMMAND ... ({', '.join(dict.fromkeys(COMMANDS))}; `segkit --help` says more)")
+    name = COMMANDS.get(argv[0], "fit")
+    where = " ".join(["segkit", *(argv[:2] if argv[:1] == ["data"] else argv[:1])])
     try:
         argv = resolve_argv(argv)  # --config NAME: a bundled config where no file NAME exists
         command = importlib.import_module(f"{__name__}.{name}")
         command.main(argv if name == "fit" else argv[1:])  # LightningCLI reads the subcommand itself
+    except (ArgumentError, ConfigError) as e:  # the configuration: exit status 2, as argparse's usage errors
+        if debug:
+            raise
+        message = str(e) if isinstance(e, ConfigError) else describe(str(e), argv)
+        print(f"{where}: {message}\n(`{where} --help` lists the options)", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:
         if debug or not _said_in_one_line(e):
             raise
-        where = " ".join(argv[:2] if argv[:1] == ["data"] else argv[:1])
-        sys.exit(f"segkit {where}: {one_line(e)} (--debug shows where)")
+        sys.exit(f"{where}: {one_line(e)} (--debug shows where)")
 
 
 def version() -> str:
@@ -93,6 +104,8 @@ def resolve_argv(argv: list[str]) -> list[str]:
             out.append("--config=" + resolve(arg[len("--config=") :]))
         else:
             out.append(arg)
+    for path in config_files(out):
+        check_yaml(path)
     return out
 
 

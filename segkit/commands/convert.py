@@ -22,7 +22,9 @@ OTHER_SECTIONS = ("seed_everything", "trainer", "checkpoint", "optimizer", "lr_s
 def parser():
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    p = ArgumentParser(prog="segkit convert", description="Convert an official TensorFlow DeepLab checkpoint.")
+    p = ArgumentParser(
+        prog="segkit convert", description="Convert an official TensorFlow DeepLab checkpoint.", exit_on_error=False
+    )
     p.add_argument("--config", action=ActionConfigFile, help="the segkit config the model is used with")
     p.add_argument(
         "--tf_checkpoint",

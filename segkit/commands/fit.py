@@ -87,7 +87,10 @@ class SegkitCLI(LightningCLI):
         self._argv = list(args_list)  # the command line, for the checks of --ckpt_path against --model.*
         with warnings.catch_warnings():  # the command line is passed on purpose (with --config NAME resolved)
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            super().__init__(*args, args=args_list, parser_kwargs={"prog": "segkit", "description": HELP}, **kwargs)
+            # configuration errors reach segkit.commands.main as exceptions, which says them in a line or two
+            strict = {"exit_on_error": False}
+            parser_kwargs = {"prog": "segkit", "description": HELP, **strict, "fit": strict, "validate": strict}
+            super().__init__(*args, args=args_list, parser_kwargs={**parser_kwargs, "test": strict}, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

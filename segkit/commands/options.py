@@ -22,7 +22,7 @@ def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("
     """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
     parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
     for other in IGNORED_SECTIONS + tuple(ignore):
