@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import CONFIGS
+from helpers import CONFIGS
 from PIL import Image
 
 from segkit.commands import main

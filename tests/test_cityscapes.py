@@ -19,7 +19,7 @@ from segkit.data import (
 
 np.in1d = getattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert).ravel())  # numpy 2.4 shim
 from cityscapesscripts.helpers.labels import labels as OFFICIAL_LABELS  # noqa: E402
-from conftest import CONFIGS  # noqa: E402
+from helpers import CONFIGS  # noqa: E402
 
 
 def _official_lut():

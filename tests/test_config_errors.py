@@ -3,7 +3,7 @@ wrong and where it was set (file and line, or the command line), with the neares
 exit status 2, as argparse's usage errors. jsonargparse alone prints the whole usage text (some 90 lines) first."""
 
 import pytest
-from conftest import CONFIGS, run_here
+from helpers import CONFIGS, run_here
 
 
 @pytest.fixture

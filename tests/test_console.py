@@ -4,7 +4,7 @@ summary with multiply-adds at the crop size (no column of zeros), a progress bar
 import re
 
 import pytest
-from conftest import CONFIGS, segkit
+from helpers import CONFIGS, segkit
 
 from segkit.models import DeepLabV3Plus
 from segkit.models.complexity import count_macs
@@ -59,7 +59,7 @@ def test_the_tqdm_bar_counts_steps_across_epochs(tmp_path, capsys, monkeypatch):
     from segkit.training import console
 
     monkeypatch.setattr(console, "_RICH_AVAILABLE", False)
-    from conftest import run_here
+    from helpers import run_here
 
     proc = run_here(capsys, *_fit_args(tmp_path, "--trainer.max_steps", "4"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

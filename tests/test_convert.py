@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, assert_official, segkit_here
+from helpers import CONFIGS, assert_official, segkit_here
 
 from segkit.commands import main
 from segkit.data.base import read_label_png

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import CONFIGS, TINY_VOC_ARGS, run_here, segkit
+from helpers import CONFIGS, TINY_VOC_ARGS, run_here, segkit
 from torch import nn
 
 from segkit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm, is_main, rank_and_world

@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
@@ -43,3 +43,9 @@ def test_the_readme_python_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
     assert tuple(namespace["logits"].shape) == (2, 21, 513, 513)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_file_the_docs_name_exists(page):
+    named = set(re.findall(r"\b((?:tests|tools|segkit|configs)/[\w/]+\.(?:py|yaml))\b", page.read_text()))
+    assert not [name for name in named if not (REPO / name).exists()]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, run_here, trained_module
+from helpers import CONFIGS, run_here, trained_module
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD
 from segkit.data.voc import VOC_CLASSES

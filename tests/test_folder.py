@@ -259,7 +259,7 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
     import re
 
     import torch
-    from conftest import segkit_here
+    from helpers import segkit_here
 
     from segkit.data.base import read_label_png
 
@@ -370,7 +370,7 @@ def test_data_check_names_unknown_colours_and_warns_about_grey_binary_values(tmp
 def test_a_mask_value_that_is_not_a_class_stops_fit_in_one_line(tmp_path, reduce_zero_label):
     """Through `segkit fit`: found before training (plain index masks: fit reads a sample of them first) or while
     loading a batch (here with reduce_zero_label), the error names the file and the values, in one line."""
-    from conftest import CONFIGS
+    from helpers import CONFIGS
 
     from segkit.commands import main
 

@@ -4,7 +4,7 @@ inference (batch norm folded)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_batchnorm, trained_module
+from helpers import randomize_batchnorm, trained_module
 from torch import nn
 
 from segkit.inference import (

@@ -5,7 +5,7 @@ cycles. The library itself parses no arguments and never exits the process."""
 import ast
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = REPO / "segkit"
 COMMANDS = "segkit.commands"

@@ -1,6 +1,6 @@
 """segkit.training.losses: every term ignores label 255 completely (value and gradient), cross-entropy's class
-weights and label smoothing against PyTorch's own mean, the global-batch normalization, `auto` weights on a known
-histogram."""
+weights and label smoothing against PyTorch's own mean, hard-pixel mining, the global-batch normalization, `auto`
+weights on a known histogram."""
 
 import math
 
@@ -10,7 +10,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-from segkit.training.losses import LOSS_NAMES, SegmentationLoss, enet_class_weights
+from segkit.training.losses import LOSS_NAMES, SegmentationLoss, enet_class_weights, hard_pixel_cross_entropy
 
 K = 4
 
@@ -106,3 +106,15 @@ def test_loss_configuration_errors_name_the_setting():
         SegmentationLoss({"dice": 1.0}, K, options={"dice": {"ignore_index": 0}})
     with pytest.raises(ValueError, match="model.class_weights has 3 values for 4 classes"):
         SegmentationLoss({"cross_entropy": 1.0}, K, torch.ones(3))
+
+
+def test_hard_pixel_mining_keeps_the_largest_losses():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0, 0] = 255
+    plain = hard_pixel_cross_entropy(logits, target)
+    assert torch.isclose(plain, F.cross_entropy(logits, target, ignore_index=255))
+    losses = F.cross_entropy(logits, target, ignore_index=255, reduction="none").flatten()
+    top = losses.sort(descending=True).values[:10].mean()  # 25% of 40 pixels
+    assert torch.isclose(hard_pixel_cross_entropy(logits, target, 25.0), top)

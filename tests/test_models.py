@@ -3,7 +3,7 @@
 import pytest
 import timm
 import torch
-from conftest import randomize_batchnorm
+from helpers import randomize_batchnorm
 from torch import nn
 
 from segkit.models import AlignedXception, DeepLabV3Plus

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import assert_official, python
+from helpers import assert_official, python
 
 from segkit.inference import predict_probs
 from segkit.io.tf_bundle import TFCheckpoint

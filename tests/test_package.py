@@ -9,14 +9,23 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
-from conftest import CONFIGS, REPO, print_config, python
+from helpers import CONFIGS, REPO, print_config, python
 
 from segkit import __version__
 from segkit.commands import main as segkit_main
 from segkit.config_files import bundled_configs, config_sources, description, resolve
 
 BUNDLED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject.toml lists the packages (configs/ is mapped into segkit/configs, which no search finds)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "segkit").rglob("__init__.py")}
+    assert listed == found | {"segkit.configs"}
 
 
 def _exit_message(argv) -> str:
@@ -26,6 +35,8 @@ def _exit_message(argv) -> str:
 
 
 def test_every_config_in_the_package_has_a_one_line_description():
+    # a source checkout (this editable install) reads the repository's top-level configs/ itself
+    assert {path.parent for path in bundled_configs().values()} == {REPO / "configs"}
     assert sorted(bundled_configs()) == BUNDLED and len(BUNDLED) >= 7
     for name, path in bundled_configs().items():
         text = description(path)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, run_here, trained_module
+from helpers import CONFIGS, run_here, trained_module
 from PIL import Image
 
 from segkit.commands import predict

@@ -1,52 +1,12 @@
-"""Training-recipe tests: loss, poly schedule, parameter groups, and resuming from a checkpoint."""
-
-import math
+"""segkit.training.task: resuming from a checkpoint, the evaluation output stride, trainer.predict, frozen batch
+norm, channels_last, gradient accumulation, torch.compile, and a training step without host-device syncs."""
 
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 
 from segkit.data import SyntheticVOCDataModule
-from segkit.training.losses import hard_pixel_cross_entropy
-from segkit.training.optim import _decay_split, poly_lr_lambda
 from segkit.training.task import SegmentationTask
-
-
-def test_poly_schedule_values():
-    f = poly_lr_lambda(100, 0.9)
-    assert f(0) == 1.0
-    assert math.isclose(f(50), 0.5**0.9)
-    assert f(100) == 0.0
-    w = poly_lr_lambda(100, 0.9, warmup_steps=10)
-    assert math.isclose(w(0), 0.1) and math.isclose(w(9), 1.0)
-    assert math.isclose(w(10), 0.9**0.9)
-
-
-def test_hard_pixel_mining_keeps_the_largest_losses():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 3, 4, 5)
-    target = torch.randint(0, 3, (2, 4, 5))
-    target[0, 0, 0] = 255
-    plain = hard_pixel_cross_entropy(logits, target)
-    assert torch.isclose(plain, F.cross_entropy(logits, target, ignore_index=255))
-    losses = F.cross_entropy(logits, target, ignore_index=255, reduction="none").flatten()
-    top = losses.sort(descending=True).values[:10].mean()  # 25% of 40 pixels
-    assert torch.isclose(hard_pixel_cross_entropy(logits, target, 25.0), top)
-
-
-def test_weight_decay_only_on_dense_conv_weights():
-    task = SegmentationTask(num_classes=3, encoder="xception_tiny", decoder_channels=32)
-    decay, no_decay = _decay_split(task.model)
-    decay_ids = {id(p) for p in decay}
-    assert id(task.model.encoder.stem[0].conv.weight) in decay_ids
-    assert id(task.model.aspp.atrous[0].conv_pw.weight) in decay_ids
-    assert (
-        id(task.model.aspp.atrous[0].conv_dw.weight) not in decay_ids
-    )  # depthwise: official regularize_depthwise=False
-    assert id(task.model.decoder.classifier.bias) not in decay_ids
-    assert id(task.model.aspp.project.bn.weight) not in decay_ids
-    assert len(decay) + len(no_decay) == len(list(task.model.parameters()))
 
 
 class _StopAt(L.Callback):

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import REPO, python
+from helpers import REPO, python
 
 
 @pytest.mark.slow
@@ -26,11 +26,15 @@ def test_benchmark_quick_runs_every_section(tmp_path):
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     by_section = {s: [r for r in rows if r["section"] == s] for s in ("model", "data", "metric", "eval", "train")}
     assert all(by_section.values())
-    for r in by_section["model"]:  # time ratio: segkit / smp
-        assert r["ratio"] == pytest.approx(r["segkit_s"] / r["peer_s"])
-    for r in by_section["data"] + by_section["metric"]:  # speed ratio: segkit / peer
-        if r["ratio"] is not None:
-            assert r["ratio"] == pytest.approx(r["peer_s"] / r["segkit_s"])
+    # segkit and smp run the same encoder on the same input: a ratio far from 1 means one side measured
+    # something else (another input, a model left on another device, a pass not waited for)
+    model = {r["case"]: r for r in by_section["model"]}
+    assert all(0.2 < r["ratio"] < 5 for r in model.values()), model
+    # a training step (forward, backward) takes longer than the forward pass alone, for both models
+    for case, r in model.items():
+        if case.endswith(" forward+backward") and "encoder" not in case and "head" not in case:
+            forward = model[case.replace("forward+backward", "forward, BN not folded")]
+            assert r["segkit_s"] > forward["segkit_s"] and r["peer_s"] > forward["peer_s"], (r, forward)
     assert any("Cityscapes-size PNG" in r["case"] for r in by_section["data"])
     # the metric section compared the two confusion matrices before timing (it exits 1 when they differ)
     evals = {r["case"].split(",")[0]: r for r in by_section["eval"]}
@@ -38,8 +42,8 @@ def test_benchmark_quick_runs_every_section(tmp_path):
     # 12 passes over 8.7 times the pixels cannot take less than 4 single passes, whatever the noise
     assert evals["6 scales + flip"]["segkit_s"] > 4 * evals["single scale"]["segkit_s"]
     assert [r["variant"] for r in by_section["train"]] == ["fp32", "bf16", "bf16+cl"]
-    for r in by_section["train"]:
-        assert r["train_img_s"] == pytest.approx(2 / r["step_s"]) and r["infer_img_s"] > 0
+    for r in by_section["train"]:  # inference (forward only, no gradients) outpaces training on the same batches
+        assert r["infer_img_s"] > r["train_img_s"], r
 
 
 @pytest.mark.slow
@@ -52,4 +56,5 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
     assert len(parity) == 3 and all(v < 1e-4 for v in parity.values())
     for fit in (results["fit"], results["cityscapes_fit"]):
         assert fit["ok"] and 0 <= fit["val_mIoU"] <= 1
-    assert results["bench_fp32"]["train_img_s"] > 0 and results["cityscapes_loader_img_s"] > 0
+    assert results["bench_fp32"]["infer_img_s"] > results["bench_fp32"]["train_img_s"]
+    assert results["cityscapes_loader_img_s"] > 0

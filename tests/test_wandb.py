@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, TINY_VOC_ARGS, run_here, segkit
+from helpers import CONFIGS, TINY_VOC_ARGS, run_here, segkit
 
 
 def wandb_records(run_dir: Path) -> list:

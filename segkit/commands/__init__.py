@@ -21,6 +21,7 @@ and ``main(args)``, and the one routing table, :data:`COMMANDS`. Nothing in the 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -29,7 +30,7 @@ from argparse import ArgumentError
 from .config_errors import ConfigError, check_yaml, config_files, describe
 
 # command -> the module of this package that runs it; fit, validate and test are LightningCLI's subcommands, and
-# anything else (no command, --help, a misspelt one) goes to LightningCLI too, which lists the commands
+# --help goes to LightningCLI too, whose help lists every command
 COMMANDS = {
     "fit": "fit",
     "validate": "fit",
@@ -53,8 +54,17 @@ def main(args: list[str] | None = None) -> None:
         return
     debug = "--debug" in argv or bool(os.environ.get("SEGKIT_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
+    usage = f"usage: segkit COMMAND ... ({', '.join(COMMANDS)}; `segkit --help` says more)"
     if not argv:
-        sys.exit(f"usage: segkit COMMAND ... ({', '.join(dict.fromkeys(COMMANDS))}; `segkit --help` says more)")
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    if argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        near = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        print(
+            f"segkit: no command {argv[0]}" + (f"; did you mean {near[0]}?" if near else "") + f"\n{usage}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     name = COMMANDS.get(argv[0], "fit")
     where = " ".join(["segkit", *(argv[:2] if argv[:1] == ["data"] else argv[:1])])
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, TINY_VOC_ARGS, print_config, run_here, segkit
+from helpers import CONFIGS, TINY_VOC_ARGS, print_config, run_here, segkit
 
 from segkit import __version__ as segkit_version
 from segkit.commands import main
@@ -164,7 +164,7 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
             [
                 *common,
                 "--trainer.callbacks+",
-                '{"class_path": "conftest.SignalAt", "init_args": {"step": 3, "signum": 15}}',
+                '{"class_path": "helpers.SignalAt", "init_args": {"step": 3, "signum": 15}}',
             ]
         )
     assert exit.value.code == 128 + signal.SIGTERM
@@ -178,25 +178,6 @@ def test_fit_stops_on_sigterm_with_last_checkpoint_and_diverges_in_one_line(tiny
         main([*common, "--model.lr", "1e6"])
     message = str(exit.value.code)
     assert re.fullmatch(r"segkit fit: training diverged at step \d+: .*", message) and "\n" not in message
-
-
-def test_errors_from_dataloader_workers_keep_their_own_message():
-    from torch.utils.data import DataLoader
-
-    from segkit.commands import one_line
-
-    class Broken(torch.utils.data.Dataset):
-        def __len__(self):
-            return 1
-
-        def __getitem__(self, index):
-            raise ValueError("cannot decode image file: data/x.jpg")
-
-    with pytest.raises(ValueError) as error:  # as PyTorch re-raises it from a worker process
-        next(iter(DataLoader(Broken(), num_workers=1)))
-    assert "Original Traceback" in str(error.value)
-    assert one_line(error.value) == "cannot decode image file: data/x.jpg"
-    assert one_line(ValueError("plain")) == "plain"
 
 
 def test_uneven_global_batch_is_refused_before_ddp_starts(tiny_voc, tmp_path):

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import CONFIGS, TINY_VOC_ARGS, segkit
+from helpers import CONFIGS, TINY_VOC_ARGS, segkit
 
 from segkit.commands import main
 from segkit.io.torch_files import CheckpointFileError, read_checkpoint, read_torch_file

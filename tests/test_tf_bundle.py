@@ -3,7 +3,7 @@ itself writes (in a subprocess: the official DeepLab checkpoints are TF1 Saver c
 
 import numpy as np
 import pytest
-from conftest import python
+from helpers import python
 
 from segkit.io.tf_bundle import CheckpointError, TFCheckpoint, _block, _varint
 

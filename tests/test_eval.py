@@ -7,7 +7,7 @@ import re
 import lightning as L
 import numpy as np
 import pytest
-from conftest import CONFIGS, python, run_here, segkit_here
+from helpers import CONFIGS, python, run_here, segkit_here
 from PIL import Image
 
 from segkit.commands import main

@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import SignalAt
+from helpers import SignalAt
 
 from segkit.data import SyntheticVOCDataModule
 from segkit.io.torch_files import save_atomic
@@ -229,7 +229,7 @@ def test_killed_at_any_moment_resumes_from_a_whole_checkpoint(tmp_path):
     """SIGKILL halfway through writing last.ckpt (TMPDIR on another filesystem, as on clusters), then during
     a training step: each time last.ckpt is a whole checkpoint of an earlier step, and the run resumes from it
     to the end."""
-    from conftest import python
+    from helpers import python
 
     tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path / "tmp")
     os.makedirs(tmpdir, exist_ok=True)
