@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from helpers import CONFIGS, REPO, print_config, python
 
