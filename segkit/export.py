@@ -84,9 +84,11 @@ def export_onnx(
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, output: Path, meta: dict) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings about Python ints taken from shapes
+        # TracerWarnings about Python ints taken from shapes, and PyTorch's notice that TorchScript is deprecated
+        # (docs/deployment.md says so and recommends ONNX)
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example, check_trace=False)
-    torch.jit.save(traced, str(output), _extra_files={"segkit.json": json.dumps(meta)})
+        torch.jit.save(traced, str(output), _extra_files={"segkit.json": json.dumps(meta)})
 
 
 def export(

@@ -2,6 +2,7 @@
 trained (batch norm folded in the files), dynamic sizes, metadata, nothing overwritten."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -71,21 +72,24 @@ def test_export_onnx_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
 def test_export_torchscript_matches_pytorch(random_bn_checkpoint, tmp_path, capsys):
     checkpoint = random_bn_checkpoint
     path = tmp_path / "model.pt"
-    proc = _export(
-        capsys,
-        "--ckpt_path",
-        str(checkpoint),
-        "--format",
-        "torchscript",
-        "--output",
-        str(path),
-        "--height",
-        "257",
-        "--width",
-        "300",
-        cwd=tmp_path,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # nothing of PyTorch's chatter reaches the user
+        warnings.simplefilter("always")
+        proc = _export(
+            capsys,
+            "--ckpt_path",
+            str(checkpoint),
+            "--format",
+            "torchscript",
+            "--output",
+            str(path),
+            "--height",
+            "257",
+            "--width",
+            "300",
+            cwd=tmp_path,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [str(w.message) for w in caught if "segkit" in w.filename or "torch" in w.filename], caught
     extra = {"segkit.json": ""}
     scripted = torch.jit.load(str(path), _extra_files=extra)
     meta = json.loads(extra["segkit.json"])

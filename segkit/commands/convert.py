@@ -46,6 +46,6 @@ def main(args: list[str]) -> None:
     cfg = p.parse_args(args)
     for section in OTHER_SECTIONS:  # a trainer's logger would be built (and W&B started) otherwise
         cfg[section] = None
-    init = p.instantiate_classes(cfg, instantiate_groups=False)  # the DataModule; the model section stays args
+    init = p.instantiate(cfg, instantiate_groups=False)  # the DataModule; the model section stays args
     # errors (CheckpointError, FileNotFoundError, FileExistsError) reach the user in one line through cli.main
     print(convert(cfg.tf_checkpoint, cfg.output, dict(vars(init.model)), init.data), flush=True)

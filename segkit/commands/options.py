@@ -35,7 +35,7 @@ def config_datamodule(parser, cfg) -> SegmentationDataModule:
     cfg = cfg.clone()
     for section in IGNORED_SECTIONS:
         cfg[section] = None
-    return parser.instantiate_classes(cfg).data
+    return parser.instantiate(cfg).data
 
 
 def model_parser(prog: str, description: str, ckpt_required: bool = True):
