@@ -221,7 +221,7 @@ def test_fold_batchnorm_same_function_no_batchnorm_left(channels_last):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    # every fused convolution now has a bias: the BN shift
+    # after folding every convolution has a bias: the BN shift
     assert folded.decoder.refine[0].conv_dw.bias is not None and folded.encoder.stem[0].conv.bias is not None
     x = torch.randn(2, 3, 67, 75, generator=gen).contiguous(memory_format=fmt)
     with torch.no_grad():

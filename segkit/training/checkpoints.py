@@ -1,17 +1,17 @@
 """Checkpoints that survive interruptions: atomic writes, ``last.ckpt`` always the newest state, a clean stop on
 Ctrl-C / SIGTERM, and no non-finite model saved.
 
-- :func:`save_atomic`: the file is written under a temporary name in its own folder, flushed to disk and renamed
-  over the destination; a reader sees the old file or the new one, never a part. (Lightning writes through
-  fsspec's local transaction, whose temporary file lives in ``$TMPDIR``: on another filesystem, the final
-  move is a copy, and a kill during it leaves a truncated file.) :class:`AtomicCheckpointIO` makes every
+- :func:`~segkit.io.torch_files.save_atomic`: the file is written under a temporary name in its own folder, flushed
+  to disk and renamed over the destination; a reader sees the old file or the new one, never a part. (Lightning
+  writes through fsspec's local transaction, whose temporary file lives in ``$TMPDIR``: on another filesystem, the
+  final move is a copy, and a kill during it leaves a truncated file.) :class:`AtomicCheckpointIO` makes every
   checkpoint Lightning writes go through it.
 - :class:`SegkitCheckpoint`: Lightning's ``ModelCheckpoint`` rewrites ``last.ckpt`` only when a top-k
   checkpoint was written at the same step; here ``last.ckpt`` is written after every validation and at the
   end of ``fit``. It never writes a model with a non-finite weight.
 - :class:`GracefulStop`: the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's preemption) stops training after
-  the running step; ``last.ckpt`` is then written and the command to resume printed. A second Ctrl-C stops at
-  once.
+  the running step; ``last.ckpt`` is then written, the command to resume printed, and the run's exit status
+  is 128 + the signal (:attr:`GracefulStop.exit_status`). A second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
