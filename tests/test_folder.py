@@ -265,7 +265,7 @@ def test_folder_demo_trains_to_080_miou_and_every_command_takes_it(tmp_path, mon
 
     monkeypatch.chdir(tmp_path)
     config = ("--config", "demo_folder.yaml")
-    segkit_here(capsys, "data", "synthetic")
+    segkit_here(capsys, "data", "synthetic", "--root", "data/synthetic_folder")  # the README's command
     out = segkit_here(capsys, "data", "check", *config)
     assert "no problems found" in out and "class weights that model.class_weights: auto would use" in out
 
