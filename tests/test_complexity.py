@@ -17,3 +17,5 @@ def test_count_macs_by_hand_and_the_model_untouched():
     assert macs == {"total": 120 * (8 * 3 * 9 + 8 * 9 + 2 * 8), "conv": 120 * 216, "dw": 120 * 72, "fc": 120 * 16}
     assert model.training and all(p.device.type == "cpu" for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # the same count for a float64 model (a `--trainer.precision 64-true` run)
+    assert count_macs(model.double(), (10, 12)) == macs

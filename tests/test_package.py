@@ -140,6 +140,7 @@ def test_the_wheel_holds_the_configs_and_runs_from_an_empty_folder(tmp_path):
     its segkit, runs the README's commands from an empty folder."""
     src = tmp_path / "src"  # built from a copy, so that the build writes nothing into the repository
     shutil.copytree(REPO / "segkit", src / "segkit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "configs", src / "configs")  # the wheel ships them as segkit/configs
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     python(
