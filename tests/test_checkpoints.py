@@ -126,9 +126,12 @@ def test_signal_stops_after_the_step_saves_last_and_resumes_exactly(tmp_path, si
     first = _task()
     checkpoint = SegkitCheckpoint(dirpath=tmp_path / "run", save_last=True, save_top_k=0)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # ignored under nohup
-    _trainer(tmp_path, [SignalAt(3, signum), GracefulStop()], checkpoint, precision="64-true", limit_val_batches=0).fit(
+    stop = GracefulStop()
+    assert stop.exit_status is None
+    _trainer(tmp_path, [SignalAt(3, signum), stop], checkpoint, precision="64-true", limit_val_batches=0).fit(
         first, _data(data)
     )
+    assert stop.exit_status == 128 + signum  # what `segkit fit` exits with: 130 for SIGINT, 143 for SIGTERM
     out = capsys.readouterr().out
     last = tmp_path / "run" / "last.ckpt"
     assert f"{signal.Signals(signum).name} received: stopping after this training step" in out
