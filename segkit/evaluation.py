@@ -24,24 +24,23 @@ from .metrics import ConfusionMatrix, segmentation_scores
 
 
 def evaluate(
-    model: torch.nn.Module,
+    predict,
     dataset,
     num_classes: int,
-    settings: dict | None = None,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     save_predictions: Path | None = None,
     files: PredictionFiles | None = None,
     palette: np.ndarray | str = "voc",
 ) -> torch.Tensor:
-    """The (K, K) confusion matrix of ``model`` on ``dataset`` (eval transform), one image at a time.
+    """The (K, K) confusion matrix of ``predict`` on ``dataset``, one image at a time.
 
-    ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
-    With ``save_predictions``, each prediction is written there as ``files`` declares, with a colour overlay.
-    Under ``torchrun`` each process takes its own images (no image twice, none dropped) and the matrices are
-    summed across processes.
+    ``predict`` maps the dataset's (1, C, H, W) image batch, on ``device``, to the (H, W) class indices:
+    :func:`checkpoint_predictor` (the dataset with the eval transform) or :func:`exported_predictor` (the
+    dataset without a transform: raw uint8 pixels). With ``save_predictions``, each prediction is written there
+    as ``files`` declares, with a colour overlay. Under ``torchrun`` each process takes its own images (no image
+    twice, none dropped) and the matrices are summed across processes.
     """
-    model = model.to(device).eval()
     metric = ConfusionMatrix(num_classes).to(device)
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:
@@ -50,13 +49,30 @@ def evaluate(
     order = list(loader.sampler)  # dataset indices of this process's images
     for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())):
         image, mask = batch["image"].to(device), batch["mask"].to(device)
-        pred = predict_labels(model, image, **(settings or {}))[0]  # (H, W)
+        pred = predict(image)  # (H, W)
         metric.update(pred[None], mask)
         if save_predictions is not None:
             labels = pred.cpu().numpy()
             files.write(save_predictions, batch["name"][0], labels)
             save_overlay(save_predictions / f"{batch['name'][0]}_overlay.jpg", dataset.load(index)[0], labels, palette)
     return metric.compute().cpu()  # summed over processes
+
+
+def checkpoint_predictor(model: torch.nn.Module, settings: dict | None = None):
+    """A checkpoint's model (eval mode, on the device) with test-time augmentation ``settings`` (keyword
+    arguments of :func:`segkit.inference.predict_probs`) on a normalized batch."""
+    model.eval()
+    return lambda image: predict_labels(model, image, **(settings or {}))[0]
+
+
+def exported_predictor(exported):
+    """An :class:`~segkit.inference.exported.ExportedModel` on a batch of one raw (1, 3, H, W) uint8 image."""
+
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        pixels = image[0].permute(1, 2, 0).cpu().numpy()
+        return torch.from_numpy(exported.labels([pixels])[0]).to(image.device)
+
+    return predict
 
 
 def score_predictions(dataset, folder: Path, num_classes: int, files: PredictionFiles) -> ConfusionMatrix:

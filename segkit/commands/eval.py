@@ -1,10 +1,13 @@
-"""`segkit eval`: score a checkpoint, or a folder of prediction PNGs, on a split the way the benchmarks do.
+"""`segkit eval`: score a checkpoint, a file of ``segkit export`` or a folder of prediction PNGs on a split, the way
+the benchmarks do.
 
     segkit eval --config voc.yaml --ckpt_path best.ckpt --data.root /data/voc \\
         --output_stride 8 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip --json results.json
+    segkit eval --config voc.yaml --model_file deeplab-int8.onnx --data.root /data/voc
     segkit eval --config cityscapes.yaml --data.root /data/cityscapes --predictions preds/
 
-How the split is scored is :mod:`segkit.evaluation`.
+How the split is scored is :mod:`segkit.evaluation`. An exported file (ONNX, INT8 ONNX, TorchScript) is scored
+with the test-time settings baked into it, by the metric code that scores checkpoints.
 """
 
 from __future__ import annotations
@@ -15,14 +18,26 @@ from pathlib import Path
 
 from .. import distributed
 from ..data.predictions import PredictionFiles
-from ..evaluation import evaluate, save_confusion, score_predictions, scores_json
+from ..evaluation import (
+    checkpoint_predictor,
+    evaluate,
+    exported_predictor,
+    save_confusion,
+    score_predictions,
+    scores_json,
+)
 from ..inference import load_inference_model, predict_probs
 from ..metrics import format_iou_table, segmentation_scores
 from .options import add_inference_options, config_datamodule, inference_settings, model_parser
 
 
 def parser():
-    p = model_parser("segkit eval", "Score a checkpoint or prediction files on a split.", ckpt_required=False)
+    p = model_parser(
+        "segkit eval", "Score a checkpoint, an exported model file or prediction files on a split.", ckpt_required=False
+    )
+    p.add_argument(
+        "--model_file", type=str | None, default=None, help="score this file of segkit export (ONNX or TorchScript)"
+    )
     p.add_argument(
         "--predictions", type=str | None, default=None, help="score this folder of prediction PNGs instead of a model"
     )
@@ -54,8 +69,12 @@ def main(args: list[str]) -> None:
     if distributed.is_main():
         datamodule.prepare_data()
     distributed.barrier()
-    if (cfg.ckpt_path is None) == (cfg.predictions is None):
-        p.error("give either --ckpt_path (score a model) or --predictions (score prediction files)")
+    sources = [o for o in ("ckpt_path", "model_file", "predictions") if cfg[o] is not None]
+    if len(sources) != 1:
+        p.error(
+            "give one of --ckpt_path (score a checkpoint), --model_file (score an exported file) or --predictions "
+            "(score prediction files)"
+        )
 
     files, void, model = datamodule.prediction_files, None, None
     if cfg.predictions is not None:
@@ -65,14 +84,24 @@ def main(args: list[str]) -> None:
         settings = {"num_images": len(dataset), "split": cfg.split, "predictions": str(cfg.predictions)}
         heading = f"{cfg.split}: {len(dataset)} prediction files from {cfg.predictions}"
     else:
-        # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
-        model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-        dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+        if cfg.model_file is not None:
+            model = exported_model(p, cfg, datamodule)
+            dataset = datamodule.split_dataset(cfg.split)  # raw pixels: the file does its own normalization
+            predict = exported_predictor(model)
+            baked = model.settings
+            scales, flip, stride, pad_to = baked["scales"], baked["flip"], baked["output_stride"], baked["pad_to"]
+            source = {"model_file": str(cfg.model_file), "form": model.form, "quantization": model.meta["quantization"]}
+        else:
+            # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
+            model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
+            dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+            predict = checkpoint_predictor(model, inference_settings(cfg))
+            scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
+            source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
         confmat = evaluate(
-            model,
+            predict,
             dataset,
             datamodule.num_classes,
-            inference_settings(cfg),
             device,
             datamodule.num_workers,
             Path(cfg.save_predictions) if cfg.save_predictions else None,
@@ -82,16 +111,16 @@ def main(args: list[str]) -> None:
         settings = {
             "num_images": len(dataset),
             "split": cfg.split,
-            "scales": list(cfg.scales),
-            "flip": cfg.flip,
-            "output_stride": model.output_stride,
-            "window": cfg.window,
-            "pad_to": cfg.pad_to,
-            "checkpoint": str(cfg.ckpt_path),
+            "scales": scales,
+            "flip": flip,
+            "output_stride": stride,
+            "pad_to": pad_to,
+            **source,
         }
         heading = (
-            f"{cfg.split}: {len(dataset)} images, scales {list(cfg.scales)}, flip {cfg.flip}, "
-            f"output stride {model.output_stride}" + (f", padded to {cfg.pad_to}" if cfg.pad_to else "")
+            f"{cfg.split}: {len(dataset)} images, scales {scales}, flip {flip}, output stride {stride}"
+            + (f", padded to {pad_to}" if pad_to else "")
+            + (f", {cfg.model_file}" if cfg.model_file else "")
         )
     world = distributed.rank_and_world()[1]
     if world > 1:
@@ -102,7 +131,7 @@ def main(args: list[str]) -> None:
         if cfg.wandb_project or cfg.wandb_run_id:
             from ..wandb import log_eval
 
-            samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device)
+            samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device, predict)
             log_eval(
                 cfg.wandb_project, cfg.wandb_run_id, confmat, void, datamodule.class_names, settings, result, samples
             )
@@ -110,7 +139,25 @@ def main(args: list[str]) -> None:
     sys.exit(0)
 
 
-def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device) -> list:
+def exported_model(p, cfg, datamodule):
+    """The ``--model_file``, checked against the config's data set; test-time options are the file's own."""
+    from ..inference.exported import ExportedModel, ModelFileError
+
+    defaults = {"scales": [1.0], "flip": False, "window": None, "pad_to": None, "output_stride": None}
+    changed = [f"--{k}" for k, v in defaults.items() if cfg[k] != v]
+    if changed:
+        p.error(f"{' '.join(changed)}: an exported file runs with the settings baked into it; export it with them")
+    model = ExportedModel(cfg.model_file, cfg.device)
+    names, ours = model.meta["class_names"], list(datamodule.class_names)
+    if names != ours:
+        raise ModelFileError(
+            f"{cfg.model_file} predicts {len(names)} classes ({', '.join(names[:4])}...), the config's data set "
+            f"has {len(ours)} ({', '.join(ours[:4])}...): use the config the model was trained with"
+        )
+    return model
+
+
+def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device, predict=None) -> list:
     """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
     the evaluation's settings, or read from the prediction files."""
     from ..wandb import predict_samples, sample_indices
@@ -119,7 +166,9 @@ def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int,
     if model is None:
         paths = files.match(dataset.ids, Path(cfg.predictions))
         return [(*dataset.load(i), files.read(paths[i], num_classes), dataset.samples[i].name) for i in indices]
-    model = model.to(device).eval()
+    if cfg.model_file is not None:
+        samples = [(*dataset.load(i), dataset.samples[i].name) for i in indices]
+        return [(image, truth, model.labels([image])[0], name) for image, truth, name in samples]
     return predict_samples(lambda x: predict_probs(model, x, **inference_settings(cfg)), dataset, indices, device)
 
 

@@ -85,6 +85,25 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def as_rgb(image, name: str = "image") -> np.ndarray:
+    """An image given as an array or a PIL image -> RGB uint8 (H, W, 3), converted as :func:`read_image` converts
+    files: grey to three equal channels, alpha dropped, 16 bits to their high 8 bits; anything else is refused."""
+    if isinstance(image, Image.Image):
+        image = image if image.mode in ("RGB", "L", "I;16", "I;16B", "I;16L") else image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise ValueError(f"{name}: {array.dtype} pixels; give uint8 (0-255) or uint16 RGB or grey images")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or 0 in array.shape:
+        raise ValueError(f"{name}: an image of shape {array.shape}; give (H, W), (H, W, 3) RGB or (H, W, 4) RGBA")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
+
+
 def read_label_png(path: Path) -> np.ndarray:
     """Label indices (H, W) uint8 from a palette (P) or grayscale (L) PNG, never converted to colours."""
     path = Path(path)

@@ -94,6 +94,16 @@ class SegmentationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def inference_record(self) -> dict:
+        """What running a model trained on this data needs besides its weights, stored in segkit's checkpoints
+        (``segkit_data``) so that :class:`segkit.Segmenter` takes a checkpoint alone."""
+        return {
+            "class_names": list(self.class_names),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "palette": np.asarray(self.palette, np.uint8).tolist(),
+        }
+
     def make_split(self, split: str, transform=None) -> Dataset:
         """The dataset of ``split`` ("train" or "val", or a data-set-specific name) with ``transform``."""
         raise NotImplementedError

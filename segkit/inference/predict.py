@@ -14,6 +14,7 @@ windows whose logits are averaged where they overlap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -37,7 +38,13 @@ def load_inference_model(
     The model is rebuilt from the checkpoint's hyper-parameters and ``model.*`` weights (Lightning's format;
     nothing is downloaded). ``num_classes``, when given, must be the checkpoint's (the config's data set).
     """
-    checkpoint = read_checkpoint(ckpt_path)
+    return checkpoint_model(read_checkpoint(ckpt_path), ckpt_path, num_classes, output_stride)
+
+
+def checkpoint_model(
+    checkpoint: dict, ckpt_path: str | Path, num_classes: int | None = None, output_stride: int | None = None
+) -> nn.Module:
+    """:func:`load_inference_model` of a checkpoint already read (``ckpt_path`` names it in errors)."""
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or "num_classes" not in hparams:
         raise CheckpointFileError(
@@ -101,8 +108,16 @@ def sliding_logits(model: nn.Module, image: torch.Tensor, window: int | None, ov
 
 def scaled_size(size: int, scale: float) -> int:
     """The official ``scale_dimension``: ``int((size - 1) * scale + 1)``, the size whose corner pixels stay on
-    the original's corners when resizing with ``align_corners=True`` (513 at 0.5 -> 257, at 1.75 -> 897)."""
-    return max(1, int((size - 1) * scale + 1))
+    the original's corners when resizing with ``align_corners=True`` (513 at 0.5 -> 257, at 1.75 -> 897).
+
+    Computed in integers with the scale as the exact fraction its float holds, so that a traced ``size``
+    (``segkit export --end_to_end``, dynamic height and width) stays one integer expression; for the scales
+    the papers use (multiples of 1/4) it equals the official float arithmetic exactly.
+    """
+    if scale <= 0:
+        raise ValueError(f"scales must be positive, got {scale}")
+    ratio = Fraction(scale)
+    return (size - 1) * ratio.numerator // ratio.denominator + 1
 
 
 def _scale_logits(
@@ -117,7 +132,7 @@ def _scale_logits(
     """
     h, w = image.shape[-2:]
     size = (scaled_size(h, scale), scaled_size(w, scale))
-    scaled = image if size == (h, w) else resize(image, size)
+    scaled = image if scale == 1 else resize(image, size)
     if window is not None and (size[0] > window or size[1] > window):
         return resize(sliding_logits(model, scaled, window, overlap), (h, w))
     logits = model(scaled, upsample=False)  # (B, K, ceil(h * scale / 4), ceil(w * scale / 4))
@@ -144,8 +159,7 @@ def predict_probs(
     image, and the result is cropped back.
     """
     h, w = image.shape[-2:]
-    if pad_to is not None:
-        image = F.pad(image, (0, max(w, pad_to[1]) - w, 0, max(h, pad_to[0]) - h))
+    image = _pad(image, pad_to)
     total = None
     passes = 0
     for scale in scales:
@@ -159,6 +173,22 @@ def predict_probs(
             passes += 1
             del logits, probs
     return total.div_(passes)[..., :h, :w]
+
+
+def _pad(image: torch.Tensor, pad_to: Sequence[int] | None) -> torch.Tensor:
+    """Zeros (the normalized mean pixel) at the bottom and right up to ``pad_to`` (H, W), if it is larger."""
+    if pad_to is None:
+        return image
+    h, w = image.shape[-2:]
+    return F.pad(image, (0, max(w, pad_to[1]) - w, 0, max(h, pad_to[0]) - h))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: torch.Tensor, pad_to: Sequence[int] | None = None) -> torch.Tensor:
+    """Logits (B, K, H, W) of one pass at scale 1 without flip, resized (and padded) as :func:`predict_probs`
+    resizes its passes: their softmax is ``predict_probs(model, image, pad_to=pad_to)``."""
+    h, w = image.shape[-2:]
+    return _scale_logits(model, _pad(image, pad_to), 1.0, None, 1 / 3)[..., :h, :w]
 
 
 def predict_labels(

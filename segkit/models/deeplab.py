@@ -61,6 +61,7 @@ class DeepLabV3Plus(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self.num_classes = num_classes
         whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
         self.encoder = build_encoder(
             encoder, output_stride, None if whole else pretrained, state=None if whole else weights

@@ -54,6 +54,7 @@ def convert(tf_checkpoint: str, output: str, model_args: dict, datamodule: Segme
             "state_dict": {f"model.{k}": v for k, v in task.model.state_dict().items()},
             "hparams_name": "kwargs",
             "hyper_parameters": dict(task.hparams),
+            "segkit_data": datamodule.inference_record(),
             "converted_from": {"tf_checkpoint": str(tf_checkpoint), "dropped": converted.dropped},
         },
         out,

@@ -140,6 +140,9 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["segkit_step_seed"] = self._step_seed
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "inference_record"):  # normalization, classes and colours, for Segmenter
+            checkpoint["segkit_data"] = datamodule.inference_record()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._step_seed = checkpoint.get("segkit_step_seed", self._step_seed)
