@@ -1,6 +1,6 @@
 """segkit: DeepLabV3+ semantic segmentation on PyTorch Lightning."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Segmenter", "__version__"]
 

@@ -72,7 +72,7 @@ def resolve(value: str) -> str:
 def config_sources(paths) -> list[str]:
     """One line per config file a run read: the bundled ones by name (and the segkit version that shipped them),
     the others by absolute path. For the header of the run's saved ``config.yaml``."""
-    from . import __version__
+    from .version import __version__
 
     lines = []
     for path in paths or []:

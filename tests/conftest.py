@@ -85,3 +85,63 @@ def _no_inherited_wandb_service():
     subprocesses started by later tests would attach to that service instead of starting their own."""
     yield
     os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture(scope="session")
+def photos(tiny_voc, tmp_path_factory):
+    """Three PNG photos of odd and even sizes (97 x 131, 513 x 513, 360 x 480), tiny_voc training images resized:
+    what ``segkit predict`` and the exported files are compared on."""
+    import cv2
+
+    from segkit.data.base import read_image
+
+    folder = tmp_path_factory.mktemp("photos")
+    sources = sorted((tiny_voc / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))
+    for source, (h, w) in zip(sources, [(97, 131), (513, 513), (360, 480)]):
+        image = cv2.resize(read_image(source), (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(folder / f"{source.stem}_{h}x{w}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def varied_checkpoint(random_bn_checkpoint, photos, tmp_path_factory):
+    """:func:`random_bn_checkpoint` whose label maps of :func:`photos` hold several classes (the briefly trained
+    model's are all background, its logits nearly constant), so that agreeing labels say something: the
+    classifier's weights scaled up 20 times and its biases shifted by minus each class's mean logit there."""
+    from segkit.data.base import read_image
+    from segkit.data.transforms import eval_transform
+    from segkit.training.task import SegmentationTask
+
+    data = torch.load(random_bn_checkpoint, map_location="cpu", weights_only=False)
+    task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
+    task.load_state_dict(data["state_dict"])
+    task.eval()
+    classifier = task.model.decoder.classifier
+    transform = eval_transform((0.5,) * 3, (0.5,) * 3)
+    files = sorted(photos.glob("*.png"))
+    with torch.no_grad():
+        classifier.weight *= 20
+        classifier.bias *= 20
+        means = [task.model(transform(image=read_image(f))["image"][None]).mean((0, 2, 3)) for f in files]
+        classifier.bias -= torch.stack(means).mean(0)
+    data["state_dict"] = task.state_dict()
+    path = tmp_path_factory.mktemp("varied") / "model.ckpt"
+    torch.save(data, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def end_to_end_onnx(varied_checkpoint, tmp_path_factory):
+    """``segkit export --end_to_end`` of :func:`varied_checkpoint` (one scale, labels out)."""
+    from segkit.commands import main
+
+    path = tmp_path_factory.mktemp("end_to_end") / "deeplab.onnx"
+    config = str(REPO / "configs" / "voc.yaml")
+    try:
+        main(
+            ["export", "--config", config, "--ckpt_path", str(varied_checkpoint), "--end_to_end", "--output", str(path)]
+        )
+    except SystemExit as e:
+        assert not e.code, e.code
+    assert path.is_file()
+    return path

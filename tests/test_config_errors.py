@@ -80,7 +80,8 @@ def test_a_class_that_does_not_exist_and_a_value_out_of_its_choices(demo, capsys
 def test_commands_of_segkit_own_say_their_errors_in_a_line(demo, capsys):
     folder, _ = demo
     assert _error(capsys, folder, "eval", "--config", "demo.yaml") == (
-        "segkit eval: give either --ckpt_path (score a model) or --predictions (score prediction files)"
+        "segkit eval: give one of --ckpt_path (score a checkpoint), --model_file (score an exported file) or "
+        "--predictions (score prediction files)"
     )
     assert _error(capsys, folder, "export", "--config", "demo.yaml", "--ckpt_path", "x", "--format", "onnx") == (
         "segkit export: the following arguments are required: output"

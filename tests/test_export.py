@@ -93,7 +93,11 @@ def test_export_torchscript_matches_pytorch(random_bn_checkpoint, tmp_path, caps
     extra = {"segkit.json": ""}
     scripted = torch.jit.load(str(path), _extra_files=extra)
     meta = json.loads(extra["segkit.json"])
-    assert meta["class_names"] == list(VOC_CLASSES) and meta["settings"]["output_stride"] == 16 and meta["form"] == "logits"
+    assert (
+        meta["class_names"] == list(VOC_CLASSES)
+        and meta["settings"]["output_stride"] == 16
+        and meta["form"] == "logits"
+    )
     inputs, wants = _reference(checkpoint, SIZES)
     for x, want in zip(inputs, wants):
         with torch.no_grad():

@@ -87,7 +87,7 @@ def version() -> str:
     """segkit's version and those of what it runs on, for bug reports."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from ..version import __version__
 
     def of(package: str) -> str:
         try:

@@ -18,7 +18,6 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
-from .. import __version__
 from ..config_files import config_sources
 from ..data import SegmentationDataModule
 from ..distributed import SyncBatchNormPlugin
@@ -26,6 +25,7 @@ from ..io.torch_files import read_checkpoint
 from ..training.checkpoints import AtomicCheckpointIO, GracefulStop, SegkitCheckpoint, own_run_folder
 from ..training.console import MultiplyAddsSummary, quiet_lightning, step_progress_bar
 from ..training.task import SegmentationTask
+from ..version import __version__
 from ..wandb import finish_runs, wandb_run
 
 

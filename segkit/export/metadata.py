@@ -87,7 +87,7 @@ def metadata(
     checkpoint: str | Path,
     encoder: str,
 ) -> dict:
-    from .. import __version__
+    from ..version import __version__
 
     return {
         "format": FORMAT,
