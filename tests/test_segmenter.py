@@ -97,7 +97,7 @@ def test_errors_are_one_line(varied_checkpoint, end_to_end_onnx, checkpoint, tmp
 def test_the_readme_snippet_segments_an_image(end_to_end_onnx, photos, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     (snippet,) = [b for b in blocks if "Segmenter" in b]
-    assert len(snippet.strip().splitlines()) <= 3
+    assert len([line for line in snippet.splitlines() if line.strip()]) <= 3  # three lines of code
     (tmp_path / "deeplab.onnx").symlink_to(end_to_end_onnx)
     (tmp_path / "photo.jpg").write_bytes(
         cv2.imencode(".jpg", cv2.imread(str(sorted(photos.glob("*.png"))[2])))[1].tobytes()

@@ -99,7 +99,17 @@ def peak_gib() -> float:
     """Peak GPU memory since :func:`reset_peak`; on a CPU, the process's peak resident memory."""
     if DEVICE.type == "cuda":
         return torch.cuda.max_memory_allocated(DEVICE) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+    return process_peak_gib()
+
+
+def process_peak_gib() -> float:
+    """This process's peak resident memory: Linux's VmHWM, which is the program's own, where ru_maxrss keeps the
+    parent's peak across fork and exec (a child of a 1.5 GiB parent reports 1.5 GiB)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        kib = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return kib / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**30  # bytes on macOS
 
 
 # model ----------------------------------------------------------------------------------------------------
