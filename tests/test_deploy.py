@@ -136,12 +136,15 @@ def test_eval_model_file_scores_each_form_as_its_checkpoint(
                 fmt,
                 "--output",
                 path,
+                "--verify",
                 root=tiny_voc,
                 cwd=tmp_path,
             )
         )
         got = _scores(capsys, tmp_path, tiny_voc, "--model_file", path)
         assert got["mIoU"] == pytest.approx(want["mIoU"], abs=1e-4) and got["form"] == "logits", fmt
+        stored = read_metadata(path)["verification"]  # written into the ONNX file, or the TorchScript archive
+        assert stored["mIoU"] == pytest.approx(got["mIoU"], abs=1e-9) and stored["pixel_agreement"] > 0.999, fmt
     got = _scores(capsys, tmp_path, tiny_voc, "--model_file", end_to_end_onnx)
     assert got["mIoU"] == pytest.approx(want["mIoU"], abs=1e-4) and got["form"] == "end_to_end"
     assert got["num_images"] == 5 and got["scales"] == [1.0] and got["output_stride"] == 16

@@ -62,14 +62,15 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_deploy_benchmark_quick_runs_every_runtime(tmp_path):
-    """tools/benchmark_deploy.py at 64 px: every runtime at batch 1 and 4, latency, memory and accuracy."""
+    """tools/benchmark_deploy.py at 64 px: every runtime at batch 1 and 4, latency and accuracy (the peak memory
+    of a runtime needs a process of its own: the full run's)."""
     python(REPO / "tools" / "benchmark_deploy.py", "--quick", "--json", tmp_path / "d.json", cwd=tmp_path, check=True)
     rows = json.loads((tmp_path / "d.json").read_text())["rows"]
     runtimes = ["pytorch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int8 dw-float"]
     assert [(r["runtime"], r["batch"]) for r in rows] == [(rt, b) for rt in runtimes for b in (1, 4)]
     for r in rows:
         assert 0 < r["p50_s"] <= r["p95_s"] and r["images_per_s"] == pytest.approx(r["batch"] / r["p50_s"])
-        assert 0.3 < r["peak_gib"] < 8  # a process's own peak: more than PyTorch's import, less than the machine
+        assert r["peak_gib"] is None
         assert 0 <= r["mIoU"] <= 1 and 0 <= r["agreement"] <= 1
     float_rows = [r for r in rows if r["runtime"] in runtimes[:2]]
     assert all(r["agreement"] >= 0.9999 for r in float_rows)  # ONNX Runtime fp32 labels are PyTorch's

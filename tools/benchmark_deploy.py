@@ -2,7 +2,7 @@
 and ONNX Runtime INT8 (and on a GPU PyTorch bf16 autocast and ONNX Runtime's CUDA provider, when installed).
 
     python tools/benchmark_deploy.py --checkpoint best.ckpt --data data/synthetic_voc --json deploy.json
-    python tools/benchmark_deploy.py --quick                # tiny sizes, random weights (run by the tests)
+    python tools/benchmark_deploy.py --quick     # 64 px, xception_tiny with random weights (run by the tests)
 
 Every runtime runs the same thing: a uint8 RGB batch ``(N, H, W, 3)`` in, labels out, with normalization and the
 official resize path inside (:class:`segkit.export.EndToEnd`, exported with ``segkit export --end_to_end
@@ -40,12 +40,13 @@ GPU_RUNTIMES = ("pytorch bf16", "onnxruntime cuda fp32")
 
 
 def build(model_name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, int]:
-    """The model (folded, eval) and its class count: the checkpoint's, or Xception-65 with random weights."""
+    """The model (folded, eval) and its class count: the checkpoint's, or a DeepLabV3+ of the encoder
+    ``model_name`` (xception65, ...) with random weights."""
     if model_name == "checkpoint":
         model = load_inference_model(checkpoint)
         return model, model.num_classes
     torch.manual_seed(0)
-    return fold_batchnorm(DeepLabV3Plus(21, "xception65", 16, pretrained=None).eval()), 21
+    return fold_batchnorm(DeepLabV3Plus(21, model_name, 16, pretrained=None).eval()), 21
 
 
 def export_files(model_name: str, checkpoint: Path | None, data: Path, work: Path, calibration: int) -> dict:
@@ -151,8 +152,10 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibration_images", type=int, default=100)
-    p.add_argument("--models", nargs="+", default=["checkpoint", "xception65"], choices=["checkpoint", "xception65"])
-    p.add_argument("--quick", action="store_true", help="64 px, 3 repetitions, a tiny synthetic set")
+    p.add_argument(
+        "--models", nargs="+", default=["checkpoint", "xception65"], help="checkpoint, and encoders with random weights"
+    )
+    p.add_argument("--quick", action="store_true", help="64 px, 3 repetitions, xception_tiny, a tiny synthetic set")
     p.add_argument("--json", type=Path)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -165,7 +168,7 @@ def main() -> None:
 
 def run_all(args, work: Path) -> None:
     if args.quick:
-        args.size, args.reps, args.calibration_images, args.models = 64, 3, 4, ["xception65"]
+        args.size, args.reps, args.calibration_images, args.models = 64, 3, 4, ["xception_tiny"]
     if args.data is None:
         args.data = work / "voc"
         make_synthetic_voc(args.data, num_train=12, num_val=6, size_range=(64, 96), seed=0)
@@ -192,21 +195,25 @@ def run_all(args, work: Path) -> None:
                     "reps": args.reps,
                     "labels": str(labels),
                 }
-                cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    print(f"  {model_name} {runtime} batch {batch}: failed ({proc.stderr.strip()[-300:]})")
-                    continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                if args.quick:  # in this process: no start-ups, and no peak (it would be the whole run's)
+                    r = {**worker(spec), "peak_gib": None}
+                else:
+                    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        print(f"  {model_name} {runtime} batch {batch}: failed ({proc.stderr.strip()[-300:]})")
+                        continue
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
                 reference = work / f"{model_name}_pytorch_fp32.npz"
                 acc = accuracy(labels, reference if reference.exists() else None, str(args.data), num_classes)
                 row = {"model": model_name, "runtime": runtime, "batch": batch, **r, **acc}
                 row["images_per_s"] = batch / r["p50_s"]
+                peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
                 rows.append(row)
                 print(
                     f"  {model_name:<10} {runtime:<26} batch {batch}: p50 {r['p50_s'] * 1000:7.1f} ms  "
                     f"p95 {r['p95_s'] * 1000:7.1f} ms  {row['images_per_s']:6.2f} img/s  peak "
-                    f"{r['peak_gib']:.2f} GiB  mIoU {100 * acc['mIoU']:.2f}  equal to PyTorch fp32 "
+                    f"{peak} GiB  mIoU {100 * acc['mIoU']:.2f}  equal to PyTorch fp32 "
                     f"{100 * acc['agreement']:.2f}%",
                     flush=True,
                 )

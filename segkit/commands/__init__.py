@@ -5,7 +5,8 @@ and ``main(args)``, and the one routing table, :data:`COMMANDS`. Nothing in the 
     segkit validate --config voc.yaml --ckpt_path CKPT
     segkit eval --config voc.yaml --ckpt_path CKPT --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     segkit predict --config voc.yaml --ckpt_path CKPT --input photos/ --output out/
-    segkit export --config voc.yaml --ckpt_path CKPT --format onnx --output deeplab.onnx
+    segkit export --config voc.yaml --ckpt_path CKPT --end_to_end --output deeplab.onnx
+    segkit eval --config voc.yaml --model_file deeplab.onnx
     segkit convert --tf_checkpoint deeplabv3_pascal_train_aug/model.ckpt --config voc.yaml --output x65.ckpt
     segkit summary --encoder xception65 --size 513
     segkit data check --config cityscapes.yaml --data.root DIR
