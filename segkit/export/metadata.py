@@ -112,7 +112,7 @@ def read_metadata(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    raw = _onnx_metadata(path) if _is_onnx(path) else _torchscript_metadata(path)
+    raw = _onnx_metadata(path) if is_onnx_file(path) else _torchscript_metadata(path)
     if raw is None:
         raise ModelFileError(f"{path} has no segkit metadata: give a file written by segkit export")
     try:
@@ -152,7 +152,7 @@ def _torchscript_metadata(path: Path) -> str | None:
 def write_metadata(path: str | Path, meta: dict) -> None:
     """Replaces the ``segkit`` metadata of the (not yet published) file ``path`` in place."""
     path = Path(path)
-    if _is_onnx(path):
+    if is_onnx_file(path):
         import onnx
 
         from .writers import set_onnx_metadata
@@ -167,7 +167,8 @@ def write_metadata(path: str | Path, meta: dict) -> None:
         torch.jit.save(module, str(path), _extra_files={"segkit.json": json.dumps(meta)})
 
 
-def _is_onnx(path: Path) -> bool:
+def is_onnx_file(path: Path) -> bool:
+    """ONNX, as opposed to a TorchScript archive (a zip file); by content, whatever the file's suffix."""
     import zipfile
 
     return not zipfile.is_zipfile(path)

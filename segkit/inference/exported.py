@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..export.metadata import ModelFileError, read_metadata, write_metadata
+from ..export.metadata import ModelFileError, is_onnx_file, read_metadata, write_metadata
 
 __all__ = ["ExportedModel", "ModelFileError", "read_metadata", "write_metadata"]
 
@@ -27,7 +27,7 @@ class ExportedModel:
         self.meta = read_metadata(self.path)
         self.form = self.meta["form"]
         self.num_classes = self.meta["num_classes"]
-        self.is_onnx = _is_onnx(self.path)
+        self.is_onnx = is_onnx_file(self.path)
         self.batched = self.form == "logits" or self.meta["inputs"][0]["shape"][0] == "batch"
         self.device = device
         if self.is_onnx:
@@ -96,9 +96,3 @@ def _checked(image: np.ndarray, path: Path) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{path} takes uint8 RGB images (H, W, 3), got {image.dtype} {image.shape}")
     return np.ascontiguousarray(image)
-
-
-def _is_onnx(path: Path) -> bool:
-    import zipfile
-
-    return not zipfile.is_zipfile(path)
