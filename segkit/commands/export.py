@@ -22,7 +22,6 @@ from ..export import (
     write_end_to_end_file,
     write_logits_file,
 )
-from ..export.end_to_end import labels_dtype
 from ..export.metadata import end_to_end_contract, logits_contract, metadata, write_metadata
 from ..export.writers import check_new, write_new
 from ..inference import load_inference_model
@@ -108,7 +107,7 @@ def main(args: list[str]) -> None:
         module = EndToEnd(
             model, datamodule.mean, datamodule.std, cfg.scales, cfg.flip, cfg.pad_to, cfg.outputs, cfg.batch
         )
-        contract = end_to_end_contract(k, module.outputs, cfg.batch, str(labels_dtype(k)).removeprefix("torch."))
+        contract = end_to_end_contract(k, module.outputs, cfg.batch, str(module.labels_dtype).removeprefix("torch."))
         settings = {"scales": module.scales, "flip": cfg.flip, "pad_to": cfg.pad_to}
     else:
         contract = logits_contract(k, dynamic=cfg.format == "torchscript" or not cfg.static)

@@ -2,9 +2,9 @@
 
 Two forms:
 
-- **logits** (:func:`export`): a normalized float32 batch ``(N, 3, H, W)``, RGB, ``x = (pixel / 255 - mean) /
+- **logits** (:func:`write_logits_file`): a normalized float32 batch ``(N, 3, H, W)``, RGB, ``x = (pixel / 255 - mean) /
   std`` -> logits ``(N, num_classes, H, W)`` at the input size. ONNX or TorchScript.
-- **end-to-end** (:func:`export_end_to_end`, :class:`EndToEnd`): a uint8 RGB image ``(H, W, 3)`` (or a batch
+- **end-to-end** (:func:`write_end_to_end_file`, :class:`EndToEnd`): a uint8 RGB image ``(H, W, 3)`` (or a batch
   ``(N, H, W, 3)``) of any size -> ``labels`` ``(H, W)`` (and/or ``probs``, ``logits``), with normalization,
   the evaluation padding, scales and flip inside the graph. ONNX.
 
@@ -29,8 +29,7 @@ __all__ = [
     "OUTPUTS",
     "EndToEnd",
     "ModelFileError",
-    "export",
-    "export_end_to_end",
+    "write_new",
     "write_end_to_end_file",
     "write_logits_file",
     "read_metadata",
@@ -68,13 +67,3 @@ def write_end_to_end_file(module: EndToEnd, path: Path, meta: dict) -> None:
     dims = {0: "batch", 1: "height", 2: "width"} if module.batched else {0: "height", 1: "width"}
     with torch.no_grad():
         export_onnx(module, example, path, meta, "image", module.outputs, dims)
-
-
-def export(model: nn.Module, fmt: str, output: Path, meta: dict, **kwargs) -> None:
-    """:func:`write_logits_file` to ``output``, which must not exist; nothing is left of a failed write."""
-    write_new(Path(output), lambda path: write_logits_file(model, fmt, path, meta, **kwargs))
-
-
-def export_end_to_end(module: EndToEnd, output: Path, meta: dict) -> None:
-    """:func:`write_end_to_end_file` to ``output``, which must not exist; nothing is left of a failed write."""
-    write_new(Path(output), lambda path: write_end_to_end_file(module, path, meta))
