@@ -16,15 +16,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .analysis import EvalAnalysis
 from .data.predictions import PredictionFiles
 from .data.sampling import eval_sampler
 from .data.visualize import confusion_heatmap, save_overlay
-from .inference import predict_labels
+from .inference import label_maps, predict_labels, predict_probs
 from .metrics import ConfusionMatrix, segmentation_scores
 
 
 def evaluate(
-    predict,
+    predictor,
     dataset,
     num_classes: int,
     device: torch.device | str = "cpu",
@@ -32,25 +33,30 @@ def evaluate(
     save_predictions: Path | None = None,
     files: PredictionFiles | None = None,
     palette: np.ndarray | str = "voc",
+    analysis: EvalAnalysis | None = None,
 ) -> torch.Tensor:
-    """The (K, K) confusion matrix of ``predict`` on ``dataset``, one image at a time.
+    """The (K, K) confusion matrix of ``predictor`` on ``dataset``, one image at a time.
 
-    ``predict`` maps the dataset's (1, C, H, W) image batch, on ``device``, to the (H, W) class indices:
-    :func:`checkpoint_predictor` (the dataset with the eval transform) or :func:`exported_predictor` (the
-    dataset without a transform: raw uint8 pixels). With ``save_predictions``, each prediction is written there
-    as ``files`` declares, with a colour overlay. Under ``torchrun`` each process takes its own images (no image
-    twice, none dropped) and the matrices are summed across processes.
+    ``predictor``: a :class:`CheckpointPredictor` (the dataset with the eval transform) or an
+    :class:`ExportedPredictor` (the dataset without a transform: raw uint8 pixels). With ``save_predictions``,
+    each prediction is written there as ``files`` declares, with a colour overlay. ``analysis`` sees every
+    image's prediction (and its class probabilities when it needs them). Under ``torchrun`` each process takes
+    its own images (no image twice, none dropped) and the matrices are summed across processes.
     """
     metric = ConfusionMatrix(num_classes).to(device)
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:
         save_predictions.mkdir(parents=True, exist_ok=True)
         files = files or PredictionFiles()
+    with_probs = analysis is not None and analysis.needs_probs
     order = list(loader.sampler)  # dataset indices of this process's images
     for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())):
         image, mask = batch["image"].to(device), batch["mask"].to(device)
-        pred = predict(image)  # (H, W)
+        probs = predictor.probs(image) if with_probs else None  # (K, H, W)
+        pred = label_maps(probs[None])[0] if with_probs else predictor.labels(image)  # (H, W)
         metric.update(pred[None], mask)
+        if analysis is not None:
+            analysis.update(index, batch["name"][0], pred, mask[0], probs)
         if save_predictions is not None:
             labels = pred.cpu().numpy()
             files.write(save_predictions, batch["name"][0], labels)
@@ -58,27 +64,46 @@ def evaluate(
     return metric.compute().cpu()  # summed over processes
 
 
-def checkpoint_predictor(model: torch.nn.Module, settings: dict | None = None):
+class CheckpointPredictor:
     """A checkpoint's model (eval mode, on the device) with test-time augmentation ``settings`` (keyword
-    arguments of :func:`segkit.inference.predict_probs`) on a normalized batch."""
-    model.eval()
-    return lambda image: predict_labels(model, image, **(settings or {}))[0]
+    arguments of :func:`segkit.inference.predict_probs`) on a normalized (1, 3, H, W) batch."""
+
+    def __init__(self, model: torch.nn.Module, settings: dict | None = None) -> None:
+        self.model, self.settings = model.eval(), settings or {}
+
+    def labels(self, image: torch.Tensor) -> torch.Tensor:
+        """(H, W) class indices."""
+        return predict_labels(self.model, image, **self.settings)[0]
+
+    def probs(self, image: torch.Tensor) -> torch.Tensor:
+        """(K, H, W) class probabilities (their argmax is :meth:`labels`)."""
+        return predict_probs(self.model, image, **self.settings)[0]
 
 
-def exported_predictor(exported):
+class ExportedPredictor:
     """An :class:`~segkit.inference.exported.ExportedModel` on a batch of one raw (1, 3, H, W) uint8 image."""
 
-    def predict(image: torch.Tensor) -> torch.Tensor:
-        pixels = image[0].permute(1, 2, 0).cpu().numpy()
-        return torch.from_numpy(exported.labels([pixels])[0]).to(image.device)
+    def __init__(self, exported) -> None:
+        self.exported = exported
 
-    return predict
+    def labels(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.exported.labels([_pixels(image)])[0]).to(image.device)
+
+    def probs(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.exported.probs([_pixels(image)])[0]).to(image.device)
 
 
-def score_predictions(dataset, folder: Path, num_classes: int, files: PredictionFiles) -> ConfusionMatrix:
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    return image[0].permute(1, 2, 0).cpu().numpy()
+
+
+def score_predictions(
+    dataset, folder: Path, num_classes: int, files: PredictionFiles, analysis: EvalAnalysis | None = None
+) -> ConfusionMatrix:
     """Scores the prediction files in ``folder`` against the split's ground truth (no model).
 
-    Every process scores all files (reading PNGs is cheap), so the matrix is not summed across processes.
+    Every process scores all files (reading PNGs is cheap), so the matrix is not summed across processes (nor
+    are ``analysis``'s counts: build it with ``sync=False``).
     """
     metric = ConfusionMatrix(num_classes, sync_on_compute=False)
     for index, path in enumerate(tqdm(files.match(dataset.ids, folder), desc="score")):
@@ -86,7 +111,10 @@ def score_predictions(dataset, folder: Path, num_classes: int, files: Prediction
         pred = files.read(path, num_classes)
         if pred.shape != gt.shape:
             raise ValueError(f"prediction {path} is {pred.shape}, its ground truth is {gt.shape}")
-        metric.update(torch.from_numpy(pred), torch.from_numpy(gt))
+        pred, gt = torch.from_numpy(pred), torch.from_numpy(gt)
+        metric.update(pred, gt)
+        if analysis is not None:
+            analysis.update(index, dataset.samples[index].name, pred, gt)
     return metric
 
 

@@ -35,20 +35,30 @@ class ConfusionMatrix(Metric):
         """preds: (B, H, W) class indices or (B, K, H, W) logits; target: (B, H, W)."""
         if preds.ndim == target.ndim + 1:
             preds = preds.argmax(dim=1)
-        if preds.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(target.shape)}")
-        k = self.num_classes
-        target, preds = target.reshape(-1).long(), preds.reshape(-1).long()
-        labelled = (target >= 0) & (target < k)
-        predicted = (preds >= 0) & (preds < k)
-        # bins: k*k confusion cells, k void cells, one dropped bin: no boolean indexing, no device sync
-        index = torch.where(labelled & predicted, target * k + preds, torch.where(labelled, k * k + target, k * k + k))
-        counts = torch.bincount(index, minlength=k * k + k + 1)
-        self.confmat += counts[: k * k].reshape(k, k)
-        self.void += counts[k * k : k * k + k]
+        confmat, void = confusion_counts(preds, target, self.num_classes)
+        self.confmat += confmat
+        self.void += void
 
     def compute(self) -> torch.Tensor:
         return self.confmat
+
+
+def confusion_counts(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (K, K) confusion counts and the (K,) void counts (see :class:`ConfusionMatrix`) of class indices
+    ``preds`` against ``target`` (equal shapes), on their device.
+
+    One ``bincount`` with no host synchronisation: k*k confusion cells, k void cells and one dropped bin, no
+    boolean indexing.
+    """
+    if preds.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(target.shape)}")
+    k = num_classes
+    target, preds = target.reshape(-1).long(), preds.reshape(-1).long()
+    labelled = (target >= 0) & (target < k)
+    predicted = (preds >= 0) & (preds < k)
+    index = torch.where(labelled & predicted, target * k + preds, torch.where(labelled, k * k + target, k * k + k))
+    counts = torch.bincount(index, minlength=k * k + k + 1)
+    return counts[: k * k].reshape(k, k), counts[k * k : k * k + k]
 
 
 def segmentation_scores(confmat: torch.Tensor, void: torch.Tensor | None = None) -> dict[str, torch.Tensor | float]:

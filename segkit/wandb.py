@@ -237,6 +237,34 @@ class WandbDashboard(L.Callback):
             run.summary["best/step"] = trainer.global_step
 
 
+def analysis_panels(prefix: str, outputs: dict) -> dict:
+    """The plot files as ``<prefix>/plots/<name>`` images, the worst images as the table ``<prefix>/worst``
+    (rank, image, mIoU, pixel accuracy, panel)."""
+    import wandb
+
+    log = {f"{prefix}/plots/{name}": wandb.Image(str(path)) for name, path in outputs.get("plots", {}).items()}
+    if outputs.get("worst"):
+        columns = ["rank", "image", "mIoU", "pixel_accuracy", "panel"]
+        rows = [
+            [r["rank"], r["image"], r["mIoU"], r["pixel_accuracy"], wandb.Image(r["panel"])] for r in outputs["worst"]
+        ]
+        log[f"{prefix}/worst"] = wandb.Table(columns=columns, data=rows)
+    return log
+
+
+def analysis_summary(prefix: str, result: dict) -> dict:
+    """The analysis's numbers for the run summary: trimap mIoU per width, mean Boundary IoU, ECE and NLL."""
+    summary = {}
+    if "trimap" in result:
+        summary |= {f"{prefix}/trimap_mIoU/{w}px": v for w, v in result["trimap"]["mIoU"].items()}
+    if "boundary_iou" in result:
+        summary[f"{prefix}/boundary_IoU"] = result["boundary_iou"]["mean"]
+    if "calibration" in result:
+        summary[f"{prefix}/ECE"] = result["calibration"]["ECE"]
+        summary[f"{prefix}/NLL"] = result["calibration"]["NLL"]
+    return summary
+
+
 def log_eval(
     project: str | None,
     run_id: str | None,
@@ -246,9 +274,11 @@ def log_eval(
     settings: dict,
     result: dict,
     samples: list,
+    outputs: dict | None = None,
 ) -> None:
     """``segkit eval``'s results (``eval/...``: table, chart, confusion matrix, sample predictions, scores in the
-    summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run)."""
+    summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run). ``outputs``:
+    the analysis's plot files (``eval/plots/<name>``) and worst images (the table ``eval/worst``)."""
     import wandb
 
     reason = offline_reason()
@@ -261,7 +291,10 @@ def log_eval(
         config={"eval": settings},
     )
     run.log(panels("eval", confmat, segmentation_scores(confmat, void), class_names, samples))
+    if outputs:
+        run.log(analysis_panels("eval", outputs))
     run.summary.update({f"eval/{k}": result[k] for k in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")})
+    run.summary.update(analysis_summary("eval", result))
     run.summary.update({f"eval/IoU/{k}": v for k, v in result["per_class_iou"].items()})
     run_dir = os.path.dirname(os.path.normpath(run.dir))
     run.finish()

@@ -19,9 +19,9 @@ from pathlib import Path
 from .. import distributed
 from ..data.predictions import PredictionFiles
 from ..evaluation import (
-    checkpoint_predictor,
+    CheckpointPredictor,
+    ExportedPredictor,
     evaluate,
-    exported_predictor,
     save_confusion,
     score_predictions,
     scores_json,
@@ -56,7 +56,36 @@ def parser():
         help="log the results to this existing W&B run (e.g. the training run)",
     )
     p.add_argument("--wandb_images", type=int, default=8, help="sample predictions logged to W&B")
+    add_analysis_options(p)
     return p
+
+
+def add_analysis_options(p) -> None:
+    """Where the model fails (docs/evaluation.md, "Where a model fails")."""
+    from jsonargparse import ActionYesNo
+
+    p.add_argument(
+        "--output_dir",
+        type=str | None,
+        default=None,
+        help="write the plots (confusion matrix, per-class IoU, trimap, reliability) and the --worst panels here",
+    )
+    p.add_argument("--per_image", type=str | None, default=None, help="write one CSV row of scores per image here")
+    p.add_argument("--worst", type=int, default=0, help="save panels of the K images with the lowest mIoU")
+    p.add_argument(
+        "--trimap", type=int, nargs="+", default=None, help="mIoU within bands of these widths (pixels), e.g. 2 5 10"
+    )
+    p.add_argument(
+        "--trimap_band",
+        type=str | None,
+        default=None,
+        help="void (around the ground truth's void outlines) or boundaries (around class boundaries); "
+        "default: void for data sets with void outlines (VOC), else boundaries",
+    )
+    p.add_argument("--boundary_iou", action=ActionYesNo, default=False, help="Boundary IoU per class and mean")
+    p.add_argument("--boundary_ratio", type=float, default=0.02, help="Boundary IoU width: this x the image diagonal")
+    p.add_argument("--calibration", action=ActionYesNo, default=False, help="expected calibration error, NLL")
+    p.add_argument("--calibration_bins", type=int, default=15, help="equal-width confidence bins of the ECE")
 
 
 def main(args: list[str]) -> None:
@@ -77,9 +106,10 @@ def main(args: list[str]) -> None:
         )
 
     files, void, model = datamodule.prediction_files, None, None
+    analysis = eval_analysis(p, cfg, datamodule, device)
     if cfg.predictions is not None:
         dataset = datamodule.split_dataset(cfg.split)
-        metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, files)
+        metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, files, analysis)
         confmat, void = metric.compute(), metric.void
         settings = {"num_images": len(dataset), "split": cfg.split, "predictions": str(cfg.predictions)}
         heading = f"{cfg.split}: {len(dataset)} prediction files from {cfg.predictions}"
@@ -87,7 +117,7 @@ def main(args: list[str]) -> None:
         if cfg.model_file is not None:
             model = exported_model(p, cfg, datamodule)
             dataset = datamodule.split_dataset(cfg.split)  # raw pixels: the file does its own normalization
-            predict = exported_predictor(model)
+            predictor = ExportedPredictor(model)
             baked = model.settings
             scales, flip, stride, pad_to = baked["scales"], baked["flip"], baked["output_stride"], baked["pad_to"]
             source = {"model_file": str(cfg.model_file), "form": model.form, "quantization": model.meta["quantization"]}
@@ -95,11 +125,11 @@ def main(args: list[str]) -> None:
             # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
             model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
             dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
-            predict = checkpoint_predictor(model, inference_settings(cfg))
+            predictor = CheckpointPredictor(model, inference_settings(cfg))
             scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
             source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
         confmat = evaluate(
-            predict,
+            predictor,
             dataset,
             datamodule.num_classes,
             device,
@@ -107,6 +137,7 @@ def main(args: list[str]) -> None:
             Path(cfg.save_predictions) if cfg.save_predictions else None,
             files,
             datamodule.palette,
+            analysis,
         )
         settings = {
             "num_images": len(dataset),
@@ -125,18 +156,86 @@ def main(args: list[str]) -> None:
     world = distributed.rank_and_world()[1]
     if world > 1:
         settings["processes"] = world
+    found = analysis.compute(datamodule.class_names) if analysis.active else {}  # every process: sums
     if distributed.is_main():
-        result = scores_json(confmat, datamodule.class_names, settings, void)
+        result = scores_json(confmat, datamodule.class_names, settings, void) | found
+        outputs = write_analysis(cfg, analysis, result, confmat, void, dataset, datamodule)
         report(confmat, void, datamodule.class_names, result, heading, cfg)
         if cfg.wandb_project or cfg.wandb_run_id:
             from ..wandb import log_eval
 
-            samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device, predict)
+            samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device)
             log_eval(
-                cfg.wandb_project, cfg.wandb_run_id, confmat, void, datamodule.class_names, settings, result, samples
+                cfg.wandb_project,
+                cfg.wandb_run_id,
+                confmat,
+                void,
+                datamodule.class_names,
+                settings,
+                result,
+                samples,
+                outputs,
             )
     distributed.leave()
     sys.exit(0)
+
+
+def eval_analysis(p, cfg, datamodule, device):
+    """The :class:`~segkit.analysis.EvalAnalysis` that the options ask for; their errors in one line."""
+    from ..analysis import EvalAnalysis
+    from ..analysis.boundaries import BANDS
+
+    if cfg.worst < 0:
+        p.error(f"--worst must be 0 or more, got {cfg.worst}")
+    if cfg.worst and not cfg.output_dir:
+        p.error("--worst needs --output_dir, the folder for the panels of the worst images")
+    if cfg.calibration and cfg.predictions is not None:
+        p.error("--calibration needs class probabilities: give --ckpt_path or --model_file, not --predictions")
+    band = cfg.trimap_band or ("void" if datamodule.void_outlines else "boundaries")
+    if band not in BANDS:
+        p.error(f"--trimap_band must be one of {', '.join(BANDS)}, got {band!r}")
+    if cfg.trimap is not None and any(w < 1 for w in cfg.trimap):
+        p.error(f"--trimap widths must be positive pixel counts, got {' '.join(map(str, cfg.trimap))}")
+    if cfg.boundary_iou and not 0 < cfg.boundary_ratio < 1:
+        p.error(f"--boundary_ratio must be in (0, 1), got {cfg.boundary_ratio}")
+    if cfg.calibration and cfg.calibration_bins < 1:
+        p.error(f"--calibration_bins must be at least 1, got {cfg.calibration_bins}")
+    if cfg.output_dir and Path(cfg.output_dir).is_dir() and any(Path(cfg.output_dir).iterdir()):
+        p.error(f"--output_dir {cfg.output_dir} is not empty: choose a new folder (nothing in it is replaced)")
+    return EvalAnalysis(
+        datamodule.num_classes,
+        per_image=cfg.per_image is not None,
+        worst=cfg.worst,
+        trimap_widths=cfg.trimap or (),
+        trimap_band=band,
+        boundary_ratio=cfg.boundary_ratio if cfg.boundary_iou else None,
+        calibration_bins=cfg.calibration_bins if cfg.calibration else None,
+        device=device,
+        sync=cfg.predictions is None,
+    )
+
+
+def write_analysis(cfg, analysis, result: dict, confmat, void, dataset, datamodule) -> dict:
+    """The per-image CSV, the plots and the worst panels that the options ask for; their paths go into
+    ``result`` (the JSON). Returns {plot name: file} and the worst images' rows, for W&B."""
+    from ..analysis.report import write_plots, write_worst
+
+    outputs = {}
+    if cfg.per_image:
+        analysis.per_image.write_csv(Path(cfg.per_image), datamodule.class_names)
+        result["per_image_csv"] = str(cfg.per_image)
+    if cfg.output_dir:
+        folder = Path(cfg.output_dir)
+        scores = segmentation_scores(confmat, void)
+        plots = write_plots(folder, confmat, scores, datamodule.class_names, result)
+        result["plots"] = {name: str(path) for name, path in plots.items()}
+        outputs["plots"] = plots
+    if cfg.worst:
+        worst = write_worst(
+            Path(cfg.output_dir), analysis.per_image, dataset, datamodule.palette, datamodule.class_names
+        )
+        result["worst"] = outputs["worst"] = worst
+    return outputs
 
 
 def exported_model(p, cfg, datamodule):
@@ -157,7 +256,7 @@ def exported_model(p, cfg, datamodule):
     return model
 
 
-def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device, predict=None) -> list:
+def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device) -> list:
     """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
     the evaluation's settings, or read from the prediction files."""
     from ..wandb import predict_samples, sample_indices
@@ -173,10 +272,39 @@ def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int,
 
 
 def report(confmat, void, class_names, result: dict, heading: str, cfg) -> None:
-    """The IoU table and fwIoU on stdout; the JSON and the confusion matrix files when asked for."""
+    """The IoU table, fwIoU and what the analysis options measured on stdout; the JSON and the confusion
+    matrix files when asked for."""
     print(format_iou_table(class_names, segmentation_scores(confmat, void), cfg.split, heading))
     print(f"{cfg.split}/fwIoU {100 * result['fwIoU']:>9.2f}")
+    for line in analysis_lines(result, cfg.split):
+        print(line)
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(result, indent=1))
     if cfg.confusion:
         save_confusion(confmat, Path(cfg.confusion))
+
+
+def analysis_lines(result: dict, split: str) -> list[str]:
+    """One line per analysis measurement (percentages; "-" where nothing was there to measure)."""
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    lines = []
+    if "trimap" in result:
+        t = result["trimap"]
+        widths = ", ".join(f"{w} px {pct(t['mIoU'][str(w)])}" for w in t["widths"])
+        lines.append(f"{split}/trimap mIoU (band around the {t['band_description']}): {widths}")
+    if "boundary_iou" in result:
+        b = result["boundary_iou"]
+        lines.append(f"{split}/boundary IoU (dilation {b['dilation_ratio']} x diagonal): mean {pct(b['mean'])}")
+    if "calibration" in result:
+        c = result["calibration"]
+        lines.append(f"{split}/calibration: ECE {pct(c['ECE'])}% ({c['bins']} bins), NLL {c['NLL']:.4f}")
+    if "per_image_csv" in result:
+        lines.append(f"per-image scores: {result['per_image_csv']}")
+    for row in result.get("worst", []):
+        lines.append(f"worst #{row['rank']}: {row['image']} mIoU {pct(row['mIoU'])} -> {row['panel']}")
+    if "plots" in result:
+        lines.append(f"plots: {', '.join(result['plots'].values())}")
+    return lines

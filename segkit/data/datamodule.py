@@ -29,6 +29,8 @@ class SegmentationDataModule(L.LightningDataModule):
     - ``palette``: (256, 3) uint8 class colours of masks and overlays (``segkit predict``, reports);
     - ``prediction_files``: how its prediction files are named and encoded for its benchmark, and read back
       (``segkit eval --save_predictions`` / ``--predictions``);
+    - ``void_outlines``: whether its ground truth outlines objects with void (255) bands, as Pascal VOC's does
+      (``segkit eval --trimap`` then measures around those; otherwise around the class boundaries);
     - its splits, built by :meth:`make_split`, and the splits it trains on, :meth:`train_splits`.
 
     Subclasses take the arguments below through ``**kwargs``, with their own defaults for the first three.
@@ -54,6 +56,7 @@ class SegmentationDataModule(L.LightningDataModule):
     class_names: tuple[str, ...] = ()
     palette: np.ndarray = voc_palette()
     prediction_files: PredictionFiles = PredictionFiles()
+    void_outlines: bool = False
 
     def __init__(
         self,

@@ -102,6 +102,7 @@ class VOCDataModule(SegmentationDataModule):
     """
 
     class_names = VOC_CLASSES
+    void_outlines = True  # object boundaries marked 255 (5 px wide) by the annotators
 
     def __init__(
         self, root: str = "data/voc", augmented: bool = False, batch_size: int = 16, crop_size: int = 513, **kwargs

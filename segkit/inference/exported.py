@@ -74,10 +74,8 @@ class ExportedModel:
 
     def _batch_labels(self, batch: np.ndarray) -> np.ndarray:
         if self.form == "logits":
-            mean = np.asarray(self.meta["mean"], np.float32) * 255
-            std = np.asarray(self.meta["std"], np.float32) * 255
-            x = ((batch.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
-            return self._run(np.ascontiguousarray(x))["logits"].argmax(1).astype(_labels_dtype(self.num_classes))
+            x = np.ascontiguousarray(self._normalized(batch))
+            return self._run(x)["logits"].argmax(1).astype(_labels_dtype(self.num_classes))
         out = self._run(batch if self.batched else batch[0])
         if "labels" in out:
             labels = out["labels"]
@@ -85,6 +83,34 @@ class ExportedModel:
             scores = out.get("probs", out.get("logits"))
             labels = scores.argmax(-3).astype(_labels_dtype(self.num_classes))
         return labels if self.batched else labels[None]
+
+    def probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One (K, H, W) float32 map of class probabilities per uint8 RGB image (H, W, 3): the file's
+        ``probs`` output, or the softmax of its logits; a file that outputs labels alone has none."""
+        if self.form != "logits" and not {"probs", "logits"} & set(self.output_names):
+            raise ModelFileError(
+                f"{self.path} outputs {', '.join(self.output_names)} but no class probabilities: export it with "
+                "--outputs labels probs"
+            )
+        return [self._probs(_checked(im, self.path)[None])[0] for im in images]
+
+    def _probs(self, batch: np.ndarray) -> np.ndarray:
+        if self.form == "logits":
+            out = {"logits": self._run(np.ascontiguousarray(self._normalized(batch)))["logits"]}
+        else:
+            out = self._run(batch if self.batched else batch[0])
+            out = {k: (v if self.batched else v[None]) for k, v in out.items()}
+        if "probs" in out:
+            return out["probs"]
+        logits = out["logits"]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def _normalized(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalized with the metadata's mean and std."""
+        mean = np.asarray(self.meta["mean"], np.float32) * 255
+        std = np.asarray(self.meta["std"], np.float32) * 255
+        return ((batch.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
 
 
 def _labels_dtype(num_classes: int):
