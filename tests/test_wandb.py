@@ -238,6 +238,15 @@ def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
         "3",
         "--json",
         tmp_path / "s.json",
+        "--output_dir",
+        tmp_path / "analysis",
+        "--worst",
+        "2",
+        "--trimap",
+        "2",
+        "5",
+        "--boundary_iou",
+        "--calibration",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -250,6 +259,12 @@ def test_eval_logs_to_a_new_wandb_run(wandb_run, tiny_voc, tmp_path):
     logged = {k for h in run["history"] for k in h}
     assert {"eval/iou_table", "eval/confusion"} <= logged
     assert len([k for k in logged if re.match(r"eval/prediction/[^/]+$", k)]) == 3
+    # the analysis: its plots, the worst images' table, its numbers in the summary
+    plots = {"confusion_matrix", "per_class_iou", "trimap", "reliability"}
+    assert {f"eval/plots/{p}" for p in plots} | {"eval/worst"} <= logged
+    assert run["summary"]["eval/ECE"] == pytest.approx(scores["calibration"]["ECE"])
+    assert run["summary"]["eval/boundary_IoU"] == pytest.approx(scores["boundary_iou"]["mean"])
+    assert run["summary"]["eval/trimap_mIoU/5px"] == pytest.approx(scores["trimap"]["mIoU"]["5"])
 
 
 def test_offline_fallback_reasons(monkeypatch, tmp_path):

@@ -5,7 +5,9 @@
         --scales 0.75 1.0 1.25 --flip
 
 For every image ``<stem>.png`` (class indices, a palette PNG coloured like the data set's masks) and
-``<stem>_overlay.jpg`` (the image blended with the colour mask) are written at the image's own resolution.
+``<stem>_overlay.jpg`` (the image blended with the colour mask) are written at the image's own resolution;
+``--confidence`` adds ``<stem>_confidence.png`` and ``<stem>_entropy.png``, 16-bit maps of the top class
+probability and of the entropy over log(classes), from the probabilities the mask comes from.
 The config's data section gives the normalization, the class names and the colours. Images of the same size
 are batched together (sorted by size first), so each prediction equals that of the image alone; an image
 that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
@@ -31,6 +33,13 @@ def parser():
     add_inference_options(p)
     p.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
     p.add_argument("--num_workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument(
+        "--confidence",
+        action=ActionYesNo,
+        default=False,
+        help="also write <stem>_confidence.png and <stem>_entropy.png (16-bit: top class probability and "
+        "entropy / log(classes), times 65535)",
+    )
     p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
     return p
 
@@ -45,7 +54,7 @@ def main(args: list[str]) -> None:
     datamodule = config_datamodule(p, cfg)
     files = find_images(cfg.input)
     output = Path(cfg.output)
-    existing = [p for f in files for p in output_paths(output, f) if p.exists()]
+    existing = [p for f in files for p in output_paths(output, f, cfg.confidence) if p.exists()]
     if existing and not cfg.overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         sys.exit(
@@ -63,6 +72,7 @@ def main(args: list[str]) -> None:
         cfg.batch_size,
         cfg.num_workers,
         cfg.device,
+        cfg.confidence,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:

@@ -9,8 +9,10 @@ cannot be read is reported by name and skipped.
 from __future__ import annotations
 
 import glob
+import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -20,7 +22,7 @@ from tqdm import tqdm
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import save_overlay
-from .predict import predict_labels
+from .predict import label_maps, predict_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -49,8 +51,23 @@ def find_images(spec: str) -> list[Path]:
     return files
 
 
-def output_paths(folder: Path, image: Path) -> tuple[Path, Path]:
-    return folder / f"{image.stem}.png", folder / f"{image.stem}_overlay.jpg"
+def output_paths(folder: Path, image: Path, confidence: bool = False) -> tuple[Path, ...]:
+    """The mask and the overlay, and with ``confidence`` the confidence and entropy maps."""
+    paths = (folder / f"{image.stem}.png", folder / f"{image.stem}_overlay.jpg")
+    if confidence:
+        paths += (folder / f"{image.stem}_confidence.png", folder / f"{image.stem}_entropy.png")
+    return paths
+
+
+def confidence_maps(probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(K, H, W) class probabilities -> the top probability and the entropy divided by its maximum log(K), each
+    in [0, 1] as a (H, W) uint16 map (value / 65535): 65535 is certainty in the first, total doubt (every class
+    equally likely) in the second."""
+    top = probs.amax(0)
+    entropy = -(probs * probs.clamp(min=torch.finfo(probs.dtype).tiny).log()).sum(0) / math.log(probs.shape[0])
+    return tuple(
+        (m.clamp(0, 1) * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16) for m in (top, entropy)
+    )
 
 
 def header_size(path: Path) -> tuple[int, int]:
@@ -79,11 +96,18 @@ class ImageFiles(Dataset):
         return {"index": index, "image": image, "input": self.transform(image=image)["image"]}
 
 
-def save_prediction(folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray) -> None:
-    """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``."""
-    mask_file, overlay_file = output_paths(folder, path)
-    write_label_png(mask_file, pred, palette)
-    save_overlay(overlay_file, image, pred, palette)
+def save_prediction(
+    folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray, probs: torch.Tensor | None
+) -> None:
+    """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``; with ``probs`` (K, H, W) also
+    ``<stem>_confidence.png`` and ``<stem>_entropy.png`` (16-bit, :func:`confidence_maps`)."""
+    files = output_paths(folder, path, probs is not None)
+    write_label_png(files[0], pred, palette)
+    save_overlay(files[1], image, pred, palette)
+    if probs is not None:
+        for file, values in zip(files[2:], confidence_maps(probs)):
+            if not cv2.imwrite(str(file), values):
+                raise OSError(f"cannot write {file}")
 
 
 def predict_folder(
@@ -96,10 +120,12 @@ def predict_folder(
     batch_size: int = 4,
     num_workers: int = 2,
     device: str = "cpu",
+    confidence: bool = False,
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of unreadable ones.
 
     ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
+    ``confidence``: also the confidence and entropy maps of the probabilities the masks come from.
     """
     model = model.to(device).eval()
     output.mkdir(parents=True, exist_ok=True)
@@ -111,8 +137,10 @@ def predict_folder(
 
     def flush() -> None:
         batch = torch.stack([s["input"] for s in pending]).to(device)
-        for sample, pred in zip(pending, predict_labels(model, batch, **(settings or {}))):
-            save_prediction(output, dataset.files[sample["index"]], sample["image"], pred.cpu().numpy(), palette)
+        probs = predict_probs(model, batch, **(settings or {}))
+        for sample, pred, p in zip(pending, label_maps(probs), probs):
+            path = dataset.files[sample["index"]]
+            save_prediction(output, path, sample["image"], pred.cpu().numpy(), palette, p if confidence else None)
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
