@@ -190,3 +190,15 @@ def test_per_image_counts_sum_to_the_confusion_matrix():
     worst = rows.worst()
     assert [row.index for row, _ in worst] == sorted(range(6), key=lambda i: (rows.rows[i].miou, i))[:2]
     assert all(math.isfinite(row.miou) for row, _ in worst)
+
+
+def test_eval_analysis_results_can_be_read_twice():
+    from segkit.analysis import EvalAnalysis
+
+    analysis = EvalAnalysis(2, per_image=True, trimap_widths=(2,), boundary_ratio=0.02, calibration_bins=5)
+    truth, pred = square(), square(left=22)
+    probs = torch.from_numpy(np.stack([pred == 0, pred == 1]).astype(np.float32))
+    analysis.update(0, "a", torch.from_numpy(pred), torch.from_numpy(truth), probs)
+    first = analysis.compute(["bg", "square"])
+    assert first["boundary_iou"]["per_class"]["square"] == 0.5
+    assert analysis.compute(["bg", "square"]) == first

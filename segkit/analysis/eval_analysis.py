@@ -76,7 +76,7 @@ class EvalAnalysis:
         if self.trimap is not None:
             results["trimap"] = self.trimap.compute()
         if self.boundary is not None:
-            boundary = self.boundary.compute()
+            boundary = dict(self.boundary.compute())  # a copy: torchmetrics caches what compute returned
             per_class = boundary["per_class"].tolist()
             boundary["per_class"] = {n: (None if v != v else v) for n, v in zip(class_names, per_class)}
             results["boundary_iou"] = boundary
