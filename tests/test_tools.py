@@ -74,3 +74,15 @@ def test_deploy_benchmark_quick_runs_every_runtime(tmp_path):
         assert 0 <= r["mIoU"] <= 1 and 0 <= r["agreement"] <= 1
     float_rows = [r for r in rows if r["runtime"] in runtimes[:2]]
     assert all(r["agreement"] >= 0.9999 for r in float_rows)  # ONNX Runtime fp32 labels are PyTorch's
+
+
+@pytest.mark.slow
+def test_analysis_benchmark_quick_times_both_loops(tmp_path):
+    """tools/benchmark_analysis.py --quick: the plain and the analysis loop over the same 6 images, against this
+    checkout as its own baseline."""
+    args = ["--quick", "--baseline_src", REPO, "--json", tmp_path / "a.json"]
+    python(REPO / "tools" / "benchmark_analysis.py", *args, cwd=tmp_path, check=True)
+    results = json.loads((tmp_path / "a.json").read_text())
+    assert set(results["rows"]) == {"plain", "analysis", "baseline plain"} and results["images"] == 6
+    assert all(row["seconds_per_image"] > 0 for row in results["rows"].values())
+    assert results["analysis_over_plain"] > 0 and results["rows"]["analysis"]["plot_seconds"] > 0

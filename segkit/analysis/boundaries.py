@@ -155,10 +155,8 @@ class BoundaryIoU(Metric):
         """``per_class`` Boundary IoU (NaN for a class without boundary pixels in truth or prediction) and its
         ``mean`` over the classes that have some."""
         union = self.truth + self.predicted - self.intersection
-        iou = torch.where(
-            union > 0, self.intersection / union.clamp(min=1), torch.full_like(union, math.nan, dtype=torch.float64)
-        )
-        iou = iou.double().cpu()
+        ratio = self.intersection.double() / union.clamp(min=1).double()
+        iou = torch.where(union > 0, ratio, torch.full_like(ratio, math.nan)).cpu()
         return {
             "dilation_ratio": self.dilation_ratio,
             "mean": _finite(float(iou.nanmean())) if (union > 0).any() else None,
