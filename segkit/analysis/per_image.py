@@ -110,6 +110,7 @@ class PerImageScores:
         ``union/<class>`` for every class (integers)."""
         header = ["image", "labelled_pixels", "pixel_accuracy", "mIoU"]
         header += [f"intersection/{n}" for n in class_names] + [f"union/{n}" for n in class_names]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)

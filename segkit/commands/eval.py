@@ -194,6 +194,7 @@ def report(confmat, void, class_names, result: dict, heading: str, cfg) -> None:
     for line in analysis_lines(result, cfg.split):
         print(line)
     if cfg.json:
+        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json).write_text(json.dumps(result, indent=1))
     if cfg.confusion:
         save_confusion(confmat, Path(cfg.confusion))
