@@ -102,7 +102,7 @@ def test_prediction_files_give_the_checkpoints_analysis(analysed, tiny_voc, tmp_
     want, got = json.loads((analysed / "scores.json").read_text()), json.loads((tmp_path / "s.json").read_text())
     assert got["trimap"] == want["trimap"] and got["boundary_iou"] == want["boundary_iou"]
     assert [w["image"] for w in got["worst"]] == [w["image"] for w in want["worst"]]
-    assert read_csv(tmp_path / "new" / "rows.csv")  # its folder made == read_csv(analysed / "per_image.csv")
+    assert read_csv(tmp_path / "new" / "rows.csv") == read_csv(analysed / "per_image.csv")  # its folder made
 
 
 def test_cityscapes_prediction_files_use_the_class_boundary_band(tmp_path, capsys):
