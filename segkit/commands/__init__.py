@@ -126,6 +126,10 @@ def _said_in_one_line(error: Exception) -> bool:
     accelerator this machine lacks."""
     if isinstance(error, (FileNotFoundError, FileExistsError, ValueError)):
         return True
+    from ..io.disk import is_disk_full
+
+    if is_disk_full(error):  # DiskFullError names the file and the bytes; another writer's names the file
+        return True
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from ..training.checkpoints import Diverged
@@ -136,7 +140,22 @@ def _said_in_one_line(error: Exception) -> bool:
 def one_line(error: BaseException) -> str:
     """The message; for an error raised in a DataLoader worker (PyTorch re-raises it with the worker's
     traceback in the message), the original error's own message."""
+    from ..io.disk import DiskFullError, is_disk_full
+
+    if is_disk_full(error) and not isinstance(error, DiskFullError):
+        return _disk_full_message(error)
     message = str(error)
     if "Original Traceback" in message:
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]
     return message
+
+
+def _disk_full_message(error: BaseException) -> str:
+    """A full disk met by a writer that does not raise DiskFullError: the file it names, and the free space."""
+    from ..io.disk import free_bytes, human
+
+    while error is not None and not (isinstance(error, OSError) and error.filename):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return "no space left on the disk being written to: free some space or write elsewhere"
+    return f"no space left for {error.filename}: {human(free_bytes(error.filename))} free on its disk"

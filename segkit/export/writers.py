@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io.disk import DiskFullError, free_bytes, is_disk_full
+
 FORMATS = ("onnx", "torchscript")
 
 
@@ -99,7 +101,13 @@ def write_new(output: Path, write) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     try:
-        write(partial)
+        try:
+            write(partial)
+        except Exception as e:
+            if is_disk_full(e):
+                partial.unlink(missing_ok=True)
+                raise DiskFullError(output, None, free_bytes(output.parent)) from None
+            raise
         if output.exists():
             raise FileExistsError(f"{output} appeared while it was being written; choose another --output")
         partial.rename(output)

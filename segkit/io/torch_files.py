@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .disk import DiskFullError, free_bytes, is_disk_full, tensor_bytes
+
 
 class CheckpointFileError(ValueError):
     """A checkpoint or weights file that cannot be used; the message names the file and the problem."""
@@ -85,7 +87,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder, fsync and rename."""
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder, fsync and rename; a full disk
+    raises :class:`~segkit.io.disk.DiskFullError` and leaves no temporary file (an earlier ``path`` stays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -99,8 +102,10 @@ def save_atomic(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFullError(path, tensor_bytes(obj), free_bytes(path.parent)) from None
         raise
     try:  # the rename itself survives a power loss once the folder is synced
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -26,6 +26,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from ..io.disk import free_bytes, human
 from ..io.torch_files import save_atomic
 
 
@@ -134,11 +135,16 @@ class SegkitCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Removes what a killed write left behind: save_atomic's temporary files (the checkpoints are whole)."""
+        """Removes what a killed write left behind (save_atomic's temporary files: the checkpoints are whole),
+        then warns when the disk cannot hold the checkpoints this run keeps."""
         if trainer.is_global_zero and self.dirpath and os.path.isdir(self.dirpath):
             for leftover in Path(self.dirpath).glob(".*.ckpt.*.tmp"):
                 leftover.unlink(missing_ok=True)
                 print(f"segkit: removed {leftover}, an unfinished write of a killed run", flush=True)
+        if trainer.is_global_zero and self.dirpath:
+            warning = space_warning(self, trainer, pl_module)
+            if warning:
+                print(warning, flush=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -148,6 +154,32 @@ class SegkitCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.fast_dev_run:
             self.save_last_now(trainer)
+
+
+def checkpoint_bytes(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+    """About the size of one checkpoint: the weights and buffers, and the optimizer's state per weight (one
+    tensor for SGD with momentum, two for Adam's moments)."""
+    weights = sum(p.nelement() * p.element_size() for p in pl_module.parameters())
+    buffers = sum(b.nelement() * b.element_size() for b in pl_module.buffers())
+    states = 0
+    for optimizer in trainer.optimizers:
+        defaults = optimizer.defaults
+        states = max(states, 2 if "betas" in defaults else int(bool(defaults.get("momentum", 0))))
+    return weights * (1 + states) + buffers
+
+
+def space_warning(callback: ModelCheckpoint, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
+    """One line when the checkpoint folder's disk has less room than the checkpoints the run keeps at once (the
+    best ``save_top_k``, ``last.ckpt``, and one being written)."""
+    size = checkpoint_bytes(trainer, pl_module)
+    kept = (callback.save_top_k if callback.save_top_k >= 0 else 3) + int(bool(callback.save_last)) + 1
+    free = free_bytes(Path(callback.dirpath))
+    if free >= kept * size:
+        return None
+    return (
+        f"segkit: warning: {callback.dirpath} has {human(free)} free, and this run keeps up to {kept} checkpoints "
+        f"of about {human(size)} at once ({human(kept * size)}): it may stop when the disk fills"
+    )
 
 
 class GracefulStop(Callback):

@@ -1,0 +1,89 @@
+"""A full disk: one line naming the file, the bytes needed and free, exit status 1, earlier files untouched and no
+partial files; on a small filesystem the tests mount when they may, and by a writer that fails as a full disk
+does (PyTorch's RuntimeError with the ENOSPC OSError as its context)."""
+
+import errno
+import subprocess
+
+import pytest
+import torch
+from helpers import CONFIGS, TINY_VOC_ARGS, run_here
+
+from segkit.commands import one_line
+from segkit.export.writers import write_new
+from segkit.io import torch_files
+from segkit.io.disk import DiskFullError, is_disk_full, tensor_bytes
+from segkit.io.torch_files import save_atomic
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs the right to mount, as root in a container has; skipped otherwise)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def _fails_as_a_full_disk(obj, f):
+    f.write(b"x" * 100)
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+
+def test_a_full_disk_in_save_atomic_names_the_file_and_keeps_the_earlier_one(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_atomic({"step": 1}, path)
+    monkeypatch.setattr(torch_files.torch, "save", _fails_as_a_full_disk)
+    state = {"w": torch.zeros(1000)}
+    with pytest.raises(DiskFullError) as error:
+        save_atomic(state, path)
+    message = str(error.value)
+    assert message.startswith(f"no space left for {path}: it needs about 4.0 KB, ") and "free on its disk" in message
+    assert error.value.needed == tensor_bytes(state) == 4000 and error.value.free > 0
+    monkeypatch.undo()
+    assert torch.load(path) == {"step": 1}  # untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_save_atomic_on_a_really_full_disk(small_disk):
+    save_atomic({"step": 1}, small_disk / "last.ckpt")
+    with pytest.raises(DiskFullError) as error:
+        save_atomic({"w": torch.zeros(1_000_000)}, small_disk / "last.ckpt")  # 4 MB on 2 MB
+    assert error.value.needed == 4_000_000 and error.value.free < 2_100_000
+    assert torch.load(small_disk / "last.ckpt") == {"step": 1}
+    assert [p.name for p in small_disk.iterdir()] == ["last.ckpt"]
+
+
+def test_a_full_disk_in_an_export_leaves_no_partial_file(tmp_path):
+    def write(partial):
+        partial.write_bytes(b"onnx")
+        raise OSError(errno.ENOSPC, "No space left on device", str(partial))
+
+    with pytest.raises(DiskFullError) as error:
+        write_new(tmp_path / "model.onnx", write)
+    assert str(error.value).startswith(f"no space left for {tmp_path / 'model.onnx'}: it did not fit, ")
+    assert not list(tmp_path.iterdir())
+
+
+def test_other_writers_full_disks_are_one_line():
+    error = OSError(errno.ENOSPC, "No space left on device", "/tmp/out/mask.png")
+    assert is_disk_full(error)
+    assert one_line(error).startswith("no space left for /tmp/out/mask.png: ") and "\n" not in one_line(error)
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_fit_on_a_full_disk_warns_first_and_stops_in_one_line(tiny_voc, small_disk, capsys):
+    args = ["--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS, "--trainer.logger", "false"]
+    args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
+    proc = run_here(capsys, "fit", *args, "--trainer.default_root_dir", small_disk, cwd=small_disk.parent)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "segkit: warning: " in proc.stdout and "it may stop when the disk fills" in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("segkit fit: no space left for ") and "needs about" in last and "free on its disk" in last
+    assert not [p for p in small_disk.rglob("*") if p.is_file() and ".tmp" in p.name]  # no partial checkpoint
