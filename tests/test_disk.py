@@ -87,3 +87,20 @@ def test_fit_on_a_full_disk_warns_first_and_stops_in_one_line(tiny_voc, small_di
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("segkit fit: no space left for ") and "needs about" in last and "free on its disk" in last
     assert not [p for p in small_disk.rglob("*") if p.is_file() and ".tmp" in p.name]  # no partial checkpoint
+
+
+def test_predict_on_a_full_disk_names_the_file_and_removes_it(tiny_voc, checkpoint, tmp_path, capsys, monkeypatch):
+    from segkit.inference import image_files
+
+    def overlay_on_a_full_disk(path, *args):
+        path.write_bytes(b"\xff\xd8 half a JPEG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(image_files, "save_overlay", overlay_on_a_full_disk)
+    image = next((tiny_voc / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))
+    args = ["--config", CONFIGS / "voc.yaml", "--ckpt_path", checkpoint, "--input", image, "--device", "cpu"]
+    proc = run_here(capsys, "predict", *args, "--output", tmp_path / "out", "--num_workers", "0", cwd=tmp_path)
+    overlay = tmp_path / "out" / f"{image.stem}_overlay.jpg"
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"segkit predict: no space left for {overlay}: ")
+    assert not overlay.exists() and (tmp_path / "out" / f"{image.stem}.png").is_file()  # the mask before it stays

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import save_overlay
+from ..io.disk import DiskFullError, free_bytes, is_disk_full
 from .predict import label_maps, predict_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -102,12 +103,28 @@ def save_prediction(
     """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``; with ``probs`` (K, H, W) also
     ``<stem>_confidence.png`` and ``<stem>_entropy.png`` (16-bit, :func:`confidence_maps`)."""
     files = output_paths(folder, path, probs is not None)
-    write_label_png(files[0], pred, palette)
-    save_overlay(files[1], image, pred, palette)
+    written_whole(files[0], lambda: write_label_png(files[0], pred, palette))
+    written_whole(files[1], lambda: save_overlay(files[1], image, pred, palette))
     if probs is not None:
         for file, values in zip(files[2:], confidence_maps(probs)):
-            if not cv2.imwrite(str(file), values):
-                raise OSError(f"cannot write {file}")
+            written_whole(file, lambda file=file, values=values: _write_png16(file, values))
+
+
+def _write_png16(file: Path, values: np.ndarray) -> None:
+    if not cv2.imwrite(str(file), values):
+        raise OSError(f"cannot write {file}")
+
+
+def written_whole(file: Path, write) -> None:
+    """Runs ``write()``, which writes ``file``; when the disk fills, the partial file is removed and
+    :class:`~segkit.io.disk.DiskFullError` names it."""
+    try:
+        write()
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        Path(file).unlink(missing_ok=True)
+        raise DiskFullError(file, None, free_bytes(file)) from None
 
 
 def predict_folder(
