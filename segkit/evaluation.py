@@ -21,6 +21,7 @@ from .data.predictions import PredictionFiles
 from .data.sampling import eval_sampler
 from .data.visualize import confusion_heatmap, save_overlay
 from .inference import label_maps, predict_labels, predict_probs
+from .io.disk import written_whole
 from .metrics import ConfusionMatrix, segmentation_scores
 
 
@@ -134,5 +135,6 @@ def scores_json(
 
 def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
     """``<prefix>.npy`` (raw counts) and ``<prefix>.png`` (rows normalized by ground-truth pixels, 16 px cells)."""
-    np.save(f"{prefix}.npy", confmat.numpy())
-    cv2.imwrite(f"{prefix}.png", cv2.cvtColor(confusion_heatmap(confmat), cv2.COLOR_RGB2BGR))
+    written_whole(f"{prefix}.npy", lambda: np.save(f"{prefix}.npy", confmat.numpy()))
+    heatmap = cv2.cvtColor(confusion_heatmap(confmat), cv2.COLOR_RGB2BGR)
+    written_whole(f"{prefix}.png", lambda: cv2.imwrite(f"{prefix}.png", heatmap))

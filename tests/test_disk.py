@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import torch
 from helpers import CONFIGS, TINY_VOC_ARGS, run_here
+from PIL import Image
 
 from segkit.commands import one_line
 from segkit.export.writers import write_new
@@ -16,16 +17,26 @@ from segkit.io.disk import DiskFullError, is_disk_full, tensor_bytes
 from segkit.io.torch_files import save_atomic
 
 
+def _mounted(folder, size: str):
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    return folder
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (needs the right to mount, as root in a container has; skipped otherwise)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small filesystem here")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    yield _mounted(tmp_path / "small", "2m")
+    subprocess.run(["umount", str(tmp_path / "small")], check=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KB tmpfs, as :func:`small_disk`."""
+    yield _mounted(tmp_path / "tiny", "64k")
+    subprocess.run(["umount", str(tmp_path / "tiny")], check=True)
 
 
 def _fails_as_a_full_disk(obj, f):
@@ -104,3 +115,14 @@ def test_predict_on_a_full_disk_names_the_file_and_removes_it(tiny_voc, checkpoi
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"segkit predict: no space left for {overlay}: ")
     assert not overlay.exists() and (tmp_path / "out" / f"{image.stem}.png").is_file()  # the mask before it stays
+
+
+def test_eval_reports_on_a_full_disk_name_the_file(tiny_voc, checkpoint, tiny_disk, capsys):
+    args = ["--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--ckpt_path", checkpoint, "--device", "cpu"]
+    args += ["--data.num_workers", "0", "--output_dir", tiny_disk / "report", "--trimap", "2", "--calibration"]
+    proc = run_here(capsys, "eval", *args, cwd=tiny_disk.parent)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"segkit eval: no space left for {tiny_disk / 'report'}/") and ".png: it did not fit" in last
+    for png in tiny_disk.rglob("*.png"):  # what was written is whole
+        Image.open(png).load()

@@ -13,6 +13,7 @@ from matplotlib.patches import Patch
 
 from ..data.base import IGNORE_INDEX
 from ..data.visualize import colorize
+from ..io.disk import written_whole
 
 # the error map's colours: right, wrong, and pixels without ground truth (void)
 ERROR_COLOURS = {"correct": (46, 160, 67), "wrong": (220, 38, 38), "ignored (void)": (200, 200, 200)}
@@ -21,7 +22,7 @@ ERROR_COLOURS = {"correct": (46, 160, 67), "wrong": (220, 38, 38), "ignored (voi
 def save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    written_whole(path, lambda: fig.savefig(path, dpi=110, bbox_inches="tight"))
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io.disk import written_whole
 from ..metrics import segmentation_scores
 
 
@@ -78,7 +79,8 @@ def write_analysis(cfg, analysis, result: dict, confmat, void, dataset, datamodu
 
     outputs = {}
     if cfg.per_image:
-        analysis.per_image.write_csv(Path(cfg.per_image), datamodule.class_names)
+        csv_file = Path(cfg.per_image)
+        written_whole(csv_file, lambda: analysis.per_image.write_csv(csv_file, datamodule.class_names))
         result["per_image_csv"] = str(cfg.per_image)
     if cfg.output_dir:
         folder = Path(cfg.output_dir)

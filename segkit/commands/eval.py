@@ -27,6 +27,7 @@ from ..evaluation import (
     scores_json,
 )
 from ..inference import load_inference_model, predict_probs
+from ..io.disk import written_whole
 from ..metrics import format_iou_table, segmentation_scores
 from .analysis_options import add_analysis_options, analysis_lines, eval_analysis, write_analysis
 from .options import add_inference_options, config_datamodule, inference_settings, model_parser
@@ -195,6 +196,6 @@ def report(confmat, void, class_names, result: dict, heading: str, cfg) -> None:
         print(line)
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(result, indent=1))
+        written_whole(cfg.json, lambda: Path(cfg.json).write_text(json.dumps(result, indent=1)))
     if cfg.confusion:
         save_confusion(confmat, Path(cfg.confusion))

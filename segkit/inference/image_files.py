@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import save_overlay
-from ..io.disk import DiskFullError, free_bytes, is_disk_full
+from ..io.disk import written_whole
 from .predict import label_maps, predict_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -113,18 +113,6 @@ def save_prediction(
 def _write_png16(file: Path, values: np.ndarray) -> None:
     if not cv2.imwrite(str(file), values):
         raise OSError(f"cannot write {file}")
-
-
-def written_whole(file: Path, write) -> None:
-    """Runs ``write()``, which writes ``file``; when the disk fills, the partial file is removed and
-    :class:`~segkit.io.disk.DiskFullError` names it."""
-    try:
-        write()
-    except Exception as e:
-        if not is_disk_full(e):
-            raise
-        Path(file).unlink(missing_ok=True)
-        raise DiskFullError(file, None, free_bytes(file)) from None
 
 
 def predict_folder(

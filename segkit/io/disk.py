@@ -63,6 +63,18 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+def written_whole(file: Path, write) -> None:
+    """Runs ``write()``, which writes ``file``; when the disk fills, the partial file is removed and
+    :class:`~segkit.io.disk.DiskFullError` names it."""
+    try:
+        write()
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        Path(file).unlink(missing_ok=True)
+        raise DiskFullError(file, None, free_bytes(file)) from None
+
+
 def human(size: int | None) -> str:
     if size is None:
         return "?"
