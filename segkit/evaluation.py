@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -136,5 +136,5 @@ def scores_json(
 def save_confusion(confmat: torch.Tensor, prefix: Path) -> None:
     """``<prefix>.npy`` (raw counts) and ``<prefix>.png`` (rows normalized by ground-truth pixels, 16 px cells)."""
     written_whole(f"{prefix}.npy", lambda: np.save(f"{prefix}.npy", confmat.numpy()))
-    heatmap = cv2.cvtColor(confusion_heatmap(confmat), cv2.COLOR_RGB2BGR)
-    written_whole(f"{prefix}.png", lambda: cv2.imwrite(f"{prefix}.png", heatmap))
+    heatmap = Image.fromarray(confusion_heatmap(confmat))
+    written_whole(f"{prefix}.png", lambda: heatmap.save(f"{prefix}.png"))  # PIL raises what cv2.imwrite hides

@@ -12,7 +12,6 @@ import glob
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -111,8 +110,7 @@ def save_prediction(
 
 
 def _write_png16(file: Path, values: np.ndarray) -> None:
-    if not cv2.imwrite(str(file), values):
-        raise OSError(f"cannot write {file}")
+    Image.fromarray(values).save(file)  # uint16: a 16-bit grayscale PNG
 
 
 def predict_folder(
