@@ -141,7 +141,7 @@ class SegkitCheckpoint(ModelCheckpoint):
             for leftover in Path(self.dirpath).glob(".*.ckpt.*.tmp"):
                 leftover.unlink(missing_ok=True)
                 print(f"segkit: removed {leftover}, an unfinished write of a killed run", flush=True)
-        if trainer.is_global_zero and self.dirpath:
+        if trainer.is_global_zero and self.dirpath and "://" not in str(self.dirpath):  # a local folder
             warning = space_warning(self, trainer, pl_module)
             if warning:
                 print(warning, flush=True)
