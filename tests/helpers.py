@@ -51,6 +51,12 @@ def python(*args, cwd, threads: int | None = None, env: dict | None = None, chec
     return proc
 
 
+def segkit_torchrun(*argv, port: int, cwd, processes: int = 2):
+    """``segkit ARGV`` under ``torchrun`` with ``processes`` gloo processes of one thread each (:func:`python`)."""
+    args = ("-m", "torch.distributed.run", "--nproc_per_node", processes, "--master_port", port, "-m", "segkit")
+    return python(*args, *argv, cwd=cwd, threads=1)
+
+
 def run_here(capsys, *argv, cwd=None) -> subprocess.CompletedProcess:
     """``segkit ARGV`` in this process, as :func:`segkit` runs it in a subprocess: the exit status, standard output
     and standard error (a message given to sys.exit there, as Python prints it), in the folder ``cwd``; without

@@ -7,7 +7,7 @@ import re
 import lightning as L
 import numpy as np
 import pytest
-from helpers import CONFIGS, python, run_here, segkit_here
+from helpers import CONFIGS, run_here, segkit_here, segkit_torchrun
 from PIL import Image
 
 from segkit.commands import main
@@ -189,22 +189,8 @@ def test_one_and_two_processes_give_the_same_confusion_matrix(tiny_voc, checkpoi
         "cpu",
     ]
     segkit_here(capsys, *common, "--confusion", tmp_path / "one")  # one process: this one
-    two = python(
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "segkit",
-        *common,
-        "--confusion",
-        tmp_path / "two",
-        "--json",
-        tmp_path / "two.json",
-        cwd=tmp_path,
-        threads=1,
+    two = segkit_torchrun(
+        *common, "--confusion", tmp_path / "two", "--json", tmp_path / "two.json", port=29517, cwd=tmp_path
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")

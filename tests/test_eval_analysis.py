@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, python, run_here, segkit_here
+from helpers import CONFIGS, run_here, segkit_here, segkit_torchrun
 from PIL import Image
 
 from segkit.analysis import BoundaryIoU, CalibrationError, TrimapScores
@@ -193,20 +193,7 @@ def test_one_and_two_processes_give_the_same_analysis(tiny_voc, checkpoint, anal
     argv = [*voc_args(tiny_voc), "--ckpt_path", checkpoint, "--scales", "0.75", "1.0", "--flip", *ANALYSIS]
     argv += ["--calibration", "--calibration_bins", "10", "--per_image", tmp_path / "rows.csv"]
     argv += ["--output_dir", tmp_path / "report", "--json", tmp_path / "s.json"]
-    two = python(
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29519",
-        "-m",
-        "segkit",
-        "eval",
-        *argv,
-        cwd=tmp_path,
-        threads=1,
-    )
+    two = segkit_torchrun("eval", *argv, port=29519, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
     want, got = json.loads((analysed / "scores.json").read_text()), json.loads((tmp_path / "s.json").read_text())
     assert got["processes"] == 2
