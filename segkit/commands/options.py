@@ -80,3 +80,36 @@ def add_inference_options(parser) -> None:
 def inference_settings(cfg) -> dict:
     """The parsed test-time augmentation as keyword arguments of :func:`segkit.inference.predict_probs`."""
     return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap, "pad_to": cfg.pad_to}
+
+
+def add_memory_options(parser) -> None:
+    """The memory budget above which an image is predicted band by band, and the decompression-bomb limit."""
+    from ..inference.image_files import MAX_PIXELS
+
+    parser.add_argument(
+        "--memory_budget",
+        type=str | None,
+        default=None,
+        help="memory one image may take, e.g. 4GB (default: half the available memory); a larger image is "
+        "predicted in --window tiles (513 px when not given), band by band",
+    )
+    parser.add_argument(
+        "--max_pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help="refuse images whose header claims more pixels, before decoding them",
+    )
+
+
+def memory_budget(parser, cfg) -> int | None:
+    """``--memory_budget`` in bytes (None: the default), or a parser error naming the option."""
+    from ..inference.memory import parse_size
+
+    if cfg.max_pixels < 1:
+        parser.error(f"--max_pixels must be positive, got {cfg.max_pixels}")
+    if cfg.memory_budget is None:
+        return None
+    try:
+        return parse_size(cfg.memory_budget)
+    except ValueError as e:
+        parser.error(f"--memory_budget: {e}")

@@ -12,6 +12,10 @@ The config's data section gives the normalization, the class names and the colou
 are batched together (sorted by size first), so each prediction equals that of the image alone; an image
 that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
 all the others.
+
+Memory is bounded by ``--memory_budget`` (default half the available memory), not by the image: an image
+that would need more is predicted in overlapping ``--window`` tiles, band by band, and the command says so;
+an image whose header claims more than ``--max_pixels`` is refused unread (docs/large_images.md).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from pathlib import Path
 
 from ..inference import load_inference_model
 from ..inference.image_files import find_images, output_paths, predict_folder
-from .options import add_inference_options, config_datamodule, inference_settings, model_parser
+from .options import (
+    add_inference_options,
+    add_memory_options,
+    config_datamodule,
+    inference_settings,
+    memory_budget,
+    model_parser,
+)
 
 
 def parser():
@@ -31,6 +42,7 @@ def parser():
     p.add_argument("--input", type=str, required=True, help="an image folder, a glob pattern or one image")
     p.add_argument("--output", type=str, required=True, help="folder for <stem>.png and <stem>_overlay.jpg")
     add_inference_options(p)
+    add_memory_options(p)
     p.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
     p.add_argument("--num_workers", type=int, default=2, help="image-decoding processes")
     p.add_argument(
@@ -51,6 +63,7 @@ def main(args: list[str]) -> None:
     cfg = p.parse_args(args)
     if cfg.batch_size < 1:
         p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
+    budget = memory_budget(p, cfg)
     datamodule = config_datamodule(p, cfg)
     files = find_images(cfg.input)
     output = Path(cfg.output)
@@ -73,10 +86,12 @@ def main(args: list[str]) -> None:
         cfg.num_workers,
         cfg.device,
         cfg.confidence,
+        budget,
+        cfg.max_pixels,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
-        print(f"segkit predict: {len(failed)} image(s) could not be read:", file=sys.stderr)
+        print(f"segkit predict: {len(failed)} image(s) not predicted:", file=sys.stderr)
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
         sys.exit(1)

@@ -82,7 +82,7 @@ def read_image(path: Path) -> np.ndarray:
         raise ValueError(f"cannot decode image file: {path} ({str(e).strip().splitlines()[-1]})") from None
     if image is None:
         raise ValueError(f"cannot decode image file: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second copy of a large image
 
 
 def as_rgb(image, name: str = "image") -> np.ndarray:

@@ -4,14 +4,21 @@ For every image ``<stem>.png`` (class indices, a palette PNG coloured like the d
 ``<stem>_overlay.jpg`` (the image blended with the colour mask) are written. Images of the same size are
 batched together (sorted by size first), so each prediction equals that of the image alone; an image that
 cannot be read is reported by name and skipped.
+
+Memory is bounded by a budget, not by the image: an image whose in-memory prediction would need more
+(:class:`~segkit.inference.memory.ModelFootprint`) is predicted band by band (:mod:`.tiled`), and one whose
+header claims more than ``max_pixels`` is refused before it is decoded.
 """
 
 from __future__ import annotations
 
 import glob
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -20,11 +27,16 @@ from tqdm import tqdm
 
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
-from ..data.visualize import save_overlay
-from ..io.disk import written_whole
+from ..data.visualize import overlay, save_overlay
+from ..io.disk import human, written_whole
+from .memory import DEFAULT_TILE, ModelFootprint, default_budget, human_pixels
 from .predict import label_maps, predict_probs
+from .tiled import tiled_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+# OpenCV's own decoding limit (CV_IO_MAX_IMAGE_PIXELS), 32768 x 32768: a header above it is refused unread
+MAX_PIXELS = 2**30
 
 
 def find_images(spec: str) -> list[Path]:
@@ -71,24 +83,37 @@ def confidence_maps(probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def header_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, or (0, 0) when it cannot be read (the image is then reported)."""
+    """(height, width) from the file header, or (0, 0) when it cannot be read (the image is then reported).
+
+    PIL's own decompression-bomb check is off here: its limit (179 Mpx) is not segkit's, which
+    :func:`predict_folder` applies to the size read.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - any failure is reported when the image itself is read
         return 0, 0
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 class ImageFiles(Dataset):
-    """Decodes and normalizes images in DataLoader workers; a failure is returned, not raised."""
+    """Decodes and normalizes images in DataLoader workers; a failure is returned, not raised. The images at
+    the ``tiled`` positions are left to the main process, which reads and predicts them band by band."""
 
-    def __init__(self, files: list[Path], transform) -> None:
-        self.files, self.transform = files, transform
+    def __init__(self, files: list[Path], transform, tiled: frozenset[int] = frozenset()) -> None:
+        self.files, self.transform, self.tiled = files, transform, tiled
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
+        if index in self.tiled:
+            return {"index": index, "tiled": True}
         try:
             image = read_image(self.files[index])
         except (OSError, ValueError) as e:
@@ -113,6 +138,157 @@ def _write_png16(file: Path, values: np.ndarray) -> None:
     Image.fromarray(values).save(file)  # uint16: a 16-bit grayscale PNG
 
 
+class MemoryPlan:
+    """Which images of a folder are predicted whole and which band by band (:mod:`.tiled`), for a model, its
+    test-time augmentation ``settings`` and a memory ``budget`` in bytes."""
+
+    def __init__(
+        self, model: torch.nn.Module, settings: dict, budget: int, confidence: bool, max_pixels: int = MAX_PIXELS
+    ) -> None:
+        self.footprint = ModelFootprint.measure(model)
+        self.settings, self.budget, self.confidence, self.max_pixels = settings, budget, confidence, max_pixels
+        self.window = settings.get("window") or DEFAULT_TILE
+
+    def refusal(self, path: Path, height: int, width: int) -> str | None:
+        """Why the image cannot be predicted within the limits (one line), or None."""
+        if height * width > self.max_pixels:
+            return (
+                f"{path}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
+                "pixels (--max_pixels); raise it if the image is real"
+            )
+        if self.tiled(height, width) and self._tiled_bytes(height, width) > self.budget:
+            return (
+                f"{path}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
+                f"even tiled, above the memory budget of {human(self.budget)}; raise --memory_budget or "
+                "lower --window"
+            )
+        return None
+
+    def admit(self, files: list[Path], sizes: list[tuple[int, int]]) -> tuple[list[int], list[tuple[Path, str]]]:
+        """The positions of the files to predict, smallest first (equal sizes become neighbours), and the
+        (file, reason) of those refused."""
+        order, refused = [], []
+        for i in sorted(range(len(files)), key=lambda i: sizes[i]):
+            reason = self.refusal(files[i], *sizes[i])
+            if reason is None:
+                order.append(i)
+            else:
+                refused.append((files[i], reason))
+        return order, refused
+
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether predicting the image whole would exceed the budget."""
+        s = self.settings
+        need = self.footprint.whole_image_bytes(
+            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
+        )
+        return need > self.budget
+
+    def describe(self, path: Path, height: int, width: int) -> str:
+        """The one line that says an image is tiled, and what it takes."""
+        s = self.settings
+        whole = self.footprint.whole_image_bytes(
+            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
+        )
+        return (
+            f"{path.name}: {human_pixels(height, width)} would need about {human(whole)} whole, above the "
+            f"{human(self.budget)} memory budget: predicted in {self.window} px windows, band by band "
+            f"(about {human(self._tiled_bytes(height, width))})"
+        )
+
+    def _tiled_bytes(self, height: int, width: int) -> int:
+        s = self.settings
+        return self.footprint.tiled_bytes(
+            height, width, self.window, s.get("scales", (1.0,)), s.get("flip", False), self.confidence
+        )
+
+
+def predict_tiled(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    transform,
+    settings: dict,
+    window: int,
+    device: str = "cpu",
+    on_rows: Callable[[int, np.ndarray, torch.Tensor], None] | None = None,
+) -> np.ndarray:
+    """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_probs`): each
+    window is normalized by ``transform`` as it is read. ``on_rows(y0, labels, probs)`` sees every final band
+    (its labels and (K, rows, W) probabilities) before the next is computed."""
+    height, width = image.shape[:2]
+
+    def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
+
+    labels = np.empty((height, width), np.uint8)
+    tta = {"scales": settings.get("scales", (1.0,)), "flip": settings.get("flip", False)}
+    for y0, probs in tiled_probs(model, read, height, width, window, settings.get("overlap", 1 / 3), **tta):
+        rows = probs.argmax(0).to(torch.uint8).cpu().numpy()
+        labels[y0 : y0 + len(rows)] = rows
+        if on_rows is not None:
+            on_rows(y0, rows, probs)
+    return labels
+
+
+def save_tiled_prediction(
+    model: torch.nn.Module,
+    folder: Path,
+    path: Path,
+    image: np.ndarray,
+    transform,
+    palette: np.ndarray,
+    settings: dict,
+    window: int,
+    device: str = "cpu",
+    confidence: bool = False,
+) -> None:
+    """:func:`save_prediction` of an image too large to predict whole: its full-size arrays are the 8-bit image,
+    the label map (and the 16-bit confidence maps). The image becomes the overlay in place, band by band, once
+    no later window reads those rows (``image``, RGB uint8, is overwritten)."""
+    maps = [np.empty(image.shape[:2], np.uint16) for _ in range(2)] if confidence else []
+
+    def on_rows(y0: int, rows: np.ndarray, probs: torch.Tensor) -> None:
+        band = image[y0 : y0 + len(rows)]
+        band[:] = overlay(band, rows, palette)
+        for target, values in zip(maps, confidence_maps(probs) if confidence else ()):
+            target[y0 : y0 + len(rows)] = values
+
+    labels = predict_tiled(model, image, transform, settings, window, device, on_rows)
+    files = output_paths(folder, path, confidence)
+    written_whole(files[0], lambda: write_label_png(files[0], labels, palette))
+    labels = None  # freed before the overlay is encoded
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
+    written_whole(files[1], lambda: _write_encoded(files[1], bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]))
+    for file, values in zip(files[2:], maps):
+        written_whole(file, lambda file=file, values=values: _write_png16(file, values))
+
+
+def _predict_tiled_file(
+    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say
+) -> str | None:
+    """Reads and predicts one image band by band (saying so with ``say``); the reason when it cannot be read."""
+    try:
+        image = read_image(path)
+    except (OSError, ValueError) as e:
+        say(f"skipped: {e}")
+        return str(e)
+    say(plan.describe(path, *image.shape[:2]))
+    save_tiled_prediction(
+        model, output, path, image, transform, palette, plan.settings, plan.window, device, plan.confidence
+    )
+    return None
+
+
+def _write_encoded(file: Path, image: np.ndarray, params: list[int]) -> None:
+    """Encodes in memory with OpenCV (no copy of the pixels) and writes with Python, whose errors (a full
+    disk) are raised rather than returned as False."""
+    ok, data = cv2.imencode(file.suffix, image, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode {file} ({image.shape[1]} x {image.shape[0]})")
+    with open(file, "wb") as f:
+        f.write(data)
+
+
 def predict_folder(
     model: torch.nn.Module,
     files: list[Path],
@@ -124,32 +300,51 @@ def predict_folder(
     num_workers: int = 2,
     device: str = "cpu",
     confidence: bool = False,
+    memory_budget: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[tuple[Path, str]]:
-    """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of unreadable ones.
+    """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
     ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
     ``confidence``: also the confidence and entropy maps of the probabilities the masks come from.
+    ``memory_budget``: bytes (default half the available memory); an image that would need more whole is
+    predicted band by band and said so. ``max_pixels``: a larger header is refused before decoding.
     """
     model = model.to(device).eval()
+    settings = settings or {}
     output.mkdir(parents=True, exist_ok=True)
-    order = sorted(range(len(files)), key=lambda i: header_size(files[i]))  # equal sizes become neighbours
-    dataset = ImageFiles([files[i] for i in order], transform)
+    plan = MemoryPlan(model, settings, memory_budget or default_budget(), confidence, max_pixels)
+    sizes = [header_size(f) for f in files]
+    order, failed = plan.admit(files, sizes)
+    tiled = frozenset(n for n, i in enumerate(order) if plan.tiled(*sizes[i]))
+    dataset = ImageFiles([files[i] for i in order], transform, tiled)
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=as_is)
-    failed: list[tuple[Path, str]] = []
     pending: list[dict] = []
 
     def flush() -> None:
         batch = torch.stack([s["input"] for s in pending]).to(device)
-        probs = predict_probs(model, batch, **(settings or {}))
+        probs = predict_probs(model, batch, **settings)
         for sample, pred, p in zip(pending, label_maps(probs), probs):
             path = dataset.files[sample["index"]]
             save_prediction(output, path, sample["image"], pred.cpu().numpy(), palette, p if confidence else None)
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
+        for _, reason in failed:
+            bar.write(f"skipped: {reason}")
+            bar.update(1)
         for sample in loader:
+            path = dataset.files[sample["index"]]
+            if "tiled" in sample:
+                if pending:
+                    flush()
+                error = _predict_tiled_file(model, output, path, transform, palette, plan, device, bar.write)
+                if error:
+                    failed.append((path, error))
+                bar.update(1)
+                continue
             if "error" in sample:
-                path, reason = dataset.files[sample["index"]], sample["error"]
+                reason = sample["error"]
                 failed.append((path, reason if str(path) in reason else f"{path}: {reason}"))
                 bar.write(f"skipped: {failed[-1][1]}")
                 bar.update(1)
