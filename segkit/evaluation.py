@@ -7,6 +7,7 @@ encoded and read back as the config's DataModule declares (``datamodule.predicti
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from .analysis import EvalAnalysis
 from .data.predictions import PredictionFiles
 from .data.sampling import eval_sampler
 from .data.visualize import confusion_heatmap, save_overlay
-from .inference import label_maps, predict_labels, predict_probs
+from .inference import label_maps, predict_probs
+from .inference.memory import MemoryPlan, ModelFootprint
+from .inference.tiled import tiled_labels
 from .io.disk import written_whole
 from .metrics import ConfusionMatrix, segmentation_scores
 
@@ -51,13 +54,14 @@ def evaluate(
         files = files or PredictionFiles()
     with_probs = analysis is not None and analysis.needs_probs
     order = list(loader.sampler)  # dataset indices of this process's images
-    for index, batch in zip(order, tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())):
+    bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())
+    for index, batch in zip(order, bar):
         image, mask = batch["image"].to(device), batch["mask"].to(device)
-        probs = predictor.probs(image) if with_probs else None  # (K, H, W)
-        pred = label_maps(probs[None])[0] if with_probs else predictor.labels(image)  # (H, W)
+        calibrate = partial(_calibrate, analysis, mask[0]) if with_probs else None
+        pred = predictor.predict(image, calibrate, name=batch["name"][0], say=bar.write).to(device)  # (H, W)
         metric.update(pred[None], mask)
         if analysis is not None:
-            analysis.update(index, batch["name"][0], pred, mask[0], probs)
+            analysis.update(index, batch["name"][0], pred, mask[0])
         if save_predictions is not None:
             labels = pred.cpu().numpy()
             files.write(save_predictions, batch["name"][0], labels)
@@ -65,20 +69,43 @@ def evaluate(
     return metric.compute().cpu()  # summed over processes
 
 
+def _calibrate(analysis: EvalAnalysis, mask: torch.Tensor, y0: int, probs: torch.Tensor) -> None:
+    analysis.calibrate(probs, mask[y0 : y0 + probs.shape[1]])
+
+
 class CheckpointPredictor:
     """A checkpoint's model (eval mode, on the device) with test-time augmentation ``settings`` (keyword
-    arguments of :func:`segkit.inference.predict_probs`) on a normalized (1, 3, H, W) batch."""
+    arguments of :func:`segkit.inference.predict_probs`) on a normalized (1, 3, H, W) batch.
 
-    def __init__(self, model: torch.nn.Module, settings: dict | None = None) -> None:
+    With a ``memory_budget`` (bytes), an image whose probabilities would need more is predicted band by band
+    (:mod:`segkit.inference.tiled`, in ``settings["window"]`` or 513 px windows)."""
+
+    def __init__(self, model: torch.nn.Module, settings: dict | None = None, memory_budget: int | None = None) -> None:
         self.model, self.settings = model.eval(), settings or {}
+        self.plan = None
+        if memory_budget is not None:
+            self.plan = MemoryPlan(ModelFootprint.measure(self.model), self.settings, memory_budget)
 
-    def labels(self, image: torch.Tensor) -> torch.Tensor:
-        """(H, W) class indices."""
-        return predict_labels(self.model, image, **self.settings)[0]
+    def predict(self, image: torch.Tensor, on_probs=None, name: str = "image", say=print) -> torch.Tensor:
+        """(H, W) class indices; ``on_probs(y0, probs)`` sees the (K, rows, W) probabilities of the rows from
+        ``y0`` (all rows at once, or band by band when the image is tiled)."""
+        h, w = image.shape[-2:]
+        if self.plan is None or not self.plan.tiled(h, w):
+            probs = predict_probs(self.model, image, **self.settings)[0]
+            if on_probs is not None:
+                on_probs(0, probs)
+            return label_maps(probs[None])[0]
+        refusal = self.plan.refusal(name, h, w)
+        if refusal is not None:
+            raise ValueError(refusal)
+        say(self.plan.describe(name, h, w))
+        tta = {k: self.settings[k] for k in ("overlap", "scales", "flip") if k in self.settings}
+        hook = None if on_probs is None else (lambda y0, rows, probs: on_probs(y0, probs))
+        return tiled_labels(self.model, lambda *r: _region(image, *r), h, w, self.plan.window, **tta, on_rows=hook)
 
-    def probs(self, image: torch.Tensor) -> torch.Tensor:
-        """(K, H, W) class probabilities (their argmax is :meth:`labels`)."""
-        return predict_probs(self.model, image, **self.settings)[0]
+
+def _region(image: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+    return image[..., y0:y1, x0:x1]
 
 
 class ExportedPredictor:
@@ -86,6 +113,14 @@ class ExportedPredictor:
 
     def __init__(self, exported) -> None:
         self.exported = exported
+
+    def predict(self, image: torch.Tensor, on_probs=None, name: str = "image", say=print) -> torch.Tensor:
+        """(H, W) class indices; ``on_probs(0, probs)`` sees the (K, H, W) probabilities when given."""
+        if on_probs is None:
+            return self.labels(image)
+        probs = self.probs(image)
+        on_probs(0, probs)
+        return label_maps(probs[None])[0]
 
     def labels(self, image: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.exported.labels([_pixels(image)])[0]).to(image.device)

@@ -1,6 +1,7 @@
 """Images larger than the memory budget: band-by-band tiled prediction against the in-memory sliding window,
 the memory estimates against hand counts, and segkit predict switching by itself (and refusing absurd headers)."""
 
+import json
 import struct
 import zlib
 
@@ -196,3 +197,23 @@ def test_absurd_headers_are_refused_before_decoding(varied_checkpoint, photos, t
 
     proc = _predict(capsys, *ckpt, "--output", str(tmp_path / "out4"), "--memory_budget", "lots", cwd=tmp_path)
     assert proc.returncode == 2 and "--memory_budget: 'lots' is not a size" in proc.stderr
+
+
+def test_eval_tiles_above_the_budget_with_the_same_scores(tiny_voc, checkpoint, tmp_path, capsys):
+    """segkit eval with a 2.5 MB budget and 40 px windows: the larger validation images are tiled (and said
+    so), the smaller ones predicted whole; mIoU, Boundary IoU and calibration (counted band by band) equal the
+    in-memory --window evaluation's."""
+    common = ["--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, "--data.num_workers", "0"]
+    common += ["--ckpt_path", checkpoint, "--window", "40", "--calibration", "--boundary_iou", "--device", "cpu"]
+    tiled = run_here(capsys, "eval", *common, "--memory_budget", "2.5MB", "--json", tmp_path / "t.json", cwd=tmp_path)
+    assert tiled.returncode == 0, tiled.stderr[-2000:]
+    said = [line for line in (tiled.stdout + tiled.stderr).splitlines() if "band by band" in line]
+    assert 1 <= len(said) < 5, tiled.stdout[-2000:]  # some of the 5 images, not all
+    whole = run_here(capsys, "eval", *common, "--json", tmp_path / "w.json", cwd=tmp_path)
+    assert whole.returncode == 0 and "band by band" not in whole.stdout + whole.stderr
+    t, w = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("t", "w"))
+    assert t["mIoU"] == w["mIoU"] and t["per_class_iou"] == w["per_class_iou"]
+    assert t["boundary_iou"] == w["boundary_iou"]
+    assert t["calibration"]["pixels"] == w["calibration"]["pixels"]
+    assert t["calibration"]["ECE"] == pytest.approx(w["calibration"]["ECE"], abs=1e-6)
+    assert t["calibration"]["NLL"] == pytest.approx(w["calibration"]["NLL"], rel=1e-6)

@@ -54,7 +54,8 @@ class EvalAnalysis:
     def update(
         self, index: int, name: str, pred: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None = None
     ) -> None:
-        """One image: ``pred`` and ``target`` (H, W) class indices, ``probs`` (K, H, W) when calibration runs."""
+        """One image: ``pred`` and ``target`` (H, W) class indices, ``probs`` (K, H, W) when calibration runs
+        (or given to :meth:`calibrate` band by band instead)."""
         if self.per_image is not None:
             self.per_image.update(index, name, pred, target)
         if self.trimap is not None or self.boundary is not None:
@@ -62,8 +63,12 @@ class EvalAnalysis:
             for metric in (self.trimap, self.boundary):
                 if metric is not None:
                     metric.update(pred_np, target_np)
-        if self.calibration is not None:
+        if self.calibration is not None and probs is not None:
             self.calibration.update(probs, target)
+
+    def calibrate(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        """Calibration counts of some of an image's pixels: ``probs`` (K, h, w), ``target`` (h, w)."""
+        self.calibration.update(probs, target)
 
     def compute(self, class_names) -> dict:
         """The results (summed over processes when ``sync``), to be called on every process: ``trimap``,

@@ -27,10 +27,18 @@ from ..evaluation import (
     scores_json,
 )
 from ..inference import load_inference_model, predict_probs
+from ..inference.memory import default_budget
 from ..io.disk import written_whole
 from ..metrics import format_iou_table, segmentation_scores
 from .analysis_options import add_analysis_options, analysis_lines, eval_analysis, write_analysis
-from .options import add_inference_options, config_datamodule, inference_settings, model_parser
+from .options import (
+    add_inference_options,
+    add_memory_options,
+    config_datamodule,
+    inference_settings,
+    memory_budget,
+    model_parser,
+)
 
 
 def parser():
@@ -45,6 +53,7 @@ def parser():
     )
     p.add_argument("--split", default="val", help="split to score")
     add_inference_options(p)
+    add_memory_options(p, max_pixels=False)
     p.add_argument("--json", type=str | None, default=None, help="write the scores and settings here")
     p.add_argument("--confusion", type=str | None, default=None, help="write <prefix>.npy and <prefix>.png")
     p.add_argument("--save_predictions", type=str | None, default=None, help="folder for prediction PNGs")
@@ -99,7 +108,8 @@ def main(args: list[str]) -> None:
             # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
             model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
             dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
-            predictor = CheckpointPredictor(model, inference_settings(cfg))
+            budget = memory_budget(p, cfg) or default_budget()
+            predictor = CheckpointPredictor(model, inference_settings(cfg), budget)
             scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
             source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
         confmat = evaluate(

@@ -82,9 +82,10 @@ def inference_settings(cfg) -> dict:
     return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap, "pad_to": cfg.pad_to}
 
 
-def add_memory_options(parser) -> None:
-    """The memory budget above which an image is predicted band by band, and the decompression-bomb limit."""
-    from ..inference.image_files import MAX_PIXELS
+def add_memory_options(parser, max_pixels: bool = True) -> None:
+    """The memory budget above which an image is predicted band by band, and (``max_pixels``) the
+    decompression-bomb limit."""
+    from ..inference.memory import MAX_PIXELS
 
     parser.add_argument(
         "--memory_budget",
@@ -93,6 +94,8 @@ def add_memory_options(parser) -> None:
         help="memory one image may take, e.g. 4GB (default: half the available memory); a larger image is "
         "predicted in --window tiles (513 px when not given), band by band",
     )
+    if not max_pixels:
+        return
     parser.add_argument(
         "--max_pixels",
         type=int,
@@ -105,7 +108,7 @@ def memory_budget(parser, cfg) -> int | None:
     """``--memory_budget`` in bytes (None: the default), or a parser error naming the option."""
     from ..inference.memory import parse_size
 
-    if cfg.max_pixels < 1:
+    if cfg.get("max_pixels", 1) < 1:
         parser.error(f"--max_pixels must be positive, got {cfg.max_pixels}")
     if cfg.memory_budget is None:
         return None

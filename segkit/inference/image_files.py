@@ -28,15 +28,12 @@ from tqdm import tqdm
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import overlay, save_overlay
-from ..io.disk import human, written_whole
-from .memory import DEFAULT_TILE, ModelFootprint, default_budget, human_pixels
+from ..io.disk import written_whole
+from .memory import MAX_PIXELS, MemoryPlan, ModelFootprint, default_budget
 from .predict import label_maps, predict_probs
-from .tiled import tiled_probs
+from .tiled import tiled_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-# OpenCV's own decoding limit (CV_IO_MAX_IMAGE_PIXELS), 32768 x 32768: a header above it is refused unread
-MAX_PIXELS = 2**30
 
 
 def find_images(spec: str) -> list[Path]:
@@ -138,71 +135,6 @@ def _write_png16(file: Path, values: np.ndarray) -> None:
     Image.fromarray(values).save(file)  # uint16: a 16-bit grayscale PNG
 
 
-class MemoryPlan:
-    """Which images of a folder are predicted whole and which band by band (:mod:`.tiled`), for a model, its
-    test-time augmentation ``settings`` and a memory ``budget`` in bytes."""
-
-    def __init__(
-        self, model: torch.nn.Module, settings: dict, budget: int, confidence: bool, max_pixels: int = MAX_PIXELS
-    ) -> None:
-        self.footprint = ModelFootprint.measure(model)
-        self.settings, self.budget, self.confidence, self.max_pixels = settings, budget, confidence, max_pixels
-        self.window = settings.get("window") or DEFAULT_TILE
-
-    def refusal(self, path: Path, height: int, width: int) -> str | None:
-        """Why the image cannot be predicted within the limits (one line), or None."""
-        if height * width > self.max_pixels:
-            return (
-                f"{path}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
-                "pixels (--max_pixels); raise it if the image is real"
-            )
-        if self.tiled(height, width) and self._tiled_bytes(height, width) > self.budget:
-            return (
-                f"{path}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
-                f"even tiled, above the memory budget of {human(self.budget)}; raise --memory_budget or "
-                "lower --window"
-            )
-        return None
-
-    def admit(self, files: list[Path], sizes: list[tuple[int, int]]) -> tuple[list[int], list[tuple[Path, str]]]:
-        """The positions of the files to predict, smallest first (equal sizes become neighbours), and the
-        (file, reason) of those refused."""
-        order, refused = [], []
-        for i in sorted(range(len(files)), key=lambda i: sizes[i]):
-            reason = self.refusal(files[i], *sizes[i])
-            if reason is None:
-                order.append(i)
-            else:
-                refused.append((files[i], reason))
-        return order, refused
-
-    def tiled(self, height: int, width: int) -> bool:
-        """Whether predicting the image whole would exceed the budget."""
-        s = self.settings
-        need = self.footprint.whole_image_bytes(
-            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
-        )
-        return need > self.budget
-
-    def describe(self, path: Path, height: int, width: int) -> str:
-        """The one line that says an image is tiled, and what it takes."""
-        s = self.settings
-        whole = self.footprint.whole_image_bytes(
-            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
-        )
-        return (
-            f"{path.name}: {human_pixels(height, width)} would need about {human(whole)} whole, above the "
-            f"{human(self.budget)} memory budget: predicted in {self.window} px windows, band by band "
-            f"(about {human(self._tiled_bytes(height, width))})"
-        )
-
-    def _tiled_bytes(self, height: int, width: int) -> int:
-        s = self.settings
-        return self.footprint.tiled_bytes(
-            height, width, self.window, s.get("scales", (1.0,)), s.get("flip", False), self.confidence
-        )
-
-
 def predict_tiled(
     model: torch.nn.Module,
     image: np.ndarray,
@@ -210,24 +142,16 @@ def predict_tiled(
     settings: dict,
     window: int,
     device: str = "cpu",
-    on_rows: Callable[[int, np.ndarray, torch.Tensor], None] | None = None,
+    on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> np.ndarray:
-    """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_probs`): each
-    window is normalized by ``transform`` as it is read. ``on_rows(y0, labels, probs)`` sees every final band
-    (its labels and (K, rows, W) probabilities) before the next is computed."""
-    height, width = image.shape[:2]
+    """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_labels`), each
+    window normalized by ``transform`` as it is read."""
 
     def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
 
-    labels = np.empty((height, width), np.uint8)
-    tta = {"scales": settings.get("scales", (1.0,)), "flip": settings.get("flip", False)}
-    for y0, probs in tiled_probs(model, read, height, width, window, settings.get("overlap", 1 / 3), **tta):
-        rows = probs.argmax(0).to(torch.uint8).cpu().numpy()
-        labels[y0 : y0 + len(rows)] = rows
-        if on_rows is not None:
-            on_rows(y0, rows, probs)
-    return labels
+    tta = {k: settings[k] for k in ("overlap", "scales", "flip") if k in settings}
+    return tiled_labels(model, read, *image.shape[:2], window, **tta, on_rows=on_rows).numpy()
 
 
 def save_tiled_prediction(
@@ -247,7 +171,8 @@ def save_tiled_prediction(
     no later window reads those rows (``image``, RGB uint8, is overwritten)."""
     maps = [np.empty(image.shape[:2], np.uint16) for _ in range(2)] if confidence else []
 
-    def on_rows(y0: int, rows: np.ndarray, probs: torch.Tensor) -> None:
+    def on_rows(y0: int, rows: torch.Tensor, probs: torch.Tensor) -> None:
+        rows = rows.numpy()
         band = image[y0 : y0 + len(rows)]
         band[:] = overlay(band, rows, palette)
         for target, values in zip(maps, confidence_maps(probs) if confidence else ()):
@@ -272,7 +197,7 @@ def _predict_tiled_file(
     except (OSError, ValueError) as e:
         say(f"skipped: {e}")
         return str(e)
-    say(plan.describe(path, *image.shape[:2]))
+    say(plan.describe(path.name, *image.shape[:2]))
     save_tiled_prediction(
         model, output, path, image, transform, palette, plan.settings, plan.window, device, plan.confidence
     )
@@ -313,7 +238,9 @@ def predict_folder(
     model = model.to(device).eval()
     settings = settings or {}
     output.mkdir(parents=True, exist_ok=True)
-    plan = MemoryPlan(model, settings, memory_budget or default_budget(), confidence, max_pixels)
+    plan = MemoryPlan(
+        ModelFootprint.measure(model), settings, memory_budget or default_budget(), confidence, max_pixels
+    )
     sizes = [header_size(f) for f in files]
     order, failed = plan.admit(files, sizes)
     tiled = frozenset(n for n, i in enumerate(order) if plan.tiled(*sizes[i]))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..io.disk import human
+
 # The probe counts the tensors that modules take and give; functional ops between them and the kernels'
 # own buffers are not seen. Measured peak resident memory of a forward pass was 1.25-1.34x the probe's count
 # (Xception-65 and the tiny test encoder, 1024^2 and 2048^2 inputs, this repository's 2-core CPU machine).
@@ -26,6 +28,9 @@ ACTIVATION_SAFETY = 1.5
 
 # the tile side of the tiled path when --window is not given: the crop size of the VOC configs
 DEFAULT_TILE = 513
+
+# OpenCV's own decoding limit (CV_IO_MAX_IMAGE_PIXELS), 32768 x 32768: a header above it is refused unread
+MAX_PIXELS = 2**30
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20}
 _UNITS |= {"gib": 2**30, "tib": 2**40}
@@ -162,6 +167,76 @@ class ModelFootprint:
         s2 = max(scales) ** 2
         tile = window**2 * (self.activation * s2 + 12 * (1 + flip) * s2 + 12 * k * max(1.0, s2))
         return int(full + band + tile)
+
+
+class MemoryPlan:
+    """Which images are predicted whole and which band by band (:mod:`.tiled`), for a model's ``footprint``,
+    its test-time augmentation ``settings`` (keyword arguments of :func:`~segkit.inference.predict_probs`) and
+    a memory ``budget`` in bytes; which are refused (``max_pixels``, or too large even tiled)."""
+
+    def __init__(
+        self,
+        footprint: ModelFootprint,
+        settings: dict,
+        budget: int,
+        confidence: bool = False,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
+        self.footprint = footprint
+        self.settings, self.budget, self.confidence, self.max_pixels = settings, budget, confidence, max_pixels
+        self.window = settings.get("window") or DEFAULT_TILE
+
+    def refusal(self, path, height: int, width: int) -> str | None:
+        """Why the image cannot be predicted within the limits (one line), or None."""
+        if height * width > self.max_pixels:
+            return (
+                f"{path}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
+                "pixels (--max_pixels); raise it if the image is real"
+            )
+        if self.tiled(height, width) and self._tiled_bytes(height, width) > self.budget:
+            return (
+                f"{path}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
+                f"even tiled, above the memory budget of {human(self.budget)}; raise --memory_budget or "
+                "lower --window"
+            )
+        return None
+
+    def admit(self, files: list, sizes: list[tuple[int, int]]) -> tuple[list[int], list[tuple[object, str]]]:
+        """The positions of the files to predict, smallest first (equal sizes become neighbours), and the
+        (file, reason) of those refused."""
+        order, refused = [], []
+        for i in sorted(range(len(files)), key=lambda i: sizes[i]):
+            reason = self.refusal(files[i], *sizes[i])
+            if reason is None:
+                order.append(i)
+            else:
+                refused.append((files[i], reason))
+        return order, refused
+
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether predicting the image whole would exceed the budget."""
+        return self._whole_bytes(height, width) > self.budget
+
+    def describe(self, name: str, height: int, width: int) -> str:
+        """The one line that says an image is tiled, and what it takes."""
+        return (
+            f"{name}: {human_pixels(height, width)} would need about {human(self._whole_bytes(height, width))} "
+            "whole, above the "
+            f"{human(self.budget)} memory budget: predicted in {self.window} px windows, band by band "
+            f"(about {human(self._tiled_bytes(height, width))})"
+        )
+
+    def _whole_bytes(self, height: int, width: int) -> int:
+        s = self.settings
+        return self.footprint.whole_image_bytes(
+            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
+        )
+
+    def _tiled_bytes(self, height: int, width: int) -> int:
+        s = self.settings
+        return self.footprint.tiled_bytes(
+            height, width, self.window, s.get("scales", (1.0,)), s.get("flip", False), self.confidence
+        )
 
 
 def human_pixels(height: int, width: int) -> str:

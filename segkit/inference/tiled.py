@@ -67,3 +67,26 @@ def tiled_probs(
         band[..., keep:, :] = 0
         counts[..., :keep, :] = counts[..., done:, :].clone()
         counts[..., keep:, :] = 0
+
+
+def tiled_labels(
+    model: nn.Module,
+    read: RegionReader,
+    height: int,
+    width: int,
+    window: int,
+    overlap: float = 1 / 3,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The (H, W) uint8 class-index map (on the CPU) of :func:`tiled_probs`, the one full-size array it fills.
+    ``on_rows(y0, labels, probs)`` sees each final band, its (rows, W) labels and (K, rows, W) probabilities,
+    before the next band is computed."""
+    labels = torch.empty((height, width), dtype=torch.uint8)
+    for y0, probs in tiled_probs(model, read, height, width, window, overlap, scales, flip):
+        rows = probs.argmax(0).to(torch.uint8).cpu()
+        labels[y0 : y0 + len(rows)] = rows
+        if on_rows is not None:
+            on_rows(y0, rows, probs)
+    return labels
