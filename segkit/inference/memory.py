@@ -158,12 +158,14 @@ class ModelFootprint:
 
         Full size: the 8-bit image (3 bytes per pixel), the label map (1) and with ``confidence`` two 16-bit maps
         (4), plus a copy of the largest of them while its file is encoded (3). Per band: the class-score sum and
-        counts of one window's height across the image ((4K + 4) x window x width) and the final rows' softmax.
-        Per tile: one window through the model at the largest scale with its flip, and its probabilities.
+        counts of one window's height across the image ((4K + 4) x window x width), and the final rows, handed
+        on 64 MiB at a time (or the band's), with what is computed from them (4 x that). Per tile: one window through the
+        model at the largest scale with its flip, and its probabilities.
         """
         k = self.num_classes
         full = (3 + 1 + 4 * confidence + 3) * height * width
-        band = (4 * k + 4) * window * max(width, window) * 2
+        rows = (4 * k + 4) * window * max(width, window)
+        band = rows + 4 * min(2**26, rows)
         s2 = max(scales) ** 2
         tile = window**2 * (self.activation * s2 + 12 * (1 + flip) * s2 + 12 * k * max(1.0, s2))
         return int(full + band + tile)

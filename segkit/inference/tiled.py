@@ -37,9 +37,11 @@ def tiled_probs(
     overlap: float = 1 / 3,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    chunk_bytes: int = 2**26,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yields ``(y0, probs)``, ``probs`` (K, rows, width) the class probabilities of the image's rows from
-    ``y0``, band after band from the top until every row was given once."""
+    ``y0``, from the top until every row was given once; each ``probs`` takes about ``chunk_bytes`` (64 MiB) or
+    less, so that what the caller computes from it stays small next to the band."""
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     one_pass = list(scales) == [1.0] and not flip
@@ -58,10 +60,11 @@ def tiled_probs(
             band[..., x : x + window] += scores
             counts[..., x : x + window] += 1
         done = rows[i + 1] - y if i + 1 < len(rows) else window  # rows no later window touches
-        end = min(y + done, height)
-        if end > y:
-            mean = band[..., : end - y, :width] / counts[..., : end - y, :width]
-            yield y, (class_softmax(mean) if one_pass else mean)[0]
+        step = max(1, chunk_bytes // (4 * band.shape[1] * width))  # final rows handed on a few at a time
+        for r in range(0, min(done, height - y), step):
+            r1 = min(r + step, done, height - y)
+            mean = band[..., r:r1, :width] / counts[..., r:r1, :width]
+            yield y + r, (class_softmax(mean) if one_pass else mean)[0]
         keep = window - done
         band[..., :keep, :] = band[..., done:, :].clone()
         band[..., keep:, :] = 0
