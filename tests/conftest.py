@@ -1,7 +1,8 @@
 """Fixtures: tiny synthetic data sets in the real on-disk layouts (written by segkit itself), briefly trained
-checkpoints, the official graph's outputs, and W&B offline in every test. Helpers: helpers.py."""
+checkpoints, the official graph's outputs, small filesystems, and W&B offline in every test. Helpers: helpers.py."""
 
 import os
+import subprocess
 
 import lightning as L
 import pytest
@@ -145,3 +146,25 @@ def end_to_end_onnx(varied_checkpoint, tmp_path_factory):
         assert not e.code, e.code
     assert path.is_file()
     return path
+
+
+def _mounted(folder, size: str):
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    return folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs the right to mount, as root in a container has; skipped otherwise)."""
+    yield _mounted(tmp_path / "small", "2m")
+    subprocess.run(["umount", str(tmp_path / "small")], check=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KB tmpfs, as :func:`small_disk`."""
+    yield _mounted(tmp_path / "tiny", "64k")
+    subprocess.run(["umount", str(tmp_path / "tiny")], check=True)

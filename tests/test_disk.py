@@ -3,7 +3,6 @@ partial files; on a small filesystem the tests mount when they may, and by a wri
 does (PyTorch's RuntimeError with the ENOSPC OSError as its context)."""
 
 import errno
-import subprocess
 
 import pytest
 import torch
@@ -15,28 +14,6 @@ from segkit.export.writers import write_new
 from segkit.io import torch_files
 from segkit.io.disk import DiskFullError, is_disk_full, tensor_bytes
 from segkit.io.torch_files import save_atomic
-
-
-def _mounted(folder, size: str):
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small filesystem here")
-    return folder
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs (needs the right to mount, as root in a container has; skipped otherwise)."""
-    yield _mounted(tmp_path / "small", "2m")
-    subprocess.run(["umount", str(tmp_path / "small")], check=True)
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 64 KB tmpfs, as :func:`small_disk`."""
-    yield _mounted(tmp_path / "tiny", "64k")
-    subprocess.run(["umount", str(tmp_path / "tiny")], check=True)
 
 
 def _fails_as_a_full_disk(obj, f):

@@ -108,7 +108,7 @@ def main(args: list[str]) -> None:
             # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
             model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
             dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
-            budget = memory_budget(p, cfg) or default_budget()
+            budget = memory_budget(p, cfg) or default_budget(device)
             predictor = CheckpointPredictor(model, inference_settings(cfg), budget)
             scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
             source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}

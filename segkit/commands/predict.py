@@ -13,6 +13,10 @@ are batched together (sorted by size first), so each prediction equals that of t
 that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
 all the others.
 
+A video file (``--input clip.mp4``, any format OpenCV's FFmpeg backend reads) or a folder of frames with
+``--fps`` gives ``<stem>_overlay.mp4`` at the input's frame rate and size (``--every N``: every N-th frame, at
+the frame rate / N) and with ``--masks`` a mask PNG per frame in ``<stem>_masks/``.
+
 Memory is bounded by ``--memory_budget`` (default half the available memory), not by the image: an image
 that would need more is predicted in overlapping ``--window`` tiles, band by band, and the command says so;
 an image whose header claims more than ``--max_pixels`` is refused unread (docs/large_images.md).
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from ..inference import load_inference_model
 from ..inference.image_files import find_images, output_paths, predict_folder
+from ..inference.video import VideoFrames, is_video, predict_video, video_outputs
 from .options import (
     add_inference_options,
     add_memory_options,
@@ -53,6 +58,16 @@ def parser():
         "entropy / log(classes), times 65535)",
     )
     p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
+    p.add_argument(
+        "--fps",
+        type=float | None,
+        default=None,
+        help="treat --input, a folder of frames in name order, as a video at this frame rate",
+    )
+    p.add_argument("--every", type=int, default=1, help="video: segment every N-th frame (frame rate / N)")
+    p.add_argument(
+        "--masks", action=ActionYesNo, default=False, help="video: also write one mask PNG per frame (<stem>_masks/)"
+    )
     return p
 
 
@@ -65,6 +80,9 @@ def main(args: list[str]) -> None:
         p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
     budget = memory_budget(p, cfg)
     datamodule = config_datamodule(p, cfg)
+    if is_video(cfg.input) or cfg.fps is not None:
+        predict_video_file(p, cfg, datamodule)
+        return
     files = find_images(cfg.input)
     output = Path(cfg.output)
     existing = [p for f in files for p in output_paths(output, f, cfg.confidence) if p.exists()]
@@ -95,3 +113,43 @@ def main(args: list[str]) -> None:
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
         sys.exit(1)
+
+
+def predict_video_file(p, cfg, datamodule) -> None:
+    """The overlay video (and masks) of a video file or a folder of frames; exit 1 when it ends early."""
+    from tqdm import tqdm
+
+    from ..data.transforms import eval_transform
+
+    if cfg.every < 1:
+        p.error(f"--every must be at least 1, got {cfg.every}")
+    if cfg.fps is not None and cfg.fps <= 0:
+        p.error(f"--fps must be positive, got {cfg.fps}")
+    output = Path(cfg.output)
+    frames = VideoFrames(cfg.input, cfg.fps)
+    existing = [p for p in video_outputs(output, frames.source, cfg.masks) if p.exists()]
+    if existing and not cfg.overwrite:
+        sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
+    model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    total = -(-frames.count // cfg.every) if frames.count > 0 else None
+    with tqdm(total=total, desc="predict", unit="frame", dynamic_ncols=True) as bar:
+        result = predict_video(
+            model,
+            frames,
+            output,
+            eval_transform(datamodule.mean, datamodule.std),
+            datamodule.palette,
+            inference_settings(cfg),
+            cfg.batch_size,
+            cfg.device,
+            cfg.every,
+            cfg.masks,
+            bar.update,
+        )
+    masks = (
+        f" and {result.frames_written} masks to {video_outputs(output, frames.source, True)[1]}" if cfg.masks else ""
+    )
+    wrote = f"wrote {result.frames_written} frames to {result.video}{masks}"
+    if result.error:
+        sys.exit(f"segkit predict: {result.error}; {wrote}")
+    print(f"segkit predict: {wrote} ({frames.fps / cfg.every:g} frames/s)", flush=True)

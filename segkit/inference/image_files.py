@@ -232,14 +232,14 @@ def predict_folder(
 
     ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
     ``confidence``: also the confidence and entropy maps of the probabilities the masks come from.
-    ``memory_budget``: bytes (default half the available memory); an image that would need more whole is
-    predicted band by band and said so. ``max_pixels``: a larger header is refused before decoding.
+    ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
+    need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
     """
     model = model.to(device).eval()
     settings = settings or {}
     output.mkdir(parents=True, exist_ok=True)
     plan = MemoryPlan(
-        ModelFootprint.measure(model), settings, memory_budget or default_budget(), confidence, max_pixels
+        ModelFootprint.measure(model), settings, memory_budget or default_budget(device), confidence, max_pixels
     )
     sizes = [header_size(f) for f in files]
     order, failed = plan.admit(files, sizes)

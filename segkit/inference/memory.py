@@ -66,10 +66,15 @@ def available_memory() -> int | None:
         return None
 
 
-def default_budget() -> int:
-    """Half of the memory available now (4 GB when the system does not say)."""
+def default_budget(device: str | torch.device = "cpu") -> int:
+    """Half of the memory available now (4 GB when the system does not say); on a GPU, the smaller of that
+    and half of the GPU's free memory, where the class scores are."""
     available = available_memory()
-    return available // 2 if available else 4 * 10**9
+    budget = available // 2 if available else 4 * 10**9
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        budget = min(budget, torch.cuda.mem_get_info(device)[0] // 2)
+    return budget
 
 
 @torch.no_grad()
@@ -159,8 +164,8 @@ class ModelFootprint:
         Full size: the 8-bit image (3 bytes per pixel), the label map (1) and with ``confidence`` two 16-bit maps
         (4), plus a copy of the largest of them while its file is encoded (3). Per band: the class-score sum and
         counts of one window's height across the image ((4K + 4) x window x width), and the final rows, handed
-        on 64 MiB at a time (or the band's), with what is computed from them (4 x that). Per tile: one window through the
-        model at the largest scale with its flip, and its probabilities.
+        on 64 MiB at a time (or the band's), with what is computed from them (4 x that). Per tile: one window
+        through the model at the largest scale with its flip, and its probabilities.
         """
         k = self.num_classes
         full = (3 + 1 + 4 * confidence + 3) * height * width
