@@ -41,8 +41,9 @@ def evaluate(
 ) -> torch.Tensor:
     """The (K, K) confusion matrix of ``predictor`` on ``dataset``, one image at a time.
 
-    ``predictor``: a :class:`CheckpointPredictor` (the dataset with the eval transform) or an
-    :class:`ExportedPredictor` (the dataset without a transform: raw uint8 pixels). With ``save_predictions``,
+    ``predictor``: a :class:`CheckpointPredictor` (the dataset with the eval transform; it tiles images above
+    its memory budget, and says so) or an :class:`ExportedPredictor` (the dataset without a transform: raw
+    uint8 pixels). With ``save_predictions``,
     each prediction is written there as ``files`` declares, with a colour overlay. ``analysis`` sees every
     image's prediction (and its class probabilities when it needs them). Under ``torchrun`` each process takes
     its own images (no image twice, none dropped) and the matrices are summed across processes.

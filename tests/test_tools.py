@@ -1,4 +1,5 @@
-"""The tools: tools/benchmark.py (every section, --quick) and tools/gpu_check.py (--quick, on the CPU)."""
+"""The tools: tools/benchmark.py (every section, --quick), tools/gpu_check.py (--quick, on the CPU) and the
+analysis, large-image and video benchmarks (--quick)."""
 
 import json
 
@@ -86,3 +87,23 @@ def test_analysis_benchmark_quick_times_both_loops(tmp_path):
     assert set(results["rows"]) == {"plain", "analysis", "baseline plain"} and results["images"] == 6
     assert all(row["seconds_per_image"] > 0 for row in results["rows"].values())
     assert results["analysis_over_plain"] > 0 and results["rows"]["analysis"]["plot_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_large_image_benchmark_quick_measures_whole_and_tiled(tmp_path):
+    """tools/benchmark_large.py --quick: a 300 px image predicted whole and a 600 px one tiled under its 60 MB
+    budget, each with its peak memory and time."""
+    python(REPO / "tools" / "benchmark_large.py", "--quick", "--json", tmp_path / "l.json", cwd=tmp_path, check=True)
+    rows = json.loads((tmp_path / "l.json").read_text())["rows"]
+    assert set(rows) == {"baseline", "300", "600"}
+    assert rows["300"]["tiled"] is None and "band by band" in rows["600"]["tiled"]
+    assert all(row["peak_rss_bytes"] > 10**8 and row["seconds"] > 0 for row in rows.values())
+
+
+@pytest.mark.slow
+def test_video_benchmark_quick_times_video_and_images(tmp_path):
+    """tools/benchmark_video.py --quick: the same 12 frames as a video and as images, frames per second of each."""
+    python(REPO / "tools" / "benchmark_video.py", "--quick", "--json", tmp_path / "v.json", cwd=tmp_path, check=True)
+    results = json.loads((tmp_path / "v.json").read_text())
+    assert {mode: row["frames"] for mode, row in results["rows"].items()} == {"images": 12, "video": 12}
+    assert results["video_over_images"] > 0

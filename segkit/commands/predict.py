@@ -43,9 +43,16 @@ from .options import (
 def parser():
     from jsonargparse import ActionYesNo
 
-    p = model_parser("segkit predict", "Segment a folder of images with a checkpoint.")
-    p.add_argument("--input", type=str, required=True, help="an image folder, a glob pattern or one image")
-    p.add_argument("--output", type=str, required=True, help="folder for <stem>.png and <stem>_overlay.jpg")
+    p = model_parser("segkit predict", "Segment images, or a video, with a checkpoint.")
+    p.add_argument(
+        "--input", type=str, required=True, help="an image folder, a glob pattern, one image, or a video file"
+    )
+    p.add_argument(
+        "--output",
+        type=str,
+        required=True,
+        help="folder for <stem>.png and <stem>_overlay.jpg (a video: <stem>_overlay.mp4)",
+    )
     add_inference_options(p)
     add_memory_options(p)
     p.add_argument("--batch_size", type=int, default=4, help="images of one size predicted together")
@@ -125,9 +132,11 @@ def predict_video_file(p, cfg, datamodule) -> None:
         p.error(f"--every must be at least 1, got {cfg.every}")
     if cfg.fps is not None and cfg.fps <= 0:
         p.error(f"--fps must be positive, got {cfg.fps}")
+    if cfg.confidence:
+        p.error("--confidence writes maps per image; for a video, give its frames as images (a folder, no --fps)")
     output = Path(cfg.output)
     frames = VideoFrames(cfg.input, cfg.fps)
-    existing = [p for p in video_outputs(output, frames.source, cfg.masks) if p.exists()]
+    existing = [f for f in video_outputs(output, frames.source, cfg.masks) if f.exists()]
     if existing and not cfg.overwrite:
         sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
