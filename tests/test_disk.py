@@ -103,3 +103,23 @@ def test_eval_reports_on_a_full_disk_name_the_file(tiny_voc, checkpoint, tiny_di
     assert last.startswith(f"segkit eval: no space left for {tiny_disk / 'report'}/") and ".png: it did not fit" in last
     for png in tiny_disk.rglob("*.png"):  # what was written is whole
         Image.open(png).load()
+
+
+def test_a_logger_on_a_full_disk_names_the_run_folder(tiny_voc, tmp_path, capsys, monkeypatch):
+    """The CSV logger's write fails as a full disk does (an OSError without a file name): one line naming the
+    run folder where the logs go (logs/version_0 holds its hparams.yaml), exit 1."""
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    def save_on_a_full_disk(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ExperimentWriter, "save", save_on_a_full_disk)
+    args = ["--config", CONFIGS / "voc.yaml", "--data.root", tiny_voc, *TINY_VOC_ARGS]
+    args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "logs"]
+    args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
+    proc = run_here(capsys, "fit", *args, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("segkit fit: no space left for logs/version_0: it did not fit, "), last
+    assert "free on its disk" in last
+    assert (tmp_path / "logs" / "version_0" / "hparams.yaml").is_file()  # the folder named is where the logs go

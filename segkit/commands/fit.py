@@ -21,6 +21,7 @@ from lightning.pytorch.plugins import CheckpointIO, LayerSync
 from ..config_files import config_sources
 from ..data import SegmentationDataModule
 from ..distributed import SyncBatchNormPlugin
+from ..io.disk import DiskFullError, free_bytes, is_disk_full, names_a_file
 from ..io.torch_files import read_checkpoint
 from ..training.checkpoints import AtomicCheckpointIO, GracefulStop, SegkitCheckpoint, own_run_folder
 from ..training.console import MultiplyAddsSummary, quiet_lightning, step_progress_bar
@@ -141,6 +142,17 @@ class SegkitCLI(LightningCLI):
             isinstance(c, ModelSummary) for c in [*configured, *defaults]
         ):
             defaults.append(MultiplyAddsSummary())
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's; a full disk met by a writer that names no file (a logger's ``write``) is said as the run
+        folder's, where the logs and checkpoints go."""
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as e:
+            if not is_disk_full(e) or isinstance(e, DiskFullError) or names_a_file(e):
+                raise
+            folder = run_folder(self.trainer)
+            raise DiskFullError(folder, None, free_bytes(folder)) from e
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's: the checkpoint's model hyper-parameters replace the config's. Here the file is read with

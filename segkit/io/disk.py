@@ -44,6 +44,17 @@ def is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
+def names_a_file(error: BaseException | None) -> bool:
+    """Whether ``error`` or an error it was raised from is an OSError that names its file."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.filename:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def free_bytes(path: Path) -> int:
     """Free bytes on the disk that holds ``path`` (its nearest existing folder)."""
     folder = Path(path).absolute()
