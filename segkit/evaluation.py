@@ -41,9 +41,9 @@ def evaluate(
 ) -> torch.Tensor:
     """The (K, K) confusion matrix of ``predictor`` on ``dataset``, one image at a time.
 
-    ``predictor``: a :class:`CheckpointPredictor` (the dataset with the eval transform; it tiles images above
-    its memory budget, and says so) or an :class:`ExportedPredictor` (the dataset without a transform: raw
-    uint8 pixels). With ``save_predictions``,
+    ``predictor``: a :class:`CheckpointPredictor` (it tiles images above its memory budget, and says so) or an
+    :class:`ExportedPredictor`; the dataset gives what it takes (raw uint8 pixels, or normalized ones for a
+    :class:`CheckpointPredictor` without a transform). With ``save_predictions``,
     each prediction is written there as ``files`` declares, with a colour overlay. ``analysis`` sees every
     image's prediction (and its class probabilities when it needs them). Under ``torchrun`` each process takes
     its own images (no image twice, none dropped) and the matrices are summed across processes.
@@ -76,23 +76,37 @@ def _calibrate(analysis: EvalAnalysis, mask: torch.Tensor, y0: int, probs: torch
 
 class CheckpointPredictor:
     """A checkpoint's model (eval mode, on the device) with test-time augmentation ``settings`` (keyword
-    arguments of :func:`segkit.inference.predict_probs`) on a normalized (1, 3, H, W) batch.
+    arguments of :func:`segkit.inference.predict_probs`) on a (1, 3, H, W) batch: raw uint8 pixels that
+    ``transform`` (the eval transform) normalizes, or without one a batch already normalized.
 
     With a ``memory_budget`` (bytes), an image whose probabilities would need more is predicted band by band
     (:mod:`segkit.inference.tiled`, in ``settings["window"]`` or 513 px windows)."""
 
-    def __init__(self, model: torch.nn.Module, settings: dict | None = None, memory_budget: int | None = None) -> None:
-        self.model, self.settings = model.eval(), settings or {}
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        settings: dict | None = None,
+        memory_budget: int | None = None,
+        transform=None,
+    ) -> None:
+        self.model, self.settings, self.transform = model.eval(), settings or {}, transform
         self.plan = None
         if memory_budget is not None:
             self.plan = MemoryPlan(ModelFootprint.measure(self.model), self.settings, memory_budget)
+
+    def _normalized(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A raw (1, 3, h, w) uint8 batch through ``transform``; a batch already normalized as it is."""
+        if self.transform is None:
+            return pixels
+        image = np.ascontiguousarray(pixels[0].permute(1, 2, 0).cpu().numpy())
+        return self.transform(image=image)["image"][None].to(pixels.device)
 
     def predict(self, image: torch.Tensor, on_probs=None, name: str = "image", say=print) -> torch.Tensor:
         """(H, W) class indices; ``on_probs(y0, probs)`` sees the (K, rows, W) probabilities of the rows from
         ``y0`` (all rows at once, or band by band when the image is tiled)."""
         h, w = image.shape[-2:]
         if self.plan is None or not self.plan.tiled(h, w):
-            probs = predict_probs(self.model, image, **self.settings)[0]
+            probs = predict_probs(self.model, self._normalized(image), **self.settings)[0]
             if on_probs is not None:
                 on_probs(0, probs)
             return label_maps(probs[None])[0]
@@ -102,11 +116,8 @@ class CheckpointPredictor:
         say(self.plan.describe(name, h, w))
         tta = {k: self.settings[k] for k in ("overlap", "scales", "flip") if k in self.settings}
         hook = None if on_probs is None else (lambda y0, rows, probs: on_probs(y0, probs))
-        return tiled_labels(self.model, lambda *r: _region(image, *r), h, w, self.plan.window, **tta, on_rows=hook)
-
-
-def _region(image: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-    return image[..., y0:y1, x0:x1]
+        read = lambda y0, y1, x0, x1: self._normalized(image[..., y0:y1, x0:x1])  # noqa: E731
+        return tiled_labels(self.model, read, h, w, self.plan.window, **tta, on_rows=hook)
 
 
 class ExportedPredictor:

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from .. import distributed
 from ..data.predictions import PredictionFiles
 from ..evaluation import (
@@ -26,7 +28,7 @@ from ..evaluation import (
     score_predictions,
     scores_json,
 )
-from ..inference import load_inference_model, predict_probs
+from ..inference import load_inference_model
 from ..inference.memory import default_budget
 from ..io.disk import written_whole
 from ..metrics import format_iou_table, segmentation_scores
@@ -88,7 +90,7 @@ def main(args: list[str]) -> None:
             "(score prediction files)"
         )
 
-    files, void, model = datamodule.prediction_files, None, None
+    files, void, predictor = datamodule.prediction_files, None, None
     analysis = eval_analysis(p, cfg, datamodule, device)
     if cfg.predictions is not None:
         dataset = datamodule.split_dataset(cfg.split)
@@ -107,9 +109,11 @@ def main(args: list[str]) -> None:
         else:
             # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
             model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
-            dataset = datamodule.split_dataset(cfg.split, eval_transform(datamodule.mean, datamodule.std))
+            # raw pixels too: each image is normalized by the predictor, whole or window by window when tiled
+            dataset = datamodule.split_dataset(cfg.split)
             budget = memory_budget(p, cfg) or default_budget(device)
-            predictor = CheckpointPredictor(model, inference_settings(cfg), budget)
+            transform = eval_transform(datamodule.mean, datamodule.std)
+            predictor = CheckpointPredictor(model, inference_settings(cfg), budget, transform)
             scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
             source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
         confmat = evaluate(
@@ -148,7 +152,7 @@ def main(args: list[str]) -> None:
         if cfg.wandb_project or cfg.wandb_run_id:
             from ..wandb import log_eval
 
-            samples = wandb_samples(cfg, dataset, model, files, datamodule.num_classes, device)
+            samples = wandb_samples(cfg, dataset, predictor, files, datamodule.num_classes, device)
             log_eval(
                 cfg.wandb_project,
                 cfg.wandb_run_id,
@@ -182,19 +186,21 @@ def exported_model(p, cfg, datamodule):
     return model
 
 
-def wandb_samples(cfg, dataset, model, files: PredictionFiles, num_classes: int, device) -> list:
-    """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted with
-    the evaluation's settings, or read from the prediction files."""
-    from ..wandb import predict_samples, sample_indices
+def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: int, device) -> list:
+    """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted by
+    the evaluation's ``predictor``, or read from the prediction files (``predictor`` None)."""
+    from ..wandb import sample_indices
 
     indices = sample_indices(len(dataset), cfg.wandb_images, 0)
-    if model is None:
+    if predictor is None:
         paths = files.match(dataset.ids, Path(cfg.predictions))
         return [(*dataset.load(i), files.read(paths[i], num_classes), dataset.samples[i].name) for i in indices]
-    if cfg.model_file is not None:
-        samples = [(*dataset.load(i), dataset.samples[i].name) for i in indices]
-        return [(image, truth, model.labels([image])[0], name) for image, truth, name in samples]
-    return predict_samples(lambda x: predict_probs(model, x, **inference_settings(cfg)), dataset, indices, device)
+    samples = []
+    for i in indices:
+        image, truth = dataset.load(i)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)  # as the raw dataset gives them
+        samples.append((image, truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
+    return samples
 
 
 def report(confmat, void, class_names, result: dict, heading: str, cfg) -> None:
