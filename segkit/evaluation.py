@@ -57,7 +57,7 @@ def evaluate(
     order = list(loader.sampler)  # dataset indices of this process's images
     bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())
     for index, batch in zip(order, bar):
-        image, mask = batch["image"].to(device), batch["mask"].to(device)
+        image, mask = batch["image"], batch["mask"].to(device)  # the predictor takes the image where it needs it
         calibrate = partial(_calibrate, analysis, mask[0]) if with_probs else None
         pred = predictor.predict(image, calibrate, name=batch["name"][0], say=bar.write).to(device)  # (H, W)
         metric.update(pred[None], mask)
@@ -90,16 +90,19 @@ class CheckpointPredictor:
         transform=None,
     ) -> None:
         self.model, self.settings, self.transform = model.eval(), settings or {}, transform
+        parameter = next(model.parameters(), None)
+        self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.plan = None
         if memory_budget is not None:
             self.plan = MemoryPlan(ModelFootprint.measure(self.model), self.settings, memory_budget)
 
     def _normalized(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A raw (1, 3, h, w) uint8 batch through ``transform``; a batch already normalized as it is."""
+        """A raw (1, 3, h, w) uint8 batch through ``transform`` (on the CPU, where the loader gives it); a batch
+        already normalized as it is; either on the model's device."""
         if self.transform is None:
-            return pixels
+            return pixels.to(self.device)
         image = np.ascontiguousarray(pixels[0].permute(1, 2, 0).cpu().numpy())
-        return self.transform(image=image)["image"][None].to(pixels.device)
+        return self.transform(image=image)["image"][None].to(self.device)
 
     def predict(self, image: torch.Tensor, on_probs=None, name: str = "image", say=print) -> torch.Tensor:
         """(H, W) class indices; ``on_probs(y0, probs)`` sees the (K, rows, W) probabilities of the rows from
@@ -114,10 +117,9 @@ class CheckpointPredictor:
         if refusal is not None:
             raise ValueError(refusal)
         say(self.plan.describe(name, h, w))
-        tta = {k: self.settings[k] for k in ("overlap", "scales", "flip") if k in self.settings}
         hook = None if on_probs is None else (lambda y0, rows, probs: on_probs(y0, probs))
         read = lambda y0, y1, x0, x1: self._normalized(image[..., y0:y1, x0:x1])  # noqa: E731
-        return tiled_labels(self.model, read, h, w, self.plan.window, **tta, on_rows=hook)
+        return tiled_labels(self.model, read, h, w, **self.plan.tile_options, on_rows=hook)
 
 
 class ExportedPredictor:

@@ -152,7 +152,7 @@ def main(args: list[str]) -> None:
         if cfg.wandb_project or cfg.wandb_run_id:
             from ..wandb import log_eval
 
-            samples = wandb_samples(cfg, dataset, predictor, files, datamodule.num_classes, device)
+            samples = wandb_samples(cfg, dataset, predictor, files, datamodule.num_classes)
             log_eval(
                 cfg.wandb_project,
                 cfg.wandb_run_id,
@@ -186,7 +186,7 @@ def exported_model(p, cfg, datamodule):
     return model
 
 
-def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: int, device) -> list:
+def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: int) -> list:
     """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted by
     the evaluation's ``predictor``, or read from the prediction files (``predictor`` None)."""
     from ..wandb import sample_indices
@@ -198,7 +198,7 @@ def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: 
     samples = []
     for i in indices:
         image, truth = dataset.load(i)
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)  # as the raw dataset gives them
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]  # as the raw dataset gives them
         samples.append((image, truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
     return samples
 

@@ -139,19 +139,17 @@ def predict_tiled(
     model: torch.nn.Module,
     image: np.ndarray,
     transform,
-    settings: dict,
-    window: int,
+    options: dict,
     device: str = "cpu",
     on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> np.ndarray:
-    """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_labels`), each
-    window normalized by ``transform`` as it is read."""
+    """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_labels` with
+    ``options``, :attr:`MemoryPlan.tile_options`), each window normalized by ``transform`` as it is read."""
 
     def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
 
-    tta = {k: settings[k] for k in ("overlap", "scales", "flip") if k in settings}
-    return tiled_labels(model, read, *image.shape[:2], window, **tta, on_rows=on_rows).numpy()
+    return tiled_labels(model, read, *image.shape[:2], **options, on_rows=on_rows).numpy()
 
 
 def save_tiled_prediction(
@@ -161,8 +159,7 @@ def save_tiled_prediction(
     image: np.ndarray,
     transform,
     palette: np.ndarray,
-    settings: dict,
-    window: int,
+    options: dict,
     device: str = "cpu",
     confidence: bool = False,
 ) -> None:
@@ -178,7 +175,7 @@ def save_tiled_prediction(
         for target, values in zip(maps, confidence_maps(probs) if confidence else ()):
             target[y0 : y0 + len(rows)] = values
 
-    labels = predict_tiled(model, image, transform, settings, window, device, on_rows)
+    labels = predict_tiled(model, image, transform, options, device, on_rows)
     files = output_paths(folder, path, confidence)
     written_whole(files[0], lambda: write_label_png(files[0], labels, palette))
     labels = None  # freed before the overlay is encoded
@@ -198,9 +195,7 @@ def _predict_tiled_file(
         say(f"skipped: {e}")
         return str(e)
     say(plan.describe(path.name, *image.shape[:2]))
-    save_tiled_prediction(
-        model, output, path, image, transform, palette, plan.settings, plan.window, device, plan.confidence
-    )
+    save_tiled_prediction(model, output, path, image, transform, palette, plan.tile_options, device, plan.confidence)
     return None
 
 

@@ -193,16 +193,23 @@ class MemoryPlan:
         self.settings, self.budget, self.confidence, self.max_pixels = settings, budget, confidence, max_pixels
         self.window = settings.get("window") or DEFAULT_TILE
 
-    def refusal(self, path, height: int, width: int) -> str | None:
+    @property
+    def tile_options(self) -> dict:
+        """The keyword arguments of :func:`~segkit.inference.tiled.tiled_probs` for a tiled image: the window,
+        the overlap and the test-time augmentation of ``settings``."""
+        options = {k: self.settings[k] for k in ("overlap", "scales", "flip") if k in self.settings}
+        return {"window": self.window, **options}
+
+    def refusal(self, name, height: int, width: int) -> str | None:
         """Why the image cannot be predicted within the limits (one line), or None."""
         if height * width > self.max_pixels:
             return (
-                f"{path}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
+                f"{name}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
                 "pixels (--max_pixels); raise it if the image is real"
             )
         if self.tiled(height, width) and self._tiled_bytes(height, width) > self.budget:
             return (
-                f"{path}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
+                f"{name}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
                 f"even tiled, above the memory budget of {human(self.budget)}; raise --memory_budget or "
                 "lower --window"
             )

@@ -68,7 +68,7 @@ class VideoFrames:
         self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
 
-    def names(self, index: int) -> str:
+    def mask_name(self, index: int) -> str:
         """The name of frame ``index``'s mask: the frame file's stem, or the index (six digits)."""
         return self.files[index].stem if self.files is not None else f"{index:06d}"
 
@@ -109,7 +109,6 @@ class VideoFrames:
 class VideoResult:
     """What :func:`predict_video` wrote, and why it stopped early (None when it did not)."""
 
-    frames_read: int
     frames_written: int
     video: Path
     error: str | None = None
@@ -157,7 +156,7 @@ class _VideoFile:
         self.writer.release()
 
 
-def _consume(writer: _VideoFile, masks: Path | None, names, palette, jobs: queue.Queue, errors: list) -> None:
+def _consume(writer: _VideoFile, masks: Path | None, mask_name, palette, jobs: queue.Queue, errors: list) -> None:
     """Blends and encodes the frames from ``jobs`` in order (and writes their masks) until _END."""
     while (job := jobs.get()) is not _END:
         if errors:
@@ -167,7 +166,7 @@ def _consume(writer: _VideoFile, masks: Path | None, names, palette, jobs: queue
             blended = overlay(frame, labels, palette)
             writer.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR, dst=blended))
             if masks is not None:
-                file = masks / f"{names(index)}.png"
+                file = masks / f"{mask_name(index)}.png"
                 written_whole(file, partial(write_label_png, file, labels, palette))
         except Exception as e:  # noqa: BLE001 - handed to the main thread, which raises it
             errors.append(e)
@@ -175,8 +174,8 @@ def _consume(writer: _VideoFile, masks: Path | None, names, palette, jobs: queue
 
 def _segment(model, decoded: queue.Queue, encoded: queue.Queue, settings, batch_size, device, progress, errors):
     """Batches the decoded frames through the model and hands each with its labels to the encoder (until it
-    fails: ``errors``); the frames read, handed on, and the message of a video that ended early."""
-    read = written = 0
+    fails: ``errors``); the frames handed on, and the message of a video that ended early."""
+    written = 0
     batch: list = []
     while not errors:
         item = decoded.get()
@@ -190,14 +189,13 @@ def _segment(model, decoded: queue.Queue, encoded: queue.Queue, settings, batch_
                 progress(len(batch))
             batch = []
         if isinstance(item, VideoError):
-            return read, written, str(item)
+            return written, str(item)
         if isinstance(item, Exception):
             raise item
         if end:
-            return read, written, None
+            return written, None
         batch.append(item)
-        read += 1
-    return read, written, None
+    return written, None
 
 
 @torch.no_grad()
@@ -226,12 +224,14 @@ def predict_video(
     decoded, encoded, errors, stop = queue.Queue(2 * batch_size), queue.Queue(2 * batch_size), [], threading.Event()
     reader = threading.Thread(target=_produce, args=(frames, every, transform, decoded, stop), daemon=True)
     encoder = threading.Thread(
-        target=_consume, args=(writer, paths[1] if masks else None, frames.names, palette, encoded, errors), daemon=True
+        target=_consume,
+        args=(writer, paths[1] if masks else None, frames.mask_name, palette, encoded, errors),
+        daemon=True,
     )
     reader.start()
     encoder.start()
     try:
-        read, written, failure = _segment(model, decoded, encoded, settings or {}, batch_size, device, progress, errors)
+        written, failure = _segment(model, decoded, encoded, settings or {}, batch_size, device, progress, errors)
     finally:
         stop.set()
         encoded.put(_END)
@@ -246,4 +246,4 @@ def predict_video(
         if isinstance(errors[0], DiskFullError) and errors[0].path == paths[0]:
             paths[0].unlink(missing_ok=True)  # a video cut short by the disk is not left behind
         raise errors[0]
-    return VideoResult(read, written, paths[0], failure)
+    return VideoResult(written, paths[0], failure)
