@@ -58,11 +58,17 @@ def switch_output_stride(encoder: str, device: torch.device) -> str:
     return f"OS16 {before}px -> OS8 {after}px, logits {shape}"
 
 
-def loader_throughput(datamodule, batches: int) -> float:
-    """Training images per second that the DataLoader (with its workers) delivers, after the first batch."""
+def loader_throughput(datamodule, batches: int, workers: int) -> float:
+    """Training images per second that the DataLoader's workers deliver in steady state.
+
+    The first ``2 * workers + 1`` batches are skipped: each worker prepares up to two batches ahead
+    (``prefetch_factor``), and timing those would measure a queue already filled. The epoch must hold
+    ``2 * workers + 1 + batches`` batches.
+    """
     datamodule.setup("fit")
     it = iter(datamodule.train_dataloader())
-    next(it)
+    for _ in range(2 * workers + 1):
+        next(it)
     start = time.perf_counter()
     count = sum(len(next(it)["name"]) for _ in range(batches))
     return count / (time.perf_counter() - start)
@@ -200,9 +206,11 @@ def main() -> None:
         bench_rows(encoder, cs_size, cs_batch, device, steps, "cityscapes_bench", results, rows, inference=False)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            make_synthetic_cityscapes(root, num_train=48 if not args.quick else 4, num_val=2, height=cs_height, seed=0)
+            timed = 1 if args.quick else 16
+            num_train = cs_batch * (2 * workers + 1 + timed)
+            make_synthetic_cityscapes(root, num_train=num_train, num_val=2, height=cs_height, seed=0)
             dm = CityscapesDataModule(root=str(root), batch_size=cs_batch, crop_size=cs_size, num_workers=workers)
-            rate = loader_throughput(dm, 5 if not args.quick else 1)
+            rate = loader_throughput(dm, timed, workers)
             results["cityscapes_loader_img_s"] = rate
             rows.append((f"Cityscapes-size train loader, {workers} workers, crop {cs_size}", f"{rate:.1f} img/s"))
             r = fit_check(
