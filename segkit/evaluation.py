@@ -66,8 +66,15 @@ def evaluate(
         if save_predictions is not None:
             labels = pred.cpu().numpy()
             files.write(save_predictions, batch["name"][0], labels)
-            save_overlay(save_predictions / f"{batch['name'][0]}_overlay.jpg", dataset.load(index)[0], labels, palette)
+            save_overlay(
+                save_predictions / f"{batch['name'][0]}_overlay.jpg", _picture(dataset, index), labels, palette
+            )
     return metric.compute().cpu()  # summed over processes
+
+
+def _picture(dataset, index: int) -> np.ndarray:
+    """The RGB picture of a dataset's image (:meth:`SegmentationDataset.picture`, or the image itself)."""
+    return dataset.picture(index) if hasattr(dataset, "picture") else dataset.load(index)[0]
 
 
 def _calibrate(analysis: EvalAnalysis, mask: torch.Tensor, y0: int, probs: torch.Tensor) -> None:

@@ -169,14 +169,16 @@ def sample_indices(length: int, num: int, seed: int) -> list[int]:
 
 @torch.no_grad()
 def predict_samples(predict, dataset, indices, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
-    """(image, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
-    ``predict`` mapping a (1, 3, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale)."""
+    """(picture, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
+    ``predict`` mapping a (1, C, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale);
+    the picture is RGB (the dataset's ``display`` bands of other images)."""
+    display = getattr(dataset, "display", None)
     out = []
     for i in indices:
         image, truth = dataset.load(i)
         x = dataset.transform(image=image, mask=truth)["image"] if dataset.transform else torch.from_numpy(image)
         pred = label_maps(predict(x[None].to(device)), [image.shape[:2]])[0].cpu().numpy()
-        out.append((image, truth, pred, dataset.samples[i].name))
+        out.append((display(image) if display else image, truth, pred, dataset.samples[i].name))
     return out
 
 

@@ -32,6 +32,8 @@ def write_worst(folder: Path, per_image: PerImageScores, dataset, palette, class
     rows = []
     for rank, (row, pred) in enumerate(per_image.worst(), 1):
         image, truth = dataset.load(row.index)
+        if getattr(dataset, "display", None) is not None:
+            image = dataset.display(image)  # the RGB picture of other bands
         title = f"#{rank} {row.name}: mIoU {100 * row.miou:.1f}%, pixel accuracy {100 * row.pixel_accuracy:.1f}%"
         path = folder / "worst" / f"{rank:02d}_{safe_name(row.name)}.png"
         plots.save(plots.image_panel(image, truth, pred, palette, class_names, title), path)

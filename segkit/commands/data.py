@@ -3,7 +3,9 @@ folder-layout demo set.
 
     segkit data check --config cityscapes.yaml --data.root DIR   every split's files; exit status 1 on a problem
     segkit data sbd --sbd_root DIR --voc_root DIR                SegmentationClassAug and train_aug.txt
-    segkit data synthetic [--root DIR]                           the two-class demo set (demo_folder.yaml)
+    segkit data synthetic [--kind folder|multiband] [--root DIR] a demo set: two classes in JPEGs
+                                                                 (demo_folder.yaml) or 4-band 16-bit TIFFs
+                                                                 (demo_multiband.yaml)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 
 USAGE = (
     "usage: segkit data check --config FILE [--data.root DIR] | "
-    "segkit data sbd --sbd_root DIR --voc_root DIR | segkit data synthetic [--root DIR]"
+    "segkit data sbd --sbd_root DIR --voc_root DIR | segkit data synthetic [--kind KIND] [--root DIR]"
 )
 
 
@@ -54,19 +56,31 @@ def sbd(args: list[str]) -> None:
 
 
 def synthetic(args: list[str]) -> None:
-    """``segkit data synthetic [--root DIR]``: the folder-layout demo set (demo_folder.yaml)."""
+    """``segkit data synthetic [--kind folder|multiband] [--root DIR]``: a demo set in a plain folder layout."""
     from jsonargparse import ArgumentParser
 
-    from ..data.synthetic import make_synthetic_folder
+    from ..data.synthetic import make_synthetic_folder, make_synthetic_multiband
 
+    kinds = {
+        "folder": (make_synthetic_folder, 240, "images and their 0/255 masks (demo_folder.yaml)"),
+        "multiband": (
+            make_synthetic_multiband,
+            160,
+            "4-band 16-bit TIFFs (red, green, blue, near-infrared) and their class masks (demo_multiband.yaml)",
+        ),
+    }
     parser = ArgumentParser(
         prog="segkit data synthetic",
-        description="Write the two-class demo set in a plain folder layout: images/part_{a,b}/*.jpg and "
-        "masks/part_{a,b}/*.png (0/255).",
+        description="Write a demo set in a plain folder layout: folder: two classes, images/part_{a,b}/*.jpg and "
+        "masks/part_{a,b}/*.png (0/255); multiband: three classes, images/*.tif (4 bands, 16 bits) and "
+        "masks/*.png (class indices).",
     )
-    parser.add_argument("--root", default="data/synthetic_folder", help="the folder to write it in")
-    parser.add_argument("--num_images", type=int, default=240)
+    parser.add_argument("--kind", choices=list(kinds), default="folder")
+    parser.add_argument("--root", default=None, help="the folder to write it in (default data/synthetic_<kind>)")
+    parser.add_argument("--num_images", type=int, default=None, help="default 240 (folder), 160 (multiband)")
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args(args)
-    root = make_synthetic_folder(cfg.root, cfg.num_images, seed=cfg.seed)
-    print(f"{cfg.num_images} images and their 0/255 masks in {root / 'images'} and {root / 'masks'}")
+    make, count, what = kinds[cfg.kind]
+    count = cfg.num_images or count
+    root = make(cfg.root or f"data/synthetic_{cfg.kind}", count, seed=cfg.seed)
+    print(f"{count} {what} in {root / 'images'} and {root / 'masks'}")

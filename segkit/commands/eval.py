@@ -74,7 +74,6 @@ def parser():
 
 
 def main(args: list[str]) -> None:
-    from ..data.transforms import eval_transform
 
     p = parser()
     cfg = p.parse_args(args)
@@ -112,7 +111,7 @@ def main(args: list[str]) -> None:
             # raw pixels too: each image is normalized by the predictor, whole or window by window when tiled
             dataset = datamodule.split_dataset(cfg.split)
             budget = memory_budget(p, cfg) or default_budget(device)
-            transform = eval_transform(datamodule.mean, datamodule.std)
+            transform = datamodule.eval_transform()
             predictor = CheckpointPredictor(model, inference_settings(cfg), budget, transform)
             scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
             source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
@@ -187,19 +186,25 @@ def exported_model(p, cfg, datamodule):
 
 
 def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: int) -> list:
-    """(image, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted by
-    the evaluation's ``predictor``, or read from the prediction files (``predictor`` None)."""
+    """(picture, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted by
+    the evaluation's ``predictor``, or read from the prediction files (``predictor`` None); the picture is RGB
+    (the dataset's display bands of other images)."""
+    display = dataset.display or (lambda image: image)
     from ..wandb import sample_indices
 
     indices = sample_indices(len(dataset), cfg.wandb_images, 0)
     if predictor is None:
         paths = files.match(dataset.ids, Path(cfg.predictions))
-        return [(*dataset.load(i), files.read(paths[i], num_classes), dataset.samples[i].name) for i in indices]
+        loaded = [dataset.load(i) for i in indices]
+        return [
+            (display(image), truth, files.read(paths[i], num_classes), dataset.samples[i].name)
+            for i, (image, truth) in zip(indices, loaded)
+        ]
     samples = []
     for i in indices:
         image, truth = dataset.load(i)
         pixels = torch.from_numpy(image).permute(2, 0, 1)[None]  # as the raw dataset gives them
-        samples.append((image, truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
+        samples.append((display(image), truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
     return samples
 
 

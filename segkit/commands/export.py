@@ -102,6 +102,11 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit export: {e}")
     datamodule = config_datamodule(p, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    if model.in_channels != 3 or getattr(datamodule, "bands", None) is not None:
+        sys.exit(
+            f"segkit export: the model reads {model.in_channels} band(s); export writes models of 8-bit RGB "
+            "input only (multi-band export is not supported yet)"
+        )
     k = datamodule.num_classes
     if cfg.end_to_end:
         module = EndToEnd(
@@ -172,12 +177,11 @@ def quantize(float_file: Path, output: Path, datamodule, cfg) -> dict:
     """INT8 of ``float_file``, calibrated on ``--calibration_images`` training images chosen with seed 0."""
     import numpy as np
 
-    from ..data.transforms import eval_transform
     from ..export.quantize import calibration_indices, quantize_int8
 
     dataset = datamodule.split_dataset(datamodule.train_splits()[0])
     indices = calibration_indices(len(dataset), cfg.calibration_images)
-    transform = eval_transform(datamodule.mean, datamodule.std)
+    transform = datamodule.eval_transform()
 
     def inputs():
         for i in indices:

@@ -101,6 +101,7 @@ class SegkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         parser.add_lightning_class_args(SegkitCheckpoint, "checkpoint")
         parser.set_defaults(
             {

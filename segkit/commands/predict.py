@@ -8,7 +8,8 @@ For every image ``<stem>.png`` (class indices, a palette PNG coloured like the d
 ``<stem>_overlay.jpg`` (the image blended with the colour mask) are written at the image's own resolution;
 ``--confidence`` adds ``<stem>_confidence.png`` and ``<stem>_entropy.png``, 16-bit maps of the top class
 probability and of the entropy over log(classes), from the probabilities the mask comes from.
-The config's data section gives the normalization, the class names and the colours. Images of the same size
+The config's data section gives the class names and the colours; the checkpoint's record of its data (segkit
+fit writes it) the bands read, their normalization and the bands shown in the overlay. Images of the same size
 are batched together (sorted by size first), so each prediction equals that of the image alone; an image
 that cannot be read is reported by name and skipped, and the command then exits with status 1 after writing
 all the others.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..inference import load_inference_model
 from ..inference.image_files import find_images, output_paths, predict_folder
 from ..inference.video import VideoFrames, is_video, predict_video, video_outputs
 from .options import (
@@ -99,12 +99,12 @@ def main(args: list[str]) -> None:
             f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
             "choose another --output or pass --overwrite"
         )
-    model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    model, image_format = checkpoint_and_format(cfg, datamodule)
     failed = predict_folder(
         model,
         files,
         output,
-        eval_transform(datamodule.mean, datamodule.std),
+        eval_transform(image_format.mean, image_format.std, image_format.pixel_max),
         datamodule.palette,
         inference_settings(cfg),
         cfg.batch_size,
@@ -113,6 +113,8 @@ def main(args: list[str]) -> None:
         cfg.confidence,
         budget,
         cfg.max_pixels,
+        image_format.reader(),
+        None if image_format.rgb else image_format.display,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
@@ -120,6 +122,18 @@ def main(args: list[str]) -> None:
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
         sys.exit(1)
+
+
+def checkpoint_and_format(cfg, datamodule):
+    """The checkpoint's model as inference runs it, and how its input images are read (:class:`ImageFormat`):
+    the checkpoint's record of its data, or the config's data set for a checkpoint without one."""
+    from ..data.bands import ImageFormat
+    from ..inference.predict import checkpoint_model
+    from ..io.torch_files import read_checkpoint
+
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    return model, ImageFormat.from_record(checkpoint.get("segkit_data") or datamodule.inference_record())
 
 
 def predict_video_file(p, cfg, datamodule) -> None:
@@ -139,14 +153,16 @@ def predict_video_file(p, cfg, datamodule) -> None:
     existing = [f for f in video_outputs(output, frames.source, cfg.masks) if f.exists()]
     if existing and not cfg.overwrite:
         sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
-    model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    model, image_format = checkpoint_and_format(cfg, datamodule)
+    if not image_format.rgb:
+        sys.exit(f"segkit predict: the model reads {image_format.in_channels} band(s), video frames are RGB")
     total = -(-frames.count // cfg.every) if frames.count > 0 else None
     with tqdm(total=total, desc="predict", unit="frame", dynamic_ncols=True) as bar:
         result = predict_video(
             model,
             frames,
             output,
-            eval_transform(datamodule.mean, datamodule.std),
+            eval_transform(image_format.mean, image_format.std),
             datamodule.palette,
             inference_settings(cfg),
             cfg.batch_size,

@@ -168,12 +168,13 @@ def official_resize(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``resize_to_range`` as the official input pipeline runs it on an image and its label: bilinear and
     nearest-neighbour resizing with aligned corners (TF's ``align_corners=True``); the image is rounded back to
-    uint8 (the official pipeline keeps it float: at most half a grey level apart)."""
+    its own type (the official pipeline keeps it float: at most half a grey level apart)."""
     h, w = mask.shape[:2]
     out_h, out_w = official_resize_size(h, w, min_size, max_size, factor)
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=True)
-    resized = x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    top = np.iinfo(image.dtype).max  # 8 or 16 bits: the image keeps its type
+    resized = x[0].permute(1, 2, 0).round().clamp(0, top).numpy().astype(image.dtype)
 
     def nearest(n_in: int, n_out: int) -> np.ndarray:  # TF: roundf(i * (n_in - 1) / (n_out - 1)), half away from 0
         scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
@@ -205,6 +206,7 @@ class SegmentationDataset(Dataset):
         self.num_classes = num_classes
         self.transform = transform
         self.resize: tuple[int, int, int | None] | None = None  # (min, max, factor): the official resize_to_range
+        self.display: Callable[[np.ndarray], np.ndarray] | None = None  # image -> RGB picture (other bands)
 
     @property
     def ids(self) -> list[str]:
@@ -227,15 +229,24 @@ class SegmentationDataset(Dataset):
         path = self.samples[index].mask
         return self.decode_mask(self.read_mask(path), path)
 
+    def read_image(self, path: Path) -> np.ndarray:
+        """The image file (H, W, 3) RGB uint8; data sets of other bands read (H, W, C) uint8 or uint16."""
+        return read_image(path)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The image (H, W, 3) uint8 and its train-id mask (H, W) uint8, checked."""
+        """The image (H, W, C) and its train-id mask (H, W) uint8, checked."""
         s = self.samples[index]
-        image, mask = read_image(s.image), self.load_mask(index)
+        image, mask = self.read_image(s.image), self.load_mask(index)
         if image.shape[:2] != mask.shape[:2]:
             raise ValueError(f"size mismatch: image {s.image} is {image.shape[:2]}, mask {s.mask} is {mask.shape[:2]}")
         if self.resize is not None:
             image, mask = official_resize(image, mask, *self.resize)
         return image, mask
+
+    def picture(self, index: int) -> np.ndarray:
+        """The RGB uint8 picture of image ``index`` (overlays, report panels): the image, or its display bands."""
+        image = self.load(index)[0]
+        return image if self.display is None else self.display(image)
 
     def __getitem__(self, index: int) -> dict:
         image, mask = self.load(index)

@@ -7,6 +7,7 @@ How their samples are collated, sharded and seeded is :mod:`segkit.data.sampling
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import lightning as L
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..distributed import rank_and_world
+from .bands import display_image
 from .palette import voc_palette
 from .predictions import PredictionFiles
 from .sampling import SeededSamples, TrainBatchSampler, TrainLoader, eval_sampler, pad_collate
@@ -45,8 +47,9 @@ class SegmentationDataModule(L.LightningDataModule):
         scale_range: random scale range of the training pipeline (0.5-2.0 in the paper).
         scale_step: 0: any scale in the range; > 0: one of min, min + step, ..., max, as official train.py
             (``--scale_factor_step_size``, 0.25 in the official recipes' configs).
-        mean: normalization mean (RGB, 0-1); the default suits the TF-trained Xception weights.
-        std: normalization std (RGB, 0-1).
+        mean: normalization mean per band (RGB for the benchmarks), in units of the pixel type's maximum (0-1);
+            the default suits the TF-trained Xception weights.
+        std: normalization std per band, in the same units.
         pin_memory: pin host memory; default: when CUDA is available.
         resize_to_range: ``[min, max]``: resize images and labels first, in training and evaluation, as official
             DeepLab's ``--min/max_resize_value`` (:func:`~segkit.data.base.official_resize`); None: never resized.
@@ -57,6 +60,8 @@ class SegmentationDataModule(L.LightningDataModule):
     palette: np.ndarray = voc_palette()
     prediction_files: PredictionFiles = PredictionFiles()
     void_outlines: bool = False
+    pixel_max: int = 255  # the pixel type's maximum: normalization divides by it (65535 for 16-bit bands)
+    display_bands: tuple[int, int, int] = (0, 1, 2)  # the bands shown as red, green and blue
 
     def __init__(
         self,
@@ -66,8 +71,8 @@ class SegmentationDataModule(L.LightningDataModule):
         val_batch_size: int = 1,
         num_workers: int = min(4, os.cpu_count() or 1),
         scale_range: tuple[float, float] = (0.5, 2.0),
-        mean: tuple[float, float, float] = XCEPTION_MEAN,
-        std: tuple[float, float, float] = XCEPTION_STD,
+        mean: tuple[float, ...] = XCEPTION_MEAN,
+        std: tuple[float, ...] = XCEPTION_STD,
         pin_memory: bool | None = None,
         resize_to_range: tuple[int, int] | None = None,
         resize_factor: int | None = None,
@@ -88,6 +93,10 @@ class SegmentationDataModule(L.LightningDataModule):
         self.crop_size = crop_size
         self.scale_range, self.scale_step = tuple(scale_range), scale_step
         self.mean, self.std = tuple(mean), tuple(std)
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"data.mean and data.std give one value per band: {len(self.mean)} and {len(self.std)}")
+        if min(self.std) <= 0:
+            raise ValueError(f"data.std must be positive, got {list(self.std)}")
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.train_set: Dataset | None = None
@@ -97,6 +106,25 @@ class SegmentationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def in_channels(self) -> int:
+        """Bands of the model's input: one mean per band."""
+        return len(self.mean)
+
+    def train_transform(self):
+        """The training pipeline (:func:`~segkit.data.transforms.train_transform`) with this data's settings."""
+        return train_transform(
+            self.crop_size, self.scale_range, self.mean, self.std, self.scale_step, float(self.pixel_max)
+        )
+
+    def eval_transform(self):
+        """Normalization only, as evaluation and prediction read images."""
+        return eval_transform(self.mean, self.std, float(self.pixel_max))
+
+    def display(self, image: np.ndarray) -> np.ndarray:
+        """An image as the data set reads it -> the RGB uint8 picture of overlays and W&B panels."""
+        return display_image(image, self.display_bands, self.pixel_max)
+
     def inference_record(self) -> dict:
         """What running a model trained on this data needs besides its weights, stored in segkit's checkpoints
         (``segkit_data``) so that :class:`segkit.Segmenter` takes a checkpoint alone."""
@@ -105,6 +133,10 @@ class SegmentationDataModule(L.LightningDataModule):
             "mean": list(self.mean),
             "std": list(self.std),
             "palette": np.asarray(self.palette, np.uint8).tolist(),
+            "in_channels": self.in_channels,
+            "pixel_max": self.pixel_max,
+            "bands": getattr(self, "bands", None),
+            "display_bands": list(self.display_bands),
         }
 
     def make_split(self, split: str, transform=None) -> Dataset:
@@ -116,6 +148,7 @@ class SegmentationDataModule(L.LightningDataModule):
         eval`` and ``segkit data check`` read."""
         dataset = self.make_split(split, transform)
         dataset.resize = self.resize
+        dataset.display = partial(display_image, bands=self.display_bands, max_value=self.pixel_max)
         return dataset
 
     def train_splits(self) -> list[str]:
@@ -124,11 +157,11 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            transform = train_transform(self.crop_size, self.scale_range, self.mean, self.std, self.scale_step)
+            transform = self.train_transform()
             parts = [self.split_dataset(split, transform) for split in self.train_splits()]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self.val_set is None:
-            self.val_set = self.split_dataset("val", eval_transform(self.mean, self.std))
+            self.val_set = self.split_dataset("val", self.eval_transform())
 
     def class_pixel_counts(self) -> np.ndarray:
         """Labelled pixels per class over the training set, its masks read as training reads them (ignored pixels

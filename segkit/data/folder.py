@@ -1,7 +1,8 @@
 """A data set of your own from a config alone (:class:`FolderDataModule`).
 
 Images and masks come from folders (paired by relative path) or list files (:mod:`segkit.data.pairing`); masks
-hold class indices, colours or a 0/255 foreground (:mod:`segkit.data.masks`).
+hold class indices, colours or a 0/255 foreground (:mod:`segkit.data.masks`). Images are RGB, or any number of
+bands at 8 or 16 bits (``in_channels``, ``bands``; :mod:`segkit.data.bands`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bands import Bands, read_header
 from .base import IGNORE_INDEX, Sample, SegmentationDataset
 from .datamodule import SegmentationDataModule
 from .masks import MASK_MODES, MaskDecoder
@@ -27,9 +29,14 @@ class FolderSegmentation(SegmentationDataset):
         num_classes: int,
         decoder: MaskDecoder,
         transform: Callable[..., dict] | None = None,
+        bands: Bands | None = None,
     ) -> None:
         super().__init__(samples, num_classes, transform)
         self.decoder = decoder
+        self.bands = bands
+
+    def read_image(self, path: Path) -> np.ndarray:
+        return super().read_image(path) if self.bands is None else self.bands(path)
 
     def read_mask(self, path: Path) -> np.ndarray:
         return self.decoder.read(path)
@@ -67,6 +74,16 @@ class FolderDataModule(SegmentationDataModule):
         val_fraction: without a validation set, the fraction of the training pairs held out for it (at least
             one), chosen by ``split_seed``; the CLI writes their names to the run's folder (``val_split.txt``).
         split_seed: the seed of that choice.
+        in_channels: the bands of every image (3: RGB, read as :func:`~segkit.data.base.read_image` reads
+            colour images; other counts: TIFF, PNG or JPEG files of exactly that many bands, 8 or 16 bits).
+        bands: instead, the bands to read, by index (0-based, in this order), e.g. ``[2, 1, 0, 3]`` for a
+            BGR + near-infrared file read as RGB + NIR; ``[0, 1, 2]`` reads 16-bit RGB files at full depth. Put
+            the red, green and blue bands first so that RGB-pretrained weights see them (docs/data.md).
+        display_bands: the three bands shown as red, green and blue in overlays and W&B images (default the
+            first three; the first band as grey with fewer than three).
+        mean: normalization mean per band, in units of the pixel type's maximum (values / 255 or / 65535);
+            ``segkit data check`` prints them. Default 0.5 per band for 8-bit images; 16-bit images need them.
+        std: normalization std per band, in the same units.
         batch_size: the global training batch.
         crop_size: square training crop.
     """
@@ -90,11 +107,32 @@ class FolderDataModule(SegmentationDataModule):
         mask_suffix: str = "",
         val_fraction: float = 0.1,
         split_seed: int = 0,
+        in_channels: int | None = None,
+        bands: list[int] | None = None,
+        display_bands: list[int] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
         batch_size: int = 16,
         crop_size: int = 513,
         **kwargs,
     ) -> None:
-        super().__init__(root=root, batch_size=batch_size, crop_size=crop_size, **kwargs)
+        n = _checked_band_count(in_channels, bands)
+        if (mean is None) != (std is None):
+            raise ValueError("data.mean and data.std go together: give both (segkit data check prints them)")
+        self.statistics_given = mean is not None
+        super().__init__(
+            root=root,
+            batch_size=batch_size,
+            crop_size=crop_size,
+            mean=tuple(mean) if mean is not None else (0.5,) * n,
+            std=tuple(std) if std is not None else (0.5,) * n,
+            **kwargs,
+        )
+        if self.in_channels != n:
+            raise ValueError(f"data.mean and data.std give {self.in_channels} values for {n} bands: one per band")
+        self.bands = list(bands) if bands is not None else None
+        self._band_reader = Bands(n, self.bands) if n != 3 or bands is not None else None
+        self.display_bands = _checked_display_bands(display_bands, n)
         self.class_names = _checked_classes(classes)
         k = len(self.class_names)
         self.sources = {
@@ -123,8 +161,24 @@ class FolderDataModule(SegmentationDataModule):
             raise FileNotFoundError(f"data.root={self.root} is not a folder")
         for split in ("train", "val"):
             self.split_samples(split)
+        self._check_bands()
         if self.decoder.plain:
             self._check_not_binary()
+
+    def _check_bands(self) -> None:
+        """Multi-band images: every image's header has the bands asked for and the pixel type of the others
+        (one line naming the first that does not), and 16-bit images come with their statistics."""
+        reader = self._band_reader
+        if reader is None or reader.dtype is not None:
+            return
+        for split in ("train", "val"):
+            for sample in self.split_samples(split):
+                reader.check_header(sample.image, read_header(sample.image))
+        if reader.dtype == np.uint16 and not self.statistics_given:
+            raise ValueError(
+                f"the images are 16-bit ({reader.first}): give data.mean and data.std per band, in units of "
+                "65535 (segkit data check --config ... prints them)"
+            )
 
     def _check_not_binary(self, n: int = 16) -> None:
         """0/255 foreground masks read as class indices have every foreground pixel ignored (255), and train a
@@ -140,12 +194,21 @@ class FolderDataModule(SegmentationDataModule):
                 "data.mask_mode: binary (or data.ignore_index to the value that means unlabelled)"
             )
 
+    @property
+    def pixel_max(self) -> int:
+        """65535 for 16-bit bands, else 255 (read from the images' headers, :meth:`_check_bands`)."""
+        if self._band_reader is None:
+            return 255
+        self._check_bands()
+        return 65535 if self._band_reader.dtype == np.uint16 else 255
+
     def make_split(self, split: str, transform=None) -> FolderSegmentation:
         try:
-            return FolderSegmentation(self.split_samples(split), self.num_classes, self.decoder, transform)
+            samples = self.split_samples(split)
         except PairingError as e:  # segkit data check goes on with the pairs that were found
-            e.dataset = FolderSegmentation(e.samples, self.num_classes, self.decoder, transform)
+            e.dataset = FolderSegmentation(e.samples, self.num_classes, self.decoder, transform, self._band_reader)
             raise
+        return FolderSegmentation(samples, self.num_classes, self.decoder, transform, self._band_reader)
 
     def split_samples(self, split: str) -> list[Sample]:
         """The pairs of ``split`` ("train" or "val"); without a validation set, "val" is the held-out part."""
@@ -200,6 +263,26 @@ def _source(split: str, images: str | None, masks: str | None, listing: str | No
             return None
         raise ValueError(f"no {split} set: give data.{split}_images and data.{split}_masks, or data.{split}_list")
     return images, masks, listing
+
+
+def _checked_band_count(in_channels: int | None, bands: list[int] | None) -> int:
+    if bands is not None:
+        if not bands or min(bands) < 0 or len(set(bands)) != len(bands):
+            raise ValueError(f"data.bands lists band indices (0-based, each once), got {bands}")
+        if in_channels is not None and in_channels != len(bands):
+            raise ValueError(f"data.in_channels={in_channels} but data.bands lists {len(bands)} bands: give one")
+        return len(bands)
+    if in_channels is not None and in_channels < 1:
+        raise ValueError(f"data.in_channels must be >= 1, got {in_channels}")
+    return in_channels or 3
+
+
+def _checked_display_bands(display_bands: list[int] | None, n: int) -> tuple[int, int, int]:
+    if display_bands is None:
+        return (0, 1, 2) if n >= 3 else (0, 0, 0)
+    if len(display_bands) != 3 or not all(0 <= b < n for b in display_bands):
+        raise ValueError(f"data.display_bands names 3 of the {n} input bands (0-{n - 1}), got {display_bands}")
+    return tuple(display_bands)
 
 
 def _checked_classes(classes) -> tuple[str, ...]:

@@ -277,6 +277,53 @@ def make_synthetic_folder(
     return root
 
 
+MULTIBAND_CLASSES = ("soil", "water", "vegetation")
+# mean reflectance of each class in the red, green, blue and near-infrared bands, in 12-bit sensor counts:
+# soil and vegetation look alike in red, green and blue and differ in the near-infrared alone
+_BAND_SIGNATURES = np.array([[1800, 1500, 1200, 2000], [400, 600, 900, 200], [1800, 1500, 1200, 3600]], np.float64)
+
+
+def make_synthetic_multiband(
+    root: str | Path, num_images: int = 160, size_range: tuple[int, int] = (96, 128), seed: int = 0
+) -> Path:
+    """Writes (or reuses) a 4-band 16-bit set as aerial imagery comes: ``images/tile_NNNN.tif`` (red, green,
+    blue, near-infrared; planar GeoTIFF-style TIFFs of 12-bit counts in uint16) and ``masks/tile_NNNN.png``
+    (class indices 0-2: soil, water, vegetation), no validation folder.
+
+    Vegetation has the red, green and blue of soil and differs only in the near-infrared band, so a model
+    that reads RGB alone cannot find it, and one that reads the four bands can. Each tile has a random gain
+    (0.8-1.2, lighting) and per-pixel noise. Returns ``root``."""
+    import tifffile
+
+    params = {
+        "num_images": num_images,
+        "size_range": list(size_range),
+        "seed": seed,
+        "layout": "multiband",
+        "version": 1,
+    }
+
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        for folder in ("images", "masks"):
+            (tmp / folder).mkdir(parents=True)
+        for i in range(num_images):
+            h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
+            label = np.zeros((h, w), np.uint8)
+            for _ in range(int(rng.integers(2, 5))):
+                label[_shape_mask(h, w, rng)] = rng.integers(1, 3)
+            image = _BAND_SIGNATURES[label] * rng.uniform(0.8, 1.2) + rng.normal(0, 150, (h, w, 4))
+            image = np.clip(image, 0, 4095).astype(np.uint16).transpose(2, 0, 1)  # (bands, H, W): planar
+            tifffile.imwrite(
+                tmp / "images" / f"tile_{i:04d}.tif", image, photometric="minisblack", planarconfig="separate"
+            )
+            write_label_png(tmp / "masks" / f"tile_{i:04d}.png", label)
+        return {}
+
+    root = Path(root)
+    _write_set(root, params, ("images", "masks"), write)
+    return root
+
+
 class SyntheticVOCDataModule(VOCDataModule):
     """The synthetic pattern data set (see :mod:`segkit.data.synthetic`), written under ``root`` on first use.
 

@@ -5,6 +5,9 @@ step, one of 0.5, 0.75, ..., 2.0 as official train.py draws it), pad to the crop
 the mean pixel (mask with 255, ignored), random crop, random horizontal flip, normalize. Eval: the full image,
 normalize only; labels are never resized.
 
+Images have any number of bands, 8 or 16 bits: ``mean`` and ``std`` hold one value per band, in units of the
+type's maximum ``max_value`` (255 or 65535), as ``x = (pixel / max_value - mean) / std``.
+
 The scaled size is the official one (sides rounded down); the interpolation is OpenCV's (pixel centres), where
 the official pipeline aligns corners: a sub-pixel shift of an augmented image, kept for OpenCV's speed.
 """
@@ -34,6 +37,38 @@ def official_scales(lo: float, hi: float, step: float) -> list[float]:
     return [float(s) for s in np.linspace(lo, hi, int((hi - lo) / step + 1))]
 
 
+class PadBottomRight(A.DualTransform):
+    """Pads an image to at least ``size`` x ``size`` at the bottom and right with ``fill`` (one value per band,
+    rounded for integer images) and its mask with ``fill_mask``: :class:`albumentations.PadIfNeeded` with
+    ``position="top_left"`` (equal output for RGB), for any number of bands (OpenCV's border fill takes at most
+    four values)."""
+
+    def __init__(self, size: int, fill: Sequence[float], fill_mask: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size, self.fill, self.fill_mask = size, tuple(fill), fill_mask
+
+    def _pad(self, array: np.ndarray, fill) -> np.ndarray:
+        h, w = array.shape[:2]
+        if h >= self.size and w >= self.size:
+            return array
+        out = np.empty((max(h, self.size), max(w, self.size), *array.shape[2:]), array.dtype)
+        out[...] = fill
+        out[:h, :w] = array
+        return out
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        fill = np.asarray(self.fill, np.float64)
+        if np.issubdtype(img.dtype, np.integer):
+            fill = np.clip(np.rint(fill), 0, np.iinfo(img.dtype).max)
+        return self._pad(img, fill.astype(img.dtype))
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return self._pad(mask, self.fill_mask)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "fill", "fill_mask")
+
+
 class SteppedRandomScale(A.RandomScale):
     """:class:`albumentations.RandomScale` drawing one of :attr:`scales` (its own seeded generator, as the others)."""
 
@@ -49,9 +84,10 @@ def train_transform(
     mean: Sequence[float] = XCEPTION_MEAN,
     std: Sequence[float] = XCEPTION_STD,
     scale_step: float = 0.0,
+    max_value: float = 255.0,
 ) -> A.Compose:
     """``scale_step`` 0: scales uniform in ``scale_range``; > 0: one of :func:`official_scales` (train.py's
-    ``--scale_factor_step_size``, 0.25 by default there)."""
+    ``--scale_factor_step_size``, 0.25 by default there); ``max_value``: the pixel type's maximum."""
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ValueError(f"data.scale_range must be (min, max) with 0 < min <= max, got {list(scale_range)}")
@@ -63,28 +99,23 @@ def train_transform(
     )
     if stepped:
         scale.scales = official_scales(lo, hi, scale_step)
-    mean_pixel = tuple(255.0 * m for m in mean)
+    mean_pixel = tuple(max_value * m for m in mean)  # 0 after normalization
     return A.Compose(
         [
             scale,
-            A.PadIfNeeded(
-                min_height=crop_size,
-                min_width=crop_size,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=mean_pixel,
-                fill_mask=IGNORE_INDEX,
-            ),
+            PadBottomRight(crop_size, mean_pixel, IGNORE_INDEX),
             A.RandomCrop(crop_size, crop_size),
             A.HorizontalFlip(p=0.5),
-            A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+            A.Normalize(mean=mean, std=std, max_pixel_value=max_value),
             ToTensorV2(),
         ]
     )
 
 
-def eval_transform(mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD) -> A.Compose:
-    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+def eval_transform(
+    mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD, max_value: float = 255.0
+) -> A.Compose:
+    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=max_value), ToTensorV2()])
 
 
 def seed_transform(transform: A.BaseCompose, seed: int) -> None:

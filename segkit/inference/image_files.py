@@ -5,6 +5,9 @@ For every image ``<stem>.png`` (class indices, a palette PNG coloured like the d
 batched together (sorted by size first), so each prediction equals that of the image alone; an image that
 cannot be read is reported by name and skipped.
 
+Images of other bands than RGB are read by the data set's reader (``read``) and shown in the overlay as its
+three display bands (``display``).
+
 Memory is bounded by a budget, not by the image: an image whose in-memory prediction would need more
 (:class:`~segkit.inference.memory.ModelFootprint`) is predicted band by band (:mod:`.tiled`), and one whose
 header claims more than ``max_pixels`` is refused before it is decoded.
@@ -25,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..data.bands import TIFF_SUFFIXES, read_header
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import overlay, save_overlay
@@ -87,6 +91,9 @@ def header_size(path: Path) -> tuple[int, int]:
     """
     limit = Image.MAX_IMAGE_PIXELS
     try:
+        if path.suffix.lower() in TIFF_SUFFIXES:  # multi-band and 16-bit TIFFs, which PIL does not all read
+            header = read_header(path)
+            return header.height, header.width
         Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -102,8 +109,8 @@ class ImageFiles(Dataset):
     """Decodes and normalizes images in DataLoader workers; a failure is returned, not raised. The images at
     the ``tiled`` positions are left to the main process, which reads and predicts them band by band."""
 
-    def __init__(self, files: list[Path], transform, tiled: frozenset[int] = frozenset()) -> None:
-        self.files, self.transform, self.tiled = files, transform, tiled
+    def __init__(self, files: list[Path], transform, tiled: frozenset[int] = frozenset(), read=read_image) -> None:
+        self.files, self.transform, self.tiled, self.read = files, transform, tiled, read
 
     def __len__(self) -> int:
         return len(self.files)
@@ -112,7 +119,7 @@ class ImageFiles(Dataset):
         if index in self.tiled:
             return {"index": index, "tiled": True}
         try:
-            image = read_image(self.files[index])
+            image = self.read(self.files[index])
         except (OSError, ValueError) as e:
             return {"index": index, "error": str(e)}
         return {"index": index, "image": image, "input": self.transform(image=image)["image"]}
@@ -121,8 +128,8 @@ class ImageFiles(Dataset):
 def save_prediction(
     folder: Path, path: Path, image: np.ndarray, pred: np.ndarray, palette: np.ndarray, probs: torch.Tensor | None
 ) -> None:
-    """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg``; with ``probs`` (K, H, W) also
-    ``<stem>_confidence.png`` and ``<stem>_entropy.png`` (16-bit, :func:`confidence_maps`)."""
+    """``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg`` on ``image`` (RGB uint8); with
+    ``probs`` (K, H, W) also ``<stem>_confidence.png`` and ``<stem>_entropy.png`` (16-bit, :func:`confidence_maps`)."""
     files = output_paths(folder, path, probs is not None)
     written_whole(files[0], lambda: write_label_png(files[0], pred, palette))
     written_whole(files[1], lambda: save_overlay(files[1], image, pred, palette))
@@ -162,15 +169,18 @@ def save_tiled_prediction(
     options: dict,
     device: str = "cpu",
     confidence: bool = False,
+    display: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """:func:`save_prediction` of an image too large to predict whole: its full-size arrays are the 8-bit image,
     the label map (and the 16-bit confidence maps). The image becomes the overlay in place, band by band, once
-    no later window reads those rows (``image``, RGB uint8, is overwritten)."""
+    no later window reads those rows (``image``, RGB uint8, is overwritten). An image of other bands is shown
+    through ``display`` (its RGB picture is then one more full-size array)."""
     maps = [np.empty(image.shape[:2], np.uint16) for _ in range(2)] if confidence else []
+    picture = image if display is None else display(image)
 
     def on_rows(y0: int, rows: torch.Tensor, probs: torch.Tensor) -> None:
         rows = rows.numpy()
-        band = image[y0 : y0 + len(rows)]
+        band = picture[y0 : y0 + len(rows)]
         band[:] = overlay(band, rows, palette)
         for target, values in zip(maps, confidence_maps(probs) if confidence else ()):
             target[y0 : y0 + len(rows)] = values
@@ -179,23 +189,25 @@ def save_tiled_prediction(
     files = output_paths(folder, path, confidence)
     written_whole(files[0], lambda: write_label_png(files[0], labels, palette))
     labels = None  # freed before the overlay is encoded
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
+    bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR, dst=picture)
     written_whole(files[1], lambda: _write_encoded(files[1], bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]))
     for file, values in zip(files[2:], maps):
         written_whole(file, lambda file=file, values=values: _write_png16(file, values))
 
 
 def _predict_tiled_file(
-    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say
+    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say, read, display
 ) -> str | None:
     """Reads and predicts one image band by band (saying so with ``say``); the reason when it cannot be read."""
     try:
-        image = read_image(path)
+        image = read(path)
     except (OSError, ValueError) as e:
         say(f"skipped: {e}")
         return str(e)
     say(plan.describe(path.name, *image.shape[:2]))
-    save_tiled_prediction(model, output, path, image, transform, palette, plan.tile_options, device, plan.confidence)
+    save_tiled_prediction(
+        model, output, path, image, transform, palette, plan.tile_options, device, plan.confidence, display
+    )
     return None
 
 
@@ -222,6 +234,8 @@ def predict_folder(
     confidence: bool = False,
     memory_budget: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    read: Callable[[Path], np.ndarray] = read_image,
+    display: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
@@ -229,6 +243,8 @@ def predict_folder(
     ``confidence``: also the confidence and entropy maps of the probabilities the masks come from.
     ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
+    ``read``: path -> image as the model's data set reads it (RGB by default); ``display``: such an image ->
+    the RGB uint8 picture of the overlay (None: the image is RGB).
     """
     model = model.to(device).eval()
     settings = settings or {}
@@ -239,7 +255,8 @@ def predict_folder(
     sizes = [header_size(f) for f in files]
     order, failed = plan.admit(files, sizes)
     tiled = frozenset(n for n, i in enumerate(order) if plan.tiled(*sizes[i]))
-    dataset = ImageFiles([files[i] for i in order], transform, tiled)
+    dataset = ImageFiles([files[i] for i in order], transform, tiled, read)
+    show = display or (lambda image: image)
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=as_is)
     pending: list[dict] = []
 
@@ -248,7 +265,8 @@ def predict_folder(
         probs = predict_probs(model, batch, **settings)
         for sample, pred, p in zip(pending, label_maps(probs), probs):
             path = dataset.files[sample["index"]]
-            save_prediction(output, path, sample["image"], pred.cpu().numpy(), palette, p if confidence else None)
+            picture = show(sample["image"])
+            save_prediction(output, path, picture, pred.cpu().numpy(), palette, p if confidence else None)
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
@@ -260,7 +278,9 @@ def predict_folder(
             if "tiled" in sample:
                 if pending:
                     flush()
-                error = _predict_tiled_file(model, output, path, transform, palette, plan, device, bar.write)
+                error = _predict_tiled_file(
+                    model, output, path, transform, palette, plan, device, bar.write, read, display
+                )
                 if error:
                     failed.append((path, error))
                 bar.update(1)

@@ -124,8 +124,9 @@ class ModelFootprint:
     num_classes: int
 
     @classmethod
-    def measure(cls, model: nn.Module, channels: int = 3) -> ModelFootprint:
-        return cls(*activation_bytes_per_pixel(model, channels))
+    def measure(cls, model: nn.Module, channels: int | None = None) -> ModelFootprint:
+        """``channels``: the model's input bands (default its ``in_channels``, or 3)."""
+        return cls(*activation_bytes_per_pixel(model, channels or getattr(model, "in_channels", 3)))
 
     def whole_image_bytes(
         self,

@@ -26,7 +26,15 @@ from ..models import DeepLabV3Plus, fold_batchnorm
 from ..models.decoder import resize
 
 # the DeepLabV3Plus arguments that a segkit checkpoint's hyper-parameters hold (SegmentationTask's own names)
-MODEL_ARGS = ("num_classes", "encoder", "output_stride", "atrous_rates", "decoder_channels", "dropout")
+MODEL_ARGS = (
+    "num_classes",
+    "encoder",
+    "output_stride",
+    "atrous_rates",
+    "decoder_channels",
+    "dropout",
+    "in_channels",
+)
 
 
 def load_inference_model(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.bands import ImageFormat
 from ..data.base import as_rgb, read_image
 from ..data.transforms import eval_transform
 from ..io.torch_files import read_checkpoint
@@ -76,6 +77,7 @@ class Segmenter:
         asked = {"scales": scales, "flip": flip, "pad_to": pad_to, "window": window, "output_stride": output_stride}
         if is_exported(path):
             self.exported = ExportedModel(path, device)
+            self.format = None  # exported files read 8-bit RGB
             record = self.exported.meta
             baked = self.exported.settings
             differ = [k for k, v in asked.items() if v is not None and _plain(v) != _plain(baked.get(k))]
@@ -95,7 +97,8 @@ class Segmenter:
                 )
             self.exported = None
             self.model = checkpoint_model(checkpoint, path, None, output_stride).to(device).eval()
-            self.transform = eval_transform(record["mean"], record["std"])
+            self.format = ImageFormat.from_record(record)
+            self.transform = eval_transform(self.format.mean, self.format.std, self.format.pixel_max)
             self.settings = {
                 "scales": list(scales or [1.0]),
                 "flip": bool(flip),
@@ -111,14 +114,25 @@ class Segmenter:
         """Label map(s) of one image or a list of them: a file path, a PIL image or a uint8/uint16 array (grey,
         RGB or RGBA), of any size. One (H, W) uint8 array of class indices per image, at its own size."""
         if isinstance(images, list | tuple):
-            return self._segment([self._rgb(im, i) for i, im in enumerate(images)])
-        return self._segment([self._rgb(images, 0)])[0]
+            return self._segment([self._image(im, i) for i, im in enumerate(images)])
+        return self._segment([self._image(images, 0)])[0]
 
-    @staticmethod
-    def _rgb(image, index: int) -> np.ndarray:
+    def _image(self, image, index: int) -> np.ndarray:
+        """RGB uint8, or for a model of other bands the (H, W, C) array of its pixel type."""
+        fmt = self.format
+        if fmt is None or fmt.rgb:
+            return read_image(Path(image)) if isinstance(image, str | Path) else as_rgb(image, f"image {index}")
         if isinstance(image, str | Path):
-            return read_image(Path(image))
-        return as_rgb(image, f"image {index}")
+            return fmt.reader()(Path(image))
+        array = np.asarray(image)
+        array = array[..., None] if array.ndim == 2 else array
+        dtype = np.uint16 if fmt.pixel_max == 65535 else np.uint8
+        if array.ndim != 3 or array.shape[2] != fmt.in_channels or array.dtype != dtype:
+            raise ValueError(
+                f"image {index}: {array.dtype} of shape {array.shape}; the model reads (H, W, {fmt.in_channels}) "
+                f"{np.dtype(dtype)} images"
+            )
+        return array
 
     def _segment(self, images: list[np.ndarray]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(images)

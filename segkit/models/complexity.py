@@ -20,7 +20,7 @@ def count_macs(model: nn.Module, size: tuple[int, int], batch: int = 1) -> dict[
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)  # 64-true runs
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        shadow(torch.zeros(batch, 3, *size, device="meta", dtype=dtype))
+        shadow(torch.zeros(batch, getattr(model, "in_channels", 3), *size, device="meta", dtype=dtype))
     flops = counter.get_flop_counts()
     per_module = {name.split(".", 1)[1]: sum(v.values()) // 2 for name, v in flops.items() if name.count(".") == 1}
     return {"total": counter.get_total_flops() // 2, **per_module}

@@ -14,6 +14,7 @@ from torch import nn
 from .aspp import ASPP
 from .decoder import DeepLabV3PlusDecoder, resize
 from .encoders import build_encoder
+from .input_channels import set_input_channels
 from .pretrained import load_pretrained, read_pretrained
 
 # ASPP rates of the paper at output stride 16; they scale inversely with the output stride (12/24/36 at 8).
@@ -47,6 +48,9 @@ class DeepLabV3Plus(nn.Module):
         decoder_channels: ASPP and decoder width (256 in the paper).
         low_level_channels: low-level projection width (48 in the paper).
         dropout: dropout after the ASPP projection (0.1 in the official implementation).
+        in_channels: input bands (3: RGB). RGB-pretrained weights are kept for other counts: the first
+            convolution's extra bands start at zero weights, one band takes the sum of the RGB weights
+            (:mod:`segkit.models.input_channels`).
     """
 
     def __init__(
@@ -59,13 +63,18 @@ class DeepLabV3Plus(nn.Module):
         decoder_channels: int = 256,
         low_level_channels: int = 48,
         dropout: float = 0.1,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.num_classes, self.in_channels = num_classes, in_channels
         whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
         self.encoder = build_encoder(
             encoder, output_stride, None if whole else pretrained, state=None if whole else weights
         )
+        # pretrained encoders are RGB: built for 3 bands, loaded, then widened (a whole model widens on loading)
+        set_input_channels(self.encoder, in_channels, keep_weights=pretrained is not None and not whole)
         rates = tuple(atrous_rates) if atrous_rates is not None else default_atrous_rates(output_stride)
         self._rates_at = (rates, output_stride)  # rates are defined at this output stride
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)

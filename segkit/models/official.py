@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..io.tf_bundle import CheckpointError, TFCheckpoint
+from .input_channels import adapt_input_weight, first_conv
 from .xception import ARCHS, AlignedXception
 
 # name pattern -> why it is not a model weight; matched against the whole variable name
@@ -222,7 +223,33 @@ def convert_tf_checkpoint(
             )
             raise CheckpointError(f"{prefix} predicts {num_classes} classes, the model {model_classes}{hint}")
         num_classes -= skip
-    mapped = {tf for _, tf, _ in expected}
+    dropped = _dropped_variables(names, {tf for _, tf, _ in expected}, prefix, arch)
+    state = {}
+    stem = f"encoder.{first_conv(encoder)[0]}.weight"  # RGB in the checkpoint, any bands in the model
+    for key, tf, kind in expected:
+        classifier = key.startswith("decoder.classifier.")
+        if classifier and num_classes != own[key].shape[0]:
+            continue  # other_classes: the classifier stays at random
+        shape = tuple(own[key].shape)
+        want = _tf_shape((shape[0], 3, *shape[2:]) if key == stem else shape, kind)
+        if classifier and skip:  # TF keeps the classes on the last axis
+            want = (*want[:-1], want[-1] + skip)
+            dropped[f"{tf}[..., 0]"] = "the logit of raw label 0, which the data set ignores"
+        if ckpt.shape(tf) != want:
+            raise CheckpointError(
+                f"{prefix}: variable {tf} has shape {ckpt.shape(tf)}, segkit's {key} needs "
+                f"{want} (as {tuple(own[key].shape)} in PyTorch's layout)"
+            )
+        value = ckpt.read(tf)
+        state[key] = _to_torch(value[..., skip:] if classifier else value, kind).to(own[key].dtype)
+        if key == stem:
+            state[key] = adapt_input_weight(state[key], shape[1])
+    return Converted(state, arch, num_classes, dropped)
+
+
+def _dropped_variables(names, mapped: set[str], prefix, arch: str) -> dict[str, str]:
+    """The checkpoint's variables that segkit leaves out, with why (:data:`DROPPED`); raises naming the variables
+    that are neither mapped nor known to be left out, and the mapped ones the checkpoint lacks."""
     dropped, unknown = {}, []
     for name in names:
         if name in mapped:
@@ -242,20 +269,4 @@ def convert_tf_checkpoint(
                 if v
             )
         )
-    state = {}
-    for key, tf, kind in expected:
-        classifier = key.startswith("decoder.classifier.")
-        if classifier and num_classes != own[key].shape[0]:
-            continue  # other_classes: the classifier stays at random
-        want = _tf_shape(tuple(own[key].shape), kind)
-        if classifier and skip:  # TF keeps the classes on the last axis
-            want = (*want[:-1], want[-1] + skip)
-            dropped[f"{tf}[..., 0]"] = "the logit of raw label 0, which the data set ignores"
-        if ckpt.shape(tf) != want:
-            raise CheckpointError(
-                f"{prefix}: variable {tf} has shape {ckpt.shape(tf)}, segkit's {key} needs "
-                f"{want} (as {tuple(own[key].shape)} in PyTorch's layout)"
-            )
-        value = ckpt.read(tf)
-        state[key] = _to_torch(value[..., skip:] if classifier else value, kind).to(own[key].dtype)
-    return Converted(state, arch, num_classes, dropped)
+    return dropped

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .encoders import WEIGHT_FILE_SUFFIXES, load_weights_file
+from .input_channels import adapt_input_weight, first_conv
 from .official import convert_tf_checkpoint, is_tf_checkpoint
 
 CLASSIFIER = "decoder.classifier."
@@ -62,6 +63,9 @@ def load_pretrained(model: nn.Module, source: str | Path, state: dict[str, torch
         state = _model_keys(state if state is not None else load_weights_file(source)) or {}
         theirs = state[f"{CLASSIFIER}bias"].numel() if f"{CLASSIFIER}bias" in state else None
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    stem = f"encoder.{first_conv(model.encoder)[0]}.weight"
+    if stem in state and state[stem].shape[1] == 3 and own[stem].shape[1] != 3:  # an RGB model for other bands
+        state[stem] = adapt_input_weight(state[stem], own[stem].shape[1])
     ours = own[f"{CLASSIFIER}bias"].numel()
     if theirs != ours:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}

@@ -35,6 +35,7 @@ class SegmentationTask(L.LightningModule):
     Args:
         num_classes: number of classes (linked from the DataModule by the CLI).
         class_names: class names for logs and tables (linked from the DataModule by the CLI).
+        in_channels: input bands (linked from the DataModule by the CLI; 3 for RGB).
         encoder: encoder name (see DeepLabV3Plus).
         output_stride: training output stride (16 in the paper's recipe).
         pretrained: encoder weights (file, timm name or smp weights name), or None.
@@ -66,6 +67,7 @@ class SegmentationTask(L.LightningModule):
         self,
         num_classes: int = 21,
         class_names: list[str] | None = None,
+        in_channels: int = 3,
         encoder: str = "xception65",
         output_stride: int = 16,
         pretrained: str | None = None,
@@ -107,6 +109,7 @@ class SegmentationTask(L.LightningModule):
             atrous_rates=atrous_rates,
             decoder_channels=decoder_channels,
             dropout=dropout,
+            in_channels=in_channels,
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
