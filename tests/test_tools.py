@@ -107,3 +107,14 @@ def test_video_benchmark_quick_times_video_and_images(tmp_path):
     results = json.loads((tmp_path / "v.json").read_text())
     assert {mode: row["frames"] for mode, row in results["rows"].items()} == {"images": 12, "video": 12}
     assert results["video_over_images"] > 0
+
+
+def test_bands_benchmark_quick_reads_every_set(tmp_path):
+    """tools/benchmark_bands.py --quick: RGB JPEG/PNG and 4-band 16-bit TIFFs through the training dataset."""
+    python(REPO / "tools" / "benchmark_bands.py", "--quick", "--json", tmp_path / "b.json", cwd=tmp_path, check=True)
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert set(rows) == {"rgb_jpeg", "rgb_png", "bands_tiff", "bands_tiff_zlib"}
+    assert all(
+        row["pipeline_img_s"] > 0 and row["decode_img_s"] >= row["pipeline_img_s"] * 0.5 for row in rows.values()
+    )
+    assert rows["rgb_jpeg"]["pipeline_vs_rgb_jpeg"] == 1.0
