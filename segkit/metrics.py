@@ -100,3 +100,68 @@ def format_iou_table(
     for key in ("mIoU", "pixel_acc", "mean_acc"):
         lines.append(f"{prefix + '/' + key:<{width}}  {100 * scores[key]:7.2f}")
     return "\n".join(lines)
+
+
+class MultilabelCounts(Metric):
+    """Overlapping labels: per class, the true positives, false positives, false negatives and true negatives of
+    its binary decision (K, 4), over the pixels labelled for that class (255 in the class's target channel is not
+    counted), summed over the split and across processes.
+
+    Each class is a binary problem of its own, so its IoU is TP / (TP + FP + FN) of its own counts: the IoU of
+    the class's predicted mask against its ground-truth mask, as in the single-label case, without a confusion
+    between classes (a pixel may be both).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("counts", default=torch.zeros(num_classes, 4, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """preds: (B, K, H, W) booleans (or 0/1); target: (B, K, H, W) of 0, 1 and 255 (not labelled)."""
+        if preds.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(target.shape)}")
+        self.counts += multilabel_counts(preds, target)
+
+    def compute(self) -> torch.Tensor:
+        return self.counts
+
+
+def multilabel_counts(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(K, 4) TP, FP, FN, TN per class of (B, K, H, W) binary ``preds`` against 0/1/255 ``target``."""
+    k = preds.shape[1]
+    labelled = target != 255
+    positive, truth = preds.bool() & labelled, (target == 1) & labelled
+    dims = (0, 2, 3)
+    tp = (positive & truth).sum(dims)
+    fp = (positive & ~truth).sum(dims)
+    fn = (~positive & truth).sum(dims)
+    tn = labelled.sum(dims) - tp - fp - fn
+    return torch.stack([tp, fp, fn, tn], 1).long().reshape(k, 4)
+
+
+def multilabel_scores(counts: torch.Tensor) -> dict[str, torch.Tensor | float]:
+    """The keys of :func:`segmentation_scores` from (K, 4) counts: per-class IoU and accuracy (recall, the
+    share of the class's pixels found), their means over the classes that occur, and pixel accuracy over every
+    labelled (pixel, class) decision."""
+    c = counts.double()
+    tp, fp, fn, tn = c.unbind(1)
+    union, positives = tp + fp + fn, tp + fn
+    nan = torch.full_like(tp, float("nan"))
+    iou = torch.where(union > 0, tp / union.clamp(min=1), nan)
+    acc = torch.where(positives > 0, tp / positives.clamp(min=1), nan)
+    decisions = c.sum()
+    freq = positives / positives.sum().clamp(min=1)
+    return {
+        "per_class_iou": iou,
+        "per_class_acc": acc,
+        "mIoU": float(iou.nanmean()) if (union > 0).any() else float("nan"),
+        "pixel_acc": float((tp + tn).sum() / decisions) if decisions > 0 else float("nan"),
+        "mean_acc": float(acc.nanmean()) if (positives > 0).any() else float("nan"),
+        "fwIoU": float((freq[union > 0] * iou[union > 0]).sum()),
+        "num_pixels": int(c[0].sum()) if len(c) else 0,  # pixels labelled for the first class
+    }

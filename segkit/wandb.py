@@ -191,8 +191,9 @@ def panels(prefix: str, confmat: torch.Tensor, scores: dict, class_names, sample
     log = {
         f"{prefix}/iou_table": table,
         f"{prefix}/iou_bar": wandb.plot.bar(table, "class", "IoU", title="Per-class IoU"),
-        f"{prefix}/confusion": wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized"),
     }
+    if confmat is not None:  # overlapping labels have per-class counts, no confusion between classes
+        log[f"{prefix}/confusion"] = wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized")
     for image, truth, pred, name in samples:  # one panel per image (W&B lays out lists of equal-size images)
         log[f"{prefix}/prediction/{name}"] = mask_image(image, truth, pred, class_names, name)
     return log
@@ -224,7 +225,10 @@ class WandbDashboard(L.Callback):
         confmat, scores = pl_module.last_val
         dataset = trainer.datamodule.val_set if trainer.datamodule is not None else None
         samples = []
-        if self.num_images and dataset is not None:
+        multilabel = pl_module.hparams.get("multilabel", False)
+        if multilabel:  # per-class counts, and masks that overlap: no confusion matrix, no single-label panels
+            confmat = None
+        if self.num_images and dataset is not None and not multilabel:
             indices = sample_indices(len(dataset), self.num_images, self.seed)
             training = pl_module.training
             pl_module.eval()

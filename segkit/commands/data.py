@@ -3,9 +3,10 @@ folder-layout demo set.
 
     segkit data check --config cityscapes.yaml --data.root DIR   every split's files; exit status 1 on a problem
     segkit data sbd --sbd_root DIR --voc_root DIR                SegmentationClassAug and train_aug.txt
-    segkit data synthetic [--kind folder|multiband] [--root DIR] a demo set: two classes in JPEGs
-                                                                 (demo_folder.yaml) or 4-band 16-bit TIFFs
-                                                                 (demo_multiband.yaml)
+    segkit data synthetic [--kind KIND] [--root DIR]             a demo set: two classes in JPEGs
+                                                                 (folder: demo_folder.yaml), 4-band 16-bit
+                                                                 TIFFs (multiband), overlapping classes
+                                                                 (multilabel)
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def sbd(args: list[str]) -> None:
 
 
 def synthetic(args: list[str]) -> None:
-    """``segkit data synthetic [--kind folder|multiband] [--root DIR]``: a demo set in a plain folder layout."""
+    """``segkit data synthetic [--kind folder|multiband|multilabel] [--root DIR]``: a demo set in a folder layout."""
     from jsonargparse import ArgumentParser
 
-    from ..data.synthetic import make_synthetic_folder, make_synthetic_multiband
+    from ..data.synthetic import make_synthetic_folder, make_synthetic_multiband, make_synthetic_multilabel
 
     kinds = {
         "folder": (make_synthetic_folder, 240, "images and their 0/255 masks (demo_folder.yaml)"),
@@ -68,16 +69,23 @@ def synthetic(args: list[str]) -> None:
             160,
             "4-band 16-bit TIFFs (red, green, blue, near-infrared) and their class masks (demo_multiband.yaml)",
         ),
+        "multilabel": (
+            make_synthetic_multilabel,
+            200,
+            "images and one 0/255 mask per class, overlapping (demo_multilabel.yaml)",
+        ),
     }
     parser = ArgumentParser(
         prog="segkit data synthetic",
         description="Write a demo set in a plain folder layout: folder: two classes, images/part_{a,b}/*.jpg and "
         "masks/part_{a,b}/*.png (0/255); multiband: three classes, images/*.tif (4 bands, 16 bits) and "
-        "masks/*.png (class indices).",
+        "masks/*.png (class indices); multilabel: images/*.jpg and masks/<class>/*.png (overlapping classes).",
     )
     parser.add_argument("--kind", choices=list(kinds), default="folder")
     parser.add_argument("--root", default=None, help="the folder to write it in (default data/synthetic_<kind>)")
-    parser.add_argument("--num_images", type=int, default=None, help="default 240 (folder), 160 (multiband)")
+    parser.add_argument(
+        "--num_images", type=int, default=None, help="default 240 (folder), 160 (multiband), 200 (multilabel)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args(args)
     make, count, what = kinds[cfg.kind]

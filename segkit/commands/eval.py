@@ -69,6 +69,13 @@ def parser():
         help="log the results to this existing W&B run (e.g. the training run)",
     )
     p.add_argument("--wandb_images", type=int, default=8, help="sample predictions logged to W&B")
+    p.add_argument(
+        "--tune_thresholds",
+        type=str | None,
+        default=None,
+        help="multilabel models: choose each class's threshold of highest IoU on this split and write the "
+        "checkpoint with them to this new file",
+    )
     add_analysis_options(p)
     return p
 
@@ -82,6 +89,12 @@ def main(args: list[str]) -> None:
     if distributed.is_main():
         datamodule.prepare_data()
     distributed.barrier()
+    if datamodule.multilabel:
+        from .eval_multilabel import run
+
+        run(p, cfg, datamodule, device)
+    if cfg.tune_thresholds:
+        p.error("--tune_thresholds: thresholds are for multilabel models (data.mask_mode: multilabel)")
     sources = [o for o in ("ckpt_path", "model_file", "predictions") if cfg[o] is not None]
     if len(sources) != 1:
         p.error(

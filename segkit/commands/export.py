@@ -102,6 +102,11 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit export: {e}")
     datamodule = config_datamodule(p, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
+    if model.multilabel:
+        sys.exit(
+            "segkit export: the model is multilabel (one sigmoid per class); export writes single-label models "
+            "only (multilabel export is not supported yet)"
+        )
     if model.in_channels != 3 or getattr(datamodule, "bands", None) is not None:
         sys.exit(
             f"segkit export: the model reads {model.in_channels} band(s); export writes models of 8-bit RGB "

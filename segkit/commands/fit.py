@@ -102,6 +102,7 @@ class SegkitCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.multilabel", "model.multilabel", apply_on="instantiate")
         parser.add_lightning_class_args(SegkitCheckpoint, "checkpoint")
         parser.set_defaults(
             {

@@ -92,14 +92,17 @@ def main(args: list[str]) -> None:
         return
     files = find_images(cfg.input)
     output = Path(cfg.output)
-    existing = [p for f in files for p in output_paths(output, f, cfg.confidence) if p.exists()]
+    names = list(datamodule.class_names) if datamodule.multilabel else None
+    if names is not None and cfg.confidence:
+        p.error("--confidence maps are for single-label models; a multilabel model writes one mask per class")
+    existing = [p for f in files for p in output_paths(output, f, cfg.confidence, names) if p.exists()]
     if existing and not cfg.overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         sys.exit(
             f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
             "choose another --output or pass --overwrite"
         )
-    model, image_format = checkpoint_and_format(cfg, datamodule)
+    model, image_format, thresholds = checkpoint_and_format(cfg, datamodule)
     failed = predict_folder(
         model,
         files,
@@ -115,6 +118,7 @@ def main(args: list[str]) -> None:
         cfg.max_pixels,
         image_format.reader(),
         None if image_format.rgb else image_format.display,
+        None if names is None else (names, thresholds),
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
@@ -125,15 +129,17 @@ def main(args: list[str]) -> None:
 
 
 def checkpoint_and_format(cfg, datamodule):
-    """The checkpoint's model as inference runs it, and how its input images are read (:class:`ImageFormat`):
-    the checkpoint's record of its data, or the config's data set for a checkpoint without one."""
+    """The checkpoint's model as inference runs it, how its input images are read (:class:`ImageFormat`: the
+    checkpoint's record of its data, or the config's data set for a checkpoint without one), and a multilabel
+    model's per-class thresholds (``segkit eval --tune_thresholds`` stores them; 0.5 otherwise)."""
     from ..data.bands import ImageFormat
     from ..inference.predict import checkpoint_model
     from ..io.torch_files import read_checkpoint
 
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    return model, ImageFormat.from_record(checkpoint.get("segkit_data") or datamodule.inference_record())
+    image_format = ImageFormat.from_record(checkpoint.get("segkit_data") or datamodule.inference_record())
+    return model, image_format, list(checkpoint.get("segkit_thresholds") or [0.5] * datamodule.num_classes)
 
 
 def predict_video_file(p, cfg, datamodule) -> None:
@@ -153,7 +159,9 @@ def predict_video_file(p, cfg, datamodule) -> None:
     existing = [f for f in video_outputs(output, frames.source, cfg.masks) if f.exists()]
     if existing and not cfg.overwrite:
         sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
-    model, image_format = checkpoint_and_format(cfg, datamodule)
+    model, image_format, _ = checkpoint_and_format(cfg, datamodule)
+    if datamodule.multilabel:
+        sys.exit("segkit predict: videos are predicted with single-label models; give a multilabel model images")
     if not image_format.rgb:
         sys.exit(f"segkit predict: the model reads {image_format.in_channels} band(s), video frames are RGB")
     total = -(-frames.count // cfg.every) if frames.count > 0 else None

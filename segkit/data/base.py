@@ -243,6 +243,16 @@ class SegmentationDataset(Dataset):
             image, mask = official_resize(image, mask, *self.resize)
         return image, mask
 
+    def mask_histogram(self, mask: np.ndarray) -> np.ndarray:
+        """(256,) pixel counts of a decoded mask: per class (0..K-1) and ignored (255). Multi-label masks
+        (H, W, K) count each class's present pixels, and as ignored the pixels not labelled for some class."""
+        if mask.ndim == 3:
+            hist = np.zeros(256, np.int64)
+            hist[: mask.shape[2]] = (mask == 1).sum((0, 1))
+            hist[IGNORE_INDEX] = int((mask == IGNORE_INDEX).any(2).sum())
+            return hist
+        return np.bincount(mask.ravel(), minlength=256)
+
     def picture(self, index: int) -> np.ndarray:
         """The RGB uint8 picture of image ``index`` (overlays, report panels): the image, or its display bands."""
         image = self.load(index)[0]
@@ -255,6 +265,8 @@ class SegmentationDataset(Dataset):
             image, mask = out["image"], out["mask"]
         else:
             image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
+        if mask.ndim == 3:  # multi-label (H, W, K) -> (K, H, W), as the model's outputs
+            mask = mask.permute(2, 0, 1).contiguous()
         # the mask stays uint8 (class ids and 255 fit): 8x fewer bytes than int64 through worker queues, pinned
         # memory and the host-to-device copy; SegmentationTask widens it on the device
         return {"image": image, "mask": mask, "name": self.samples[index].name}

@@ -31,7 +31,7 @@ class _Inspect(Dataset):
         warnings = self.dataset.mask_warnings(index) if hasattr(self.dataset, "mask_warnings") else []
         return {
             "size": image.shape[:2],
-            "hist": np.bincount(mask.ravel(), minlength=256),
+            "hist": self.dataset.mask_histogram(mask),
             "warnings": warnings,
             "bands": BandStatistics.of(image),
         }
@@ -121,12 +121,14 @@ def check_split(dataset, num_workers: int = 0) -> dict:
     }
 
 
-def format_report(split: str, result: dict, class_names: tuple[str, ...]) -> str:
+def format_report(split: str, result: dict, class_names: tuple[str, ...], multilabel: bool = False) -> str:
+    """The split's lines; overlapping (multilabel) classes: each class's share of all pixels (they may add up
+    to more than 100%), and as ignored the pixels not labelled for some class."""
     lines = [f"[{split}] {result['images']} images"]
     if result["sizes"]:
         hs, ws = zip(*result["sizes"])
         lines[0] += f", height {min(hs)}-{max(hs)}, width {min(ws)}-{max(ws)}"
-    total = int(result["hist"].sum())
+    total = sum(h * w for h, w in result["sizes"]) if multilabel else int(result["hist"].sum())
     if total:
         lines.append(f"  {'class':<22}{'pixels':>14}{'share':>9}")
         for i, name in enumerate(class_names):
@@ -167,7 +169,7 @@ def check(datamodule: SegmentationDataModule, class_weights: Callable[[np.ndarra
             else {"images": 0, "sizes": [], "hist": np.zeros(256, np.int64), "problems": [], "warnings": []}
         )
         result["problems"] = paired + result["problems"]
-        print(format_report(split, result, datamodule.class_names), flush=True)
+        print(format_report(split, result, datamodule.class_names, datamodule.multilabel), flush=True)
         problems += len(result["problems"])
         warnings += len(result["warnings"])
         if split != "val":
@@ -175,7 +177,7 @@ def check(datamodule: SegmentationDataModule, class_weights: Callable[[np.ndarra
             if result.get("bands") is not None:
                 train_bands = result["bands"] + train_bands
     counts = train_hist[: datamodule.num_classes]
-    if class_weights is not None and counts.sum():
+    if class_weights is not None and counts.sum() and not datamodule.multilabel:
         rows = "\n".join(f"  {n:<22}{w:>9.3f}" for n, w in zip(datamodule.class_names, class_weights(counts)))
         print(f"\nclass weights that model.class_weights: auto would use (from the training histogram)\n{rows}")
     if train_bands is not None:

@@ -60,6 +60,7 @@ class SegmentationDataModule(L.LightningDataModule):
     palette: np.ndarray = voc_palette()
     prediction_files: PredictionFiles = PredictionFiles()
     void_outlines: bool = False
+    multilabel: bool = False  # masks of overlapping classes, (H, W, K) (segkit.data.multilabel)
     pixel_max: int = 255  # the pixel type's maximum: normalization divides by it (65535 for 16-bit bands)
     display_bands: tuple[int, int, int] = (0, 1, 2)  # the bands shown as red, green and blue
 
@@ -137,6 +138,7 @@ class SegmentationDataModule(L.LightningDataModule):
             "pixel_max": self.pixel_max,
             "bands": getattr(self, "bands", None),
             "display_bands": list(self.display_bands),
+            "multilabel": self.multilabel,
         }
 
     def make_split(self, split: str, transform=None) -> Dataset:
@@ -245,4 +247,4 @@ class _MaskHistograms(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(np.bincount(self.dataset.load_mask(index).ravel(), minlength=256))
+        return torch.from_numpy(self.dataset.mask_histogram(self.dataset.load_mask(index)))

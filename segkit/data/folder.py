@@ -16,6 +16,7 @@ from .bands import Bands, read_header
 from .base import IGNORE_INDEX, Sample, SegmentationDataset
 from .datamodule import SegmentationDataModule
 from .masks import MASK_MODES, MaskDecoder
+from .multilabel import MultilabelMasks, pair_class_folders
 from .pairing import PairingError, pair_folders, read_pair_list
 from .palette import voc_palette
 
@@ -66,9 +67,12 @@ class FolderDataModule(SegmentationDataModule):
             of predicted masks and overlays (default: the Pascal VOC colour map).
         mask_mode: ``index`` (class indices, 8 or 16 bit; palette PNGs read as indices), ``rgb`` (colours, read
             through ``palette``) or ``binary`` (2 classes: 0 -> 0, above half the maximum value -> 1; 0/255 masks).
+            ``multilabel``: overlapping classes, one folder of binary masks per class under ``train_masks`` /
+            ``val_masks`` (``masks/<class>/<relative path>.png``; :mod:`segkit.data.multilabel`).
         label_map: ``index`` masks: ``{raw value: class index}`` (255: ignored); raw values not named are ignored.
         reduce_zero_label: ``index`` masks: raw 0 is ignored and k becomes class k-1 (the ADE20K convention).
-        ignore_index: ``index`` masks: the raw value of unlabelled pixels.
+        ignore_index: ``index`` masks: the raw value of unlabelled pixels (default 255); ``multilabel`` masks: the
+            value of pixels not labelled for a class (default none).
         ignore_colors: ``rgb`` masks: colours of unlabelled pixels.
         mask_suffix: the end of a mask's name that its image's name lacks (``a.jpg`` and ``a_mask.png``: ``_mask``).
         val_fraction: without a validation set, the fraction of the training pairs held out for it (at least
@@ -102,7 +106,7 @@ class FolderDataModule(SegmentationDataModule):
         mask_mode: str = "index",
         label_map: dict[int, int] | None = None,
         reduce_zero_label: bool = False,
-        ignore_index: int = IGNORE_INDEX,
+        ignore_index: int | None = None,
         ignore_colors: list[list[int]] | None = None,
         mask_suffix: str = "",
         val_fraction: float = 0.1,
@@ -148,8 +152,16 @@ class FolderDataModule(SegmentationDataModule):
         self.palette = voc_palette()
         if colours is not None:
             self.palette[:k] = colours
+        self.multilabel = mask_mode == "multilabel"
+        if ignore_index is None and not self.multilabel:
+            ignore_index = IGNORE_INDEX
         _check_mask_options(mask_mode, k, label_map, reduce_zero_label, ignore_index)
-        self.decoder = MaskDecoder(mask_mode, k, colours, label_map, reduce_zero_label, ignore_index, ignore_colors)
+        if self.multilabel and (train_list or val_list):
+            raise ValueError("data.mask_mode: multilabel reads class folders: give data.train_masks, not list files")
+        self.ignore_index = ignore_index
+        self.decoder = None
+        if not self.multilabel:
+            self.decoder = MaskDecoder(mask_mode, k, colours, label_map, reduce_zero_label, ignore_index, ignore_colors)
         self.mask_suffix = mask_suffix
         self.val_fraction = val_fraction
         self.split_seed = split_seed
@@ -162,7 +174,7 @@ class FolderDataModule(SegmentationDataModule):
         for split in ("train", "val"):
             self.split_samples(split)
         self._check_bands()
-        if self.decoder.plain:
+        if self.decoder is not None and self.decoder.plain:
             self._check_not_binary()
 
     def _check_bands(self) -> None:
@@ -206,9 +218,17 @@ class FolderDataModule(SegmentationDataModule):
         try:
             samples = self.split_samples(split)
         except PairingError as e:  # segkit data check goes on with the pairs that were found
-            e.dataset = FolderSegmentation(e.samples, self.num_classes, self.decoder, transform, self._band_reader)
+            decoder = self._decoder(split)
+            e.dataset = FolderSegmentation(e.samples, self.num_classes, decoder, transform, self._band_reader)
             raise
-        return FolderSegmentation(samples, self.num_classes, self.decoder, transform, self._band_reader)
+        return FolderSegmentation(samples, self.num_classes, self._decoder(split), transform, self._band_reader)
+
+    def _decoder(self, split: str):
+        """The mask reader of ``split``: one for every split, or for multi-label masks its class folders."""
+        if not self.multilabel:
+            return self.decoder
+        source = self.sources[split] or self.sources["train"]
+        return MultilabelMasks(Path(self.root) / source[1], self.class_names, self.ignore_index)
 
     def split_samples(self, split: str) -> list[Sample]:
         """The pairs of ``split`` ("train" or "val"); without a validation set, "val" is the held-out part."""
@@ -238,7 +258,11 @@ class FolderDataModule(SegmentationDataModule):
             samples, problems = read_pair_list(root, root / listing)
             where = str(root / listing)
         else:
-            samples, problems = pair_folders(root / images, root / masks, self.mask_suffix)
+            samples, problems = (
+                pair_class_folders(root / images, root / masks, self.class_names, self.mask_suffix)
+                if self.multilabel
+                else pair_folders(root / images, root / masks, self.mask_suffix)
+            )
             where = f"{root / images} and {root / masks}"
         if problems:
             more = f"; and {len(problems) - 5} more (segkit data check lists them all)" if len(problems) > 5 else ""
@@ -315,6 +339,12 @@ def _check_mask_options(mode: str, k: int, label_map, reduce_zero_label: bool, i
         raise ValueError(f"data.mask_mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     if mode == "binary" and k != 2:
         raise ValueError(f"data.mask_mode: binary has 2 classes (background, foreground); data.classes has {k}")
+    if mode == "multilabel":
+        if label_map or reduce_zero_label:
+            raise ValueError("data.label_map and data.reduce_zero_label apply to index masks (data.mask_mode: index)")
+        if ignore_index is not None and not 2 <= ignore_index <= 65535:
+            raise ValueError(f"data.ignore_index of multilabel masks is a value other than 0 and 1, got {ignore_index}")
+        return
     if mode != "index" and (label_map or reduce_zero_label):
         raise ValueError("data.label_map and data.reduce_zero_label apply to index masks (data.mask_mode: index)")
     if label_map and reduce_zero_label:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .base import IGNORE_INDEX
 
-MASK_MODES = ("index", "rgb", "binary")
+MASK_MODES = ("index", "rgb", "binary", "multilabel")  # multilabel: segkit.data.multilabel
 
 
 class MaskDecoder:

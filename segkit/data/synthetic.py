@@ -324,6 +324,59 @@ def make_synthetic_multiband(
     return root
 
 
+MULTILABEL_CLASSES = ("building", "road", "flooded")
+
+
+def make_synthetic_multilabel(
+    root: str | Path, num_images: int = 200, size_range: tuple[int, int] = (96, 128), seed: int = 0
+) -> Path:
+    """Writes (or reuses) a set of overlapping labels as ``mask_mode: multilabel`` reads them:
+    ``images/img_NNNN.jpg`` and one folder of 0/255 masks per class, ``masks/<class>/img_NNNN.png``.
+
+    Buildings are checkerboard rectangles, roads striped bands, and flood water a bluish rippled region laid
+    over both: a flooded road pixel is "road" and "flooded" at once, and its stripes show through the water.
+    Returns ``root``."""
+    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "multilabel"}
+
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        (tmp / "images").mkdir(parents=True)
+        for name in MULTILABEL_CLASSES:
+            (tmp / "masks" / name).mkdir(parents=True)
+        for i in range(num_images):
+            h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
+            image = rng.integers(60, 200, size=3) + rng.normal(0, 18, size=(h, w, 3))
+            masks = np.zeros((3, h, w), bool)
+            for _ in range(int(rng.integers(1, 3))):  # buildings: checkerboard rectangles
+                y, x = int(rng.integers(0, h - 24)), int(rng.integers(0, w - 24))
+                masks[0, y : y + int(rng.integers(16, 40)), x : x + int(rng.integers(16, 40))] = True
+            pattern = _pattern(3, h, w, 8, rng)[..., None]
+            image = np.where(masks[0][..., None], np.where(pattern == 1, 230.0, 40.0), image)
+            width = int(rng.integers(10, 18))  # a road: a horizontal or vertical striped band
+            at = int(rng.integers(0, (h if rng.integers(2) else w) - width))
+            if rng.integers(2):
+                masks[1, at : at + width] = True
+                stripes = _pattern(2, h, w, 10, rng)[..., None]
+            else:
+                masks[1][:, at : at + width] = True
+                stripes = _pattern(1, h, w, 10, rng)[..., None]
+            road = np.where(stripes == 1, 200.0, 90.0) + np.zeros(3)
+            image = np.where(masks[1][..., None] & ~masks[0][..., None], road, image)
+            masks[1] &= ~masks[0]
+            if rng.uniform() < 0.8:  # flood water over part of the scene
+                masks[2] = _shape_mask(h, w, rng) | _shape_mask(h, w, rng)
+                ripple = 25 * np.sin(np.mgrid[0:h, 0:w][0] / 2.0 + rng.uniform(0, 6))[..., None]
+                water = 0.5 * image + 0.5 * np.array([30.0, 90.0, 200.0]) + ripple
+                image = np.where(masks[2][..., None], water, image)
+            _write_jpeg(tmp / "images" / f"img_{i:04d}.jpg", np.clip(image, 0, 255).astype(np.uint8))
+            for name, mask in zip(MULTILABEL_CLASSES, masks):
+                cv2.imwrite(str(tmp / "masks" / name / f"img_{i:04d}.png"), mask.astype(np.uint8) * 255)
+        return {}
+
+    root = Path(root)
+    _write_set(root, params, ("images", "masks"), write)
+    return root
+
+
 class SyntheticVOCDataModule(VOCDataModule):
     """The synthetic pattern data set (see :mod:`segkit.data.synthetic`), written under ``root`` on first use.
 

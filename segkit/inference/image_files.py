@@ -64,8 +64,13 @@ def find_images(spec: str) -> list[Path]:
     return files
 
 
-def output_paths(folder: Path, image: Path, confidence: bool = False) -> tuple[Path, ...]:
-    """The mask and the overlay, and with ``confidence`` the confidence and entropy maps."""
+def output_paths(
+    folder: Path, image: Path, confidence: bool = False, class_names: list[str] | None = None
+) -> tuple[Path, ...]:
+    """The mask and the overlay, and with ``confidence`` the confidence and entropy maps; for a multi-label
+    model (``class_names``) one mask per class, ``<stem>_<class>.png``, and the overlay."""
+    if class_names is not None:
+        return (*(folder / f"{image.stem}_{name}.png" for name in class_names), folder / f"{image.stem}_overlay.jpg")
     paths = (folder / f"{image.stem}.png", folder / f"{image.stem}_overlay.jpg")
     if confidence:
         paths += (folder / f"{image.stem}_confidence.png", folder / f"{image.stem}_entropy.png")
@@ -136,6 +141,33 @@ def save_prediction(
     if probs is not None:
         for file, values in zip(files[2:], confidence_maps(probs)):
             written_whole(file, lambda file=file, values=values: _write_png16(file, values))
+
+
+def save_multilabel_prediction(
+    folder: Path, path: Path, image: np.ndarray, decided: np.ndarray, class_names: list[str], palette: np.ndarray
+) -> None:
+    """One 0/255 mask per class, ``<stem>_<class>.png``, from ``decided`` (K, H, W) booleans, and the overlay:
+    each pixel blended with the mean colour of the classes present there."""
+    files = output_paths(folder, path, class_names=class_names)
+    for file, mask in zip(files, decided):
+        written_whole(file, lambda file=file, mask=mask: Image.fromarray(mask.astype(np.uint8) * 255).save(file))
+    colours = np.asarray(palette, np.float32)[: len(class_names)]
+    count = decided.sum(0)
+    mean = np.einsum("khw,kc->hwc", decided.astype(np.float32), colours) / np.maximum(count, 1)[..., None]
+    blended = np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
+    written_whole(files[-1], lambda: Image.fromarray(blended).save(files[-1], quality=90))
+
+
+def _save_batch(output, paths, pictures, probs, palette, confidence: bool, labels) -> None:
+    """The files of a batch's predictions: :func:`save_prediction` per image, or for a multi-label model
+    (``labels``: class names and thresholds) :func:`save_multilabel_prediction`."""
+    if labels is not None:
+        cut = torch.tensor(labels[1], device=probs.device).view(1, -1, 1, 1)
+        for path, picture, decided in zip(paths, pictures, (probs > cut).cpu().numpy()):
+            save_multilabel_prediction(output, path, picture, decided, labels[0], palette)
+        return
+    for path, picture, pred, p in zip(paths, pictures, label_maps(probs), probs):
+        save_prediction(output, path, picture, pred.cpu().numpy(), palette, p if confidence else None)
 
 
 def _write_png16(file: Path, values: np.ndarray) -> None:
@@ -236,6 +268,7 @@ def predict_folder(
     max_pixels: int = MAX_PIXELS,
     read: Callable[[Path], np.ndarray] = read_image,
     display: Callable[[np.ndarray], np.ndarray] | None = None,
+    labels: tuple[list[str], list[float]] | None = None,
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
@@ -244,7 +277,9 @@ def predict_folder(
     ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
     ``read``: path -> image as the model's data set reads it (RGB by default); ``display``: such an image ->
-    the RGB uint8 picture of the overlay (None: the image is RGB).
+    the RGB uint8 picture of the overlay (None: the image is RGB). ``labels``: for a multi-label model, its
+    class names and per-class thresholds: one mask per class (:func:`save_multilabel_prediction`); such a model
+    predicts images whole (one too large for the budget is reported, not tiled).
     """
     model = model.to(device).eval()
     settings = settings or {}
@@ -261,12 +296,10 @@ def predict_folder(
     pending: list[dict] = []
 
     def flush() -> None:
-        batch = torch.stack([s["input"] for s in pending]).to(device)
-        probs = predict_probs(model, batch, **settings)
-        for sample, pred, p in zip(pending, label_maps(probs), probs):
-            path = dataset.files[sample["index"]]
-            picture = show(sample["image"])
-            save_prediction(output, path, picture, pred.cpu().numpy(), palette, p if confidence else None)
+        probs = predict_probs(model, torch.stack([s["input"] for s in pending]).to(device), **settings)
+        paths = [dataset.files[s["index"]] for s in pending]
+        pictures = [show(s["image"]) for s in pending]
+        _save_batch(output, paths, pictures, probs, palette, confidence, labels)
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
@@ -275,6 +308,8 @@ def predict_folder(
             bar.update(1)
         for sample in loader:
             path = dataset.files[sample["index"]]
+            if "tiled" in sample and labels is not None:
+                sample = {"error": "above the memory budget; multilabel models predict images whole"}
             if "tiled" in sample:
                 if pending:
                     flush()

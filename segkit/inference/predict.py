@@ -34,6 +34,7 @@ MODEL_ARGS = (
     "decoder_channels",
     "dropout",
     "in_channels",
+    "multilabel",
 )
 
 
@@ -156,6 +157,12 @@ def class_softmax(logits: torch.Tensor) -> torch.Tensor:
     return e / e.sum(1, keepdim=True)
 
 
+def class_probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The model's class probabilities from its logits: one softmax over the classes, or for a multi-label model
+    (``model.multilabel``) one sigmoid per class."""
+    return logits.sigmoid() if getattr(model, "multilabel", False) else class_softmax(logits)
+
+
 @torch.no_grad()
 def predict_probs(
     model: nn.Module,
@@ -166,7 +173,8 @@ def predict_probs(
     overlap: float = 1 / 3,
     pad_to: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Class probabilities (B, K, H, W), averaged over ``scales`` and (with ``flip``) left-right flips.
+    """Class probabilities (B, K, H, W), averaged over ``scales`` and (with ``flip``) left-right flips (one sigmoid
+    per class for a multi-label model, :func:`class_probabilities`).
 
     ``model`` is a :class:`~segkit.models.DeepLabV3Plus` (its ``upsample=False`` logits are resized as the
     official evaluation resizes them). ``pad_to=(H, W)``: the official evaluation's ``eval_crop_size``: the
@@ -184,7 +192,7 @@ def predict_probs(
                 logits = _scale_logits(model, image.flip(-1), scale, window, overlap).flip(-1)
             else:
                 logits = _scale_logits(model, image, scale, window, overlap)
-            probs = class_softmax(logits)
+            probs = class_probabilities(model, logits)
             total = probs if total is None else total.add_(probs)
             passes += 1
             del logits, probs

@@ -22,7 +22,7 @@ from ..data.base import as_rgb, read_image
 from ..data.transforms import eval_transform
 from ..io.torch_files import read_checkpoint
 from .exported import ExportedModel
-from .predict import checkpoint_model, predict_labels
+from .predict import checkpoint_model, predict_labels, predict_probs
 
 __all__ = ["Segmenter"]
 
@@ -78,6 +78,7 @@ class Segmenter:
         if is_exported(path):
             self.exported = ExportedModel(path, device)
             self.format = None  # exported files read 8-bit RGB
+            self.thresholds = None
             record = self.exported.meta
             baked = self.exported.settings
             differ = [k for k, v in asked.items() if v is not None and _plain(v) != _plain(baked.get(k))]
@@ -97,6 +98,9 @@ class Segmenter:
                 )
             self.exported = None
             self.model = checkpoint_model(checkpoint, path, None, output_stride).to(device).eval()
+            self.thresholds = None
+            if self.model.multilabel:
+                self.thresholds = list(checkpoint.get("segkit_thresholds") or [0.5] * self.model.num_classes)
             self.format = ImageFormat.from_record(record)
             self.transform = eval_transform(self.format.mean, self.format.std, self.format.pixel_max)
             self.settings = {
@@ -112,7 +116,8 @@ class Segmenter:
 
     def __call__(self, images):
         """Label map(s) of one image or a list of them: a file path, a PIL image or a uint8/uint16 array (grey,
-        RGB or RGBA), of any size. One (H, W) uint8 array of class indices per image, at its own size."""
+        RGB or RGBA), of any size. One (H, W) uint8 array of class indices per image, at its own size; for a
+        multi-label model one (K, H, W) boolean array, class k where its probability is above its threshold."""
         if isinstance(images, list | tuple):
             return self._segment([self._image(im, i) for i, im in enumerate(images)])
         return self._segment([self._image(images, 0)])[0]
@@ -156,4 +161,7 @@ class Segmenter:
         if self.exported is not None:
             return self.exported.labels(batch)
         x = torch.stack([self.transform(image=im)["image"] for im in batch]).to(self.device)
+        if self.thresholds is not None:  # multi-label: (K, H, W) booleans, each class above its threshold
+            cut = torch.tensor(self.thresholds, device=self.device).view(1, -1, 1, 1)
+            return list((predict_probs(self.model, x, **self.settings) > cut).cpu().numpy())
         return [p.cpu().numpy() for p in predict_labels(self.model, x, **self.settings)]

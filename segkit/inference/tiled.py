@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .predict import _window_starts, class_softmax, predict_probs
+from .predict import _window_starts, class_probabilities, predict_probs
 
 # read(y0, y1, x0, x1): the normalized (1, C, y1 - y0, x1 - x0) region of the image, on the model's device
 RegionReader = Callable[[int, int, int, int], torch.Tensor]
@@ -64,7 +64,7 @@ def tiled_probs(
         for r in range(0, min(done, height - y), step):
             r1 = min(r + step, done, height - y)
             mean = band[..., r:r1, :width] / counts[..., r:r1, :width]
-            yield y + r, (class_softmax(mean) if one_pass else mean)[0]
+            yield y + r, (class_probabilities(model, mean) if one_pass else mean)[0]
         keep = window - done
         band[..., :keep, :] = band[..., done:, :].clone()
         band[..., keep:, :] = 0

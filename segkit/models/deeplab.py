@@ -48,6 +48,8 @@ class DeepLabV3Plus(nn.Module):
         decoder_channels: ASPP and decoder width (256 in the paper).
         low_level_channels: low-level projection width (48 in the paper).
         dropout: dropout after the ASPP projection (0.1 in the official implementation).
+        multilabel: the logits are read one sigmoid per class (overlapping labels), not one softmax over the
+            classes; inference (:func:`segkit.inference.predict_probs`) reads this attribute.
         in_channels: input bands (3: RGB). RGB-pretrained weights are kept for other counts: the first
             convolution's extra bands start at zero weights, one band takes the sum of the RGB weights
             (:mod:`segkit.models.input_channels`).
@@ -64,11 +66,12 @@ class DeepLabV3Plus(nn.Module):
         low_level_channels: int = 48,
         dropout: float = 0.1,
         in_channels: int = 3,
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        self.num_classes, self.in_channels = num_classes, in_channels
+        self.num_classes, self.in_channels, self.multilabel = num_classes, in_channels, multilabel
         whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
         self.encoder = build_encoder(
             encoder, output_stride, None if whole else pretrained, state=None if whole else weights

@@ -36,7 +36,7 @@ SMP_LOSSES = {
     "jaccard": smp.losses.JaccardLoss,
     "tversky": smp.losses.TverskyLoss,
 }
-LOSS_NAMES = ("cross_entropy", *SMP_LOSSES)
+LOSS_NAMES = ("cross_entropy", "binary_cross_entropy", *SMP_LOSSES)
 _SET_BY_SEGKIT = {"mode", "ignore_index", "from_logits"}
 
 
@@ -81,6 +81,18 @@ def _mass(target: torch.Tensor, weight: torch.Tensor | None, dtype: torch.dtype)
     return (weight.to(dtype)[torch.where(labelled, target, 0)] * labelled).sum()
 
 
+class PerClassBinary(nn.Module):
+    """A binary loss per class channel, averaged over the classes: smp's multilabel reduction, for a loss whose
+    multilabel mode does not filter ignored pixels (smp 0.6's FocalLoss indexes a 3-D tensor with a 4-D mask)."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.loss(logits[:, k], target[:, k]) for k in range(logits.shape[1])]).mean()
+
+
 class SegmentationLoss(nn.Module):
     """A weighted sum of loss terms.
 
@@ -91,6 +103,9 @@ class SegmentationLoss(nn.Module):
         label_smoothing: label smoothing of the cross-entropy.
         top_k_percent_pixels: hard-pixel mining of the cross-entropy (100: every pixel).
         options: ``{name: {argument: value}}`` for smp's losses, e.g. ``{"focal": {"gamma": 3}}``.
+        multilabel: one sigmoid per class against (B, K, H, W) targets of 0, 1 and 255 (overlapping labels):
+            ``binary_cross_entropy`` instead of ``cross_entropy`` (class weights, label smoothing and hard-pixel
+            mining apply to it alike), smp's losses in their ``multilabel`` mode.
     """
 
     def __init__(
@@ -101,14 +116,24 @@ class SegmentationLoss(nn.Module):
         label_smoothing: float = 0.0,
         top_k_percent_pixels: float = 100.0,
         options: dict[str, dict] | None = None,
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
+        self.multilabel = multilabel
         unknown = sorted(set(terms) - set(LOSS_NAMES))
         if unknown or not terms:
             raise ValueError(
                 f"model.loss: unknown loss {unknown[0]!r}; choose from {', '.join(LOSS_NAMES)}"
                 if unknown
                 else f"model.loss: no loss given; choose from {', '.join(LOSS_NAMES)}"
+            )
+        wrong = "cross_entropy" if multilabel else "binary_cross_entropy"
+        if wrong in terms:
+            raise ValueError(
+                "model.loss: cross_entropy is the loss of single-label masks; overlapping (multilabel) masks train "
+                "with binary_cross_entropy"
+                if multilabel
+                else "model.loss: binary_cross_entropy is the loss of multilabel masks; use cross_entropy"
             )
         options = dict(options or {})
         for name in sorted(set(options) - set(SMP_LOSSES)):
@@ -126,12 +151,13 @@ class SegmentationLoss(nn.Module):
             None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.get_default_dtype()),
             persistent=False,
         )
+        mode = "multilabel" if multilabel else "multiclass"
         self.smp = nn.ModuleDict(
-            {name: self._smp(name, options.get(name) or {}) for name in terms if name in SMP_LOSSES}
+            {name: self._smp(name, options.get(name) or {}, mode) for name in terms if name in SMP_LOSSES}
         )
 
     @staticmethod
-    def _smp(name: str, options: dict) -> nn.Module:
+    def _smp(name: str, options: dict, mode: str = "multiclass") -> nn.Module:
         fixed = sorted(_SET_BY_SEGKIT & set(options))
         if fixed:
             raise ValueError(
@@ -139,7 +165,9 @@ class SegmentationLoss(nn.Module):
                 f"ignore index {IGNORE_INDEX})"
             )
         try:
-            return SMP_LOSSES[name](mode="multiclass", ignore_index=IGNORE_INDEX, **options)
+            if name == "focal" and mode == "multilabel":  # smp's multilabel focal loss fails with ignore_index
+                return PerClassBinary(SMP_LOSSES[name](mode="binary", ignore_index=IGNORE_INDEX, **options))
+            return SMP_LOSSES[name](mode=mode, ignore_index=IGNORE_INDEX, **options)
         except TypeError as e:
             raise ValueError(f"model.loss_options.{name}: {e}") from None
 
@@ -163,6 +191,8 @@ class SegmentationLoss(nn.Module):
         for name, weight in self.weights.items():
             if name == "cross_entropy":
                 term = self._cross_entropy(logits, target, reduce_sum, world)
+            elif name == "binary_cross_entropy":
+                term = self._binary_cross_entropy(logits, target, reduce_sum, world)
             else:  # 0 when nothing is labelled (smp's means over no pixel are NaN), without a host sync
                 # smp's Lovasz mixes float32 into its sums (torch.dot fails on float64 logits): computed in float32
                 x = logits.float() if name == "lovasz" and logits.dtype == torch.float64 else logits
@@ -170,6 +200,26 @@ class SegmentationLoss(nn.Module):
                 term = torch.where(labelled, self.smp[name](x, target).sum().to(logits.dtype), 0.0)
             total = total + weight * term
         return total
+
+    def _binary_cross_entropy(self, logits, target, reduce_sum, world) -> torch.Tensor:
+        """One sigmoid per class: the mean over the labelled (pixel, class) pairs of the global batch (with
+        ``reduce_sum``), each weighted by its class weight; targets smoothed to ``y (1 - e) + e / 2``."""
+        labelled = target != IGNORE_INDEX
+        truth = (target == 1).to(logits.dtype)
+        if self.label_smoothing:
+            truth = truth * (1 - self.label_smoothing) + self.label_smoothing / 2
+        losses = F.binary_cross_entropy_with_logits(logits, truth, reduction="none") * labelled
+        weight = labelled.to(logits.dtype)
+        if self.class_weights is not None:
+            per_class = self.class_weights.to(logits.dtype).view(1, -1, 1, 1)
+            losses, weight = losses * per_class, weight * per_class
+        if self.top_k < 100.0:
+            k = max(1, int(losses.numel() * self.top_k / 100.0))
+            return losses.flatten().topk(k).values.mean()
+        mass = weight.sum()
+        if reduce_sum is not None and world > 1:
+            return losses.sum() * world / reduce_sum(mass).clamp(min=1e-12)
+        return losses.sum() / mass.clamp(min=1e-12)
 
     def _cross_entropy(self, logits, target, reduce_sum, world) -> torch.Tensor:
         w = self.class_weights

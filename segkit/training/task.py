@@ -22,7 +22,7 @@ from torch import nn
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
 from ..inference import label_maps
-from ..metrics import ConfusionMatrix, format_iou_table, segmentation_scores
+from ..metrics import ConfusionMatrix, MultilabelCounts, format_iou_table, multilabel_scores, segmentation_scores
 from ..models import DeepLabV3Plus
 from .checkpoints import LossWatch
 from .losses import SegmentationLoss, enet_class_weights
@@ -36,6 +36,10 @@ class SegmentationTask(L.LightningModule):
         num_classes: number of classes (linked from the DataModule by the CLI).
         class_names: class names for logs and tables (linked from the DataModule by the CLI).
         in_channels: input bands (linked from the DataModule by the CLI; 3 for RGB).
+        multilabel: overlapping labels (linked from the DataModule by the CLI): one sigmoid per class, masks
+            (B, K, H, W) of 0, 1 and 255, the loss ``binary_cross_entropy`` by default, per-class IoU from each
+            class's binary counts (:class:`~segkit.metrics.MultilabelCounts`) at the thresholds
+            :attr:`thresholds` (0.5 each; ``segkit eval --tune_thresholds`` chooses them).
         encoder: encoder name (see DeepLabV3Plus).
         output_stride: training output stride (16 in the paper's recipe).
         pretrained: encoder weights (file, timm name or smp weights name), or None.
@@ -68,6 +72,7 @@ class SegmentationTask(L.LightningModule):
         num_classes: int = 21,
         class_names: list[str] | None = None,
         in_channels: int = 3,
+        multilabel: bool = False,
         encoder: str = "xception65",
         output_stride: int = 16,
         pretrained: str | None = None,
@@ -95,6 +100,11 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model.class_names has {len(class_names)} names for num_classes={num_classes}")
         if not 0 < top_k_percent_pixels <= 100:
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
+        if multilabel and class_weights == "auto":
+            raise ValueError(
+                "model.class_weights: auto is computed for single-label masks; give one weight per class for "
+                "multilabel masks (they weight the binary cross-entropy)"
+            )
         if isinstance(class_weights, str) and class_weights != "auto":
             raise ValueError(
                 f"model.class_weights must be a list of {num_classes} numbers or auto, got {class_weights!r}"
@@ -110,19 +120,22 @@ class SegmentationTask(L.LightningModule):
             decoder_channels=decoder_channels,
             dropout=dropout,
             in_channels=in_channels,
+            multilabel=multilabel,
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
-        self.val_confmat = ConfusionMatrix(num_classes)
+        counts = MultilabelCounts if multilabel else ConfusionMatrix
+        self.val_confmat, self.test_confmat = counts(num_classes), counts(num_classes)
         self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
-        self.test_confmat = ConfusionMatrix(num_classes)
+        self.thresholds = [0.5] * num_classes  # multilabel: a class is predicted where its probability is above
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()
-        terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {"cross_entropy": 1.0})
+        default = "binary_cross_entropy" if multilabel else "cross_entropy"
+        terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {default: 1.0})
         fixed = None if class_weights is None or class_weights == "auto" else torch.tensor(class_weights)
         self.criterion = SegmentationLoss(
-            terms, num_classes, fixed, label_smoothing, top_k_percent_pixels, loss_options
+            terms, num_classes, fixed, label_smoothing, top_k_percent_pixels, loss_options, multilabel
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,12 +156,15 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["segkit_step_seed"] = self._step_seed
+        if self.hparams.multilabel:
+            checkpoint["segkit_thresholds"] = list(self.thresholds)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "inference_record"):  # normalization, classes and colours, for Segmenter
             checkpoint["segkit_data"] = datamodule.inference_record()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._step_seed = checkpoint.get("segkit_step_seed", self._step_seed)
+        self.thresholds = list(checkpoint.get("segkit_thresholds", self.thresholds))
         # Lightning restores the weights before converting the model to the run's precision: with
         # precision 64-true convert first, or the float64 weights of the checkpoint would be rounded to float32
         if self._trainer is not None and self.trainer.precision == "64-true":
@@ -262,26 +278,39 @@ class SegmentationTask(L.LightningModule):
     def on_predict_start(self) -> None:
         self._set_eval_stride(True)
 
+    def decide(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W) logits -> class indices (B, H, W), or for multilabel masks (B, K, H, W) booleans: each
+        class's probability above its threshold."""
+        if not self.hparams.multilabel:
+            return logits.argmax(1)
+        thresholds = torch.tensor(self.thresholds, device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
+        return logits.sigmoid() > thresholds
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["image"])
-        self.log(
-            "val/loss",
-            F.cross_entropy(logits, batch["mask"].long(), ignore_index=IGNORE_INDEX),
-            batch_size=len(batch["name"]),
-            sync_dist=True,
-        )
-        self.val_confmat.update(logits.argmax(1), batch["mask"])
+        logits, target = self(batch["image"]), batch["mask"].long()
+        if self.hparams.multilabel:
+            labelled = target != IGNORE_INDEX
+            bce = F.binary_cross_entropy_with_logits(logits, (target == 1).to(logits.dtype), reduction="none")
+            loss = (bce * labelled).sum() / labelled.sum().clamp(min=1)
+        else:
+            loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        self.log("val/loss", loss, batch_size=len(batch["name"]), sync_dist=True)
+        self.val_confmat.update(self.decide(logits), batch["mask"])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.test_confmat.update(self(batch["image"]).argmax(1), batch["mask"])
+        self.test_confmat.update(self.decide(self(batch["image"])), batch["mask"])
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[torch.Tensor]:
-        """``trainer.predict``: class-index maps (H, W) uint8, one per image at its original size."""
+        """``trainer.predict``: class-index maps (H, W) uint8, one per image at its original size; multilabel
+        masks: (K, H, W) booleans."""
+        if self.hparams.multilabel:
+            decided = self.decide(self(batch["image"]))
+            return [d[:, :h, :w] for d, (h, w) in zip(decided, batch["size"].tolist())]
         return label_maps(self(batch["image"]), batch["size"].tolist())
 
     def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
         confmat = metric.compute()  # summed over all processes
-        scores = segmentation_scores(confmat)
+        scores = multilabel_scores(confmat) if self.hparams.multilabel else segmentation_scores(confmat)
         metric.reset()
         if prefix == "val":
             self.last_val = (confmat.cpu(), scores)  # for callbacks (the W&B dashboard)
