@@ -278,3 +278,55 @@ def test_training_step_makes_no_host_device_syncs(tmp_path, tiny_voc):
     with rec.mode_cls():
         torch.tensor(0.5).item()
     assert rec.seen == ["aten::lift_fresh", "aten::_local_scalar_dense"]
+
+
+class _SaveAndStopAt(L.pytorch.callbacks.Checkpoint):
+    """Saves a checkpoint after step ``step`` inside the training loop, then stops; a checkpoint callback, so that
+    Lightning runs it after the others (the average is updated first), as segkit's last.ckpt is written."""
+
+    def __init__(self, step, path):
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+def _fit_ema(tmp_path, tiny_voc, decay, stop=None, ckpt=None, save=None):
+    """6 steps of the task with ``model.ema_decay`` = ``decay``; stopped after ``stop`` steps and saved to
+    ``save`` then, or resumed from ``ckpt``. Returns the task (the averaged weights at the end of training)."""
+    L.seed_everything(0)
+    dm, _ = _setup(tmp_path, tiny_voc)
+    task = SegmentationTask(num_classes=5, encoder="xception_tiny", decoder_channels=32, lr=0.05, ema_decay=decay)
+    trainer = L.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_checkpointing=bool(stop),
+        default_root_dir=tmp_path,
+        callbacks=[_SaveAndStopAt(stop, save)] if stop else [],
+    )
+    trainer.fit(task, dm, ckpt_path=ckpt)
+    return task
+
+
+def test_ema_decay_zero_is_the_raw_model_and_a_resumed_run_ends_with_the_same_average(tmp_path, tiny_voc):
+    raw = _fit_ema(tmp_path, tiny_voc, None).state_dict()
+    zero = _fit_ema(tmp_path, tiny_voc, 0.0).state_dict()
+    assert all(torch.equal(raw[k], zero[k]) for k in raw)
+    whole = _fit_ema(tmp_path, tiny_voc, 0.7).state_dict()
+    weights = [k for k in raw if k.endswith("weight")]
+    assert any(not torch.allclose(raw[k], whole[k]) for k in weights)  # the average is not the last weights
+
+    mid = tmp_path / "mid.ckpt"
+    _fit_ema(tmp_path, tiny_voc, 0.7, stop=3, save=mid)
+    saved = torch.load(mid, weights_only=False)
+    assert "current_model_state" in saved and saved["global_step"] == 3  # raw weights beside the average
+    resumed = _fit_ema(tmp_path, tiny_voc, 0.7, ckpt=mid).state_dict()
+    for k in whole:
+        assert torch.allclose(resumed[k].double(), whole[k].double(), atol=1e-6), k

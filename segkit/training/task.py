@@ -65,6 +65,11 @@ class SegmentationTask(L.LightningModule):
             for batches too small to estimate them, e.g. fine-tuning at OS8); scale and shift still train.
         channels_last: run the model in channels-last memory format (faster convolutions on recent GPUs).
         compile: compile the model with ``torch.compile`` when training starts.
+        ema_decay: keep an exponential moving average of the weights (and batch-norm statistics), updated after
+            every optimizer step as ``ema = decay * ema + (1 - decay) * weights``: validation, the best-checkpoint
+            choice and the checkpoints' ``state_dict`` (so eval, predict and export) use it, and training ends
+            with it; the raw weights travel in the checkpoint too, so a resumed run continues both exactly
+            (Lightning's :class:`~lightning.pytorch.callbacks.EMAWeightAveraging`). None: off.
     """
 
     def __init__(
@@ -94,10 +99,13 @@ class SegmentationTask(L.LightningModule):
         freeze_bn: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"model.class_names has {len(class_names)} names for num_classes={num_classes}")
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise ValueError(f"model.ema_decay must be in [0, 1) (e.g. 0.999), or null for none; got {ema_decay}")
         if not 0 < top_k_percent_pixels <= 100:
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
         if multilabel and class_weights == "auto":
@@ -142,6 +150,13 @@ class SegmentationTask(L.LightningModule):
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        if self.hparams.ema_decay is None:
+            return []
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        return [EMAWeightAveraging(decay=self.hparams.ema_decay)]
 
     def configure_model(self) -> None:
         if self.hparams.compile:
