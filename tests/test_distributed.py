@@ -170,6 +170,22 @@ def test_ddp_fit_on_two_processes_equals_one_process(tiny_voc, tmp_path, two_pro
 
 
 @pytest.mark.slow
+def test_every_training_extra_on_two_processes_equals_one_process(tiny_voc, tmp_path, capsys):
+    """Photometric augmentation, the rare-class crop and the weights' moving average (all seeded per image or
+    per step, none per process): the same loss curve and the same validation mIoU (of the averaged weights) on
+    2 processes as on 1."""
+    extras = ("--data.photometric", "true", "--data.cat_max_ratio", "0.75", "--model.ema_decay", "0.9")
+    stdout2, two = _fit(tiny_voc, tmp_path / "two", 2, *extras)
+    stdout1, one = _fit(tiny_voc, tmp_path / "one", 1, *extras, capsys=capsys)
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-6, abs=0), step
+    best = [float(re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\)", out).group(1)) for out in (stdout1, stdout2)]
+    assert best[0] == pytest.approx(best[1], abs=1e-6)
+    validated = [re.findall(r"^val/mIoU +([\d.]+)", out, re.M) for out in (stdout1, stdout2)]
+    assert validated[0] == validated[1] and len(validated[0]) == 3
+
+
+@pytest.mark.slow
 def test_same_seed_same_loss_curve_on_two_processes(tiny_voc, tmp_path, two_process_run):
     _, _, first = two_process_run
     _, again = _fit(tiny_voc, tmp_path / "again", 2)

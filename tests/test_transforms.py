@@ -1,6 +1,7 @@
 """segkit.data.transforms: the training pipeline's padding, scales and seeds, the official stepped scales, and the
-evaluation pipeline that keeps labels as they are."""
+evaluation pipeline that keeps labels as they are; the extras (rare-class crop, photometric augmentation)."""
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from segkit.data import (
     eval_transform,
     train_transform,
 )
-from segkit.data.transforms import official_scales, seed_transform
+from segkit.data.transforms import BandBrightnessContrast, official_scales, seed_transform
 
 
 def test_train_pipeline_pads_mask_with_255():
@@ -88,3 +89,63 @@ def test_seeded_transforms_draw_independently():
     assert abs(np.corrcoef(s, f)[0, 1]) < 0.2 and abs(np.corrcoef(s, h)[0, 1]) < 0.2
     assert 0.4 < f.mean() < 0.6
     assert len({round(x, 9) for x in s}) == 400  # different seeds, different scales
+
+
+def _crops(transform, image, mask, seeds):
+    out = []
+    for seed in seeds:
+        seed_transform(transform, seed)
+        out.append(transform(image=image, mask=mask))
+    return out
+
+
+def test_rare_class_crop_redraws_crops_that_one_class_fills():
+    """A 40 px square of class 1 in a 160 px image of class 0, crop 48: most crops are class 0 alone. With
+    cat_max_ratio 0.75 (mmsegmentation's) a crop is drawn again until no class fills 75% of it."""
+    image = np.zeros((160, 160, 3), np.uint8)
+    mask = np.zeros((160, 160), np.uint8)
+    mask[60:100, 60:100] = 1
+
+    def balanced(out):
+        counts = np.bincount(out["mask"].numpy().ravel(), minlength=2)[:2]
+        return counts.min() > 0 and counts.max() / counts.sum() < 0.75
+
+    off = train_transform(48, (1.0, 1.0))
+    on = train_transform(48, (1.0, 1.0), cat_max_ratio=0.75)
+    share_off = np.mean([balanced(o) for o in _crops(off, image, mask, range(60))])
+    share_on = np.mean([balanced(o) for o in _crops(on, image, mask, range(60))])
+    assert share_off < 0.3 and share_on > 0.8, (share_off, share_on)
+    # off (1.0): one draw, the crop albumentations' RandomCrop takes with the same seed
+    plain = A.Compose([A.RandomCrop(48, 48), A.HorizontalFlip(p=0.5)])
+    ours = A.Compose([train_transform(48, (1.0, 1.0)).transforms[2], A.HorizontalFlip(p=0.5)])
+    for seed in range(5):
+        a, b = _crops(plain, image, mask, [seed])[0], _crops(ours, image, mask, [seed])[0]
+        assert np.array_equal(a["mask"], b["mask"])
+    with pytest.raises(ValueError, match=r"data.cat_max_ratio must be in \(0, 1\]"):
+        train_transform(48, cat_max_ratio=1.5)
+
+
+def test_photometric_augmentation_is_seeded_and_keeps_the_geometry():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    mask = rng.integers(0, 3, (64, 64)).astype(np.uint8)
+    plain = train_transform(64, (1.0, 1.0))
+    jitter = train_transform(64, (1.0, 1.0), photometric=True)
+    changed = 0
+    for seed in range(8):
+        a, b, c = (_crops(t, image, mask, [seed])[0] for t in (plain, jitter, jitter))
+        assert torch.equal(b["image"], c["image"])  # the same seed draws the same jitter
+        assert torch.equal(a["mask"], b["mask"])  # geometry (scale, crop, flip) untouched by the extras
+        changed += not torch.equal(a["image"], b["image"])
+    assert 2 <= changed <= 8  # each image jittered with probability 0.5 (and blurred with 0.1)
+
+
+def test_band_brightness_contrast_draws_per_band_at_any_depth():
+    image = np.full((32, 32, 4), 20000, np.uint16)
+    t = BandBrightnessContrast(0.125, 0.5, 65535.0, p=1.0)
+    t.set_random_seed(3)
+    out = t(image=image)["image"]
+    assert out.dtype == np.uint16 and out.shape == image.shape
+    per_band = out[0, 0]
+    assert len(set(per_band.tolist())) == 4 and (out == per_band).all()  # one draw per band, the same everywhere
+    assert (np.abs(per_band.astype(float) - 20000) <= 20000 * 0.5 + 0.125 * 65535 + 1).all()

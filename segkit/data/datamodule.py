@@ -54,6 +54,10 @@ class SegmentationDataModule(L.LightningDataModule):
         resize_to_range: ``[min, max]``: resize images and labels first, in training and evaluation, as official
             DeepLab's ``--min/max_resize_value`` (:func:`~segkit.data.base.official_resize`); None: never resized.
         resize_factor: with ``resize_to_range``, the official ``--resize_factor``: sides become k * factor + 1.
+        cat_max_ratio: < 1: redraw a training crop (up to 10 times) while one class fills more than this share of
+            its labelled pixels (mmsegmentation's, 0.75 in its configs); 1: off.
+        photometric: photometric augmentation of training images (colour jitter and blur for 8-bit RGB,
+            brightness and contrast per band otherwise; :mod:`segkit.data.transforms`).
     """
 
     class_names: tuple[str, ...] = ()
@@ -78,8 +82,15 @@ class SegmentationDataModule(L.LightningDataModule):
         resize_to_range: tuple[int, int] | None = None,
         resize_factor: int | None = None,
         scale_step: float = 0.0,
+        cat_max_ratio: float = 1.0,
+        photometric: bool = False,
     ) -> None:
         super().__init__()
+        if not 0 < cat_max_ratio <= 1:
+            raise ValueError(
+                f"data.cat_max_ratio must be in (0, 1] (1: off; mmsegmentation uses 0.75), got {cat_max_ratio}"
+            )
+        self.cat_max_ratio, self.photometric = cat_max_ratio, photometric
         if resize_to_range is not None and not 0 < resize_to_range[0] <= resize_to_range[1]:
             raise ValueError(f"data.resize_to_range must be [min, max] with 0 < min <= max, got {resize_to_range}")
         if resize_factor is not None and (resize_factor < 1 or resize_to_range is None):
@@ -114,8 +125,17 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_transform(self):
         """The training pipeline (:func:`~segkit.data.transforms.train_transform`) with this data's settings."""
+        if self.multilabel and self.cat_max_ratio < 1:
+            raise ValueError("data.cat_max_ratio counts the classes of single-label masks; set it to 1 for multilabel")
         return train_transform(
-            self.crop_size, self.scale_range, self.mean, self.std, self.scale_step, float(self.pixel_max)
+            self.crop_size,
+            self.scale_range,
+            self.mean,
+            self.std,
+            self.scale_step,
+            float(self.pixel_max),
+            self.cat_max_ratio,
+            self.photometric,
         )
 
     def eval_transform(self):
