@@ -37,6 +37,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from .data.base import IGNORE_INDEX
 from .data.visualize import confusion_heatmap
 from .inference import label_maps
+from .inference.predict import class_probabilities
 from .metrics import segmentation_scores
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -232,7 +233,8 @@ class WandbDashboard(L.Callback):
             indices = sample_indices(len(dataset), self.num_images, self.seed)
             training = pl_module.training
             pl_module.eval()
-            samples = predict_samples(pl_module, dataset, indices, pl_module.device)
+            scores = lambda x: class_probabilities(pl_module.model, pl_module(x))  # noqa: E731 - a binary head: 1 output
+            samples = predict_samples(scores, dataset, indices, pl_module.device)
             pl_module.train(training)
         log = panels("val", confmat, scores, pl_module.class_names, samples)
         run.log(log | {"trainer/global_step": trainer.global_step})

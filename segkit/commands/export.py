@@ -107,6 +107,11 @@ def main(args: list[str]) -> None:
             "segkit export: the model is multilabel (one sigmoid per class); export writes single-label models "
             "only (multilabel export is not supported yet)"
         )
+    if model.binary and not cfg.end_to_end:
+        sys.exit(
+            "segkit export: the model has one output (a sigmoid head): export it --end_to_end, whose labels and "
+            "probabilities are those of its two classes (the logits form's argmax needs one logit per class)"
+        )
     if model.in_channels != 3 or getattr(datamodule, "bands", None) is not None:
         sys.exit(
             f"segkit export: the model reads {model.in_channels} band(s); export writes models of 8-bit RGB "

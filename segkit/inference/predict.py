@@ -65,7 +65,8 @@ def checkpoint_model(
             f"checkpoint {ckpt_path} predicts {hparams['num_classes']} classes, the config's data set "
             f"has {num_classes}: use the config the model was trained with"
         )
-    model = DeepLabV3Plus(**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, pretrained=None)
+    binary = hparams.get("head") == "sigmoid" and not hparams.get("multilabel")  # one output for two classes
+    model = DeepLabV3Plus(**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, binary=binary, pretrained=None)
     model.load_state_dict(
         {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     )
@@ -158,8 +159,12 @@ def class_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def class_probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    """The model's class probabilities from its logits: one softmax over the classes, or for a multi-label model
-    (``model.multilabel``) one sigmoid per class."""
+    """The model's class probabilities from its logits: one softmax over the classes; for a multi-label model
+    (``model.multilabel``) one sigmoid per class; for a binary model (``model.binary``, one output) the
+    probabilities of its two classes, ``1 - p`` and ``p`` (so that argmax is ``p > 0.5``)."""
+    if getattr(model, "binary", False):
+        p = logits.sigmoid()
+        return torch.cat([1 - p, p], 1)
     return logits.sigmoid() if getattr(model, "multilabel", False) else class_softmax(logits)
 
 

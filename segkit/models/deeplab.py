@@ -50,6 +50,9 @@ class DeepLabV3Plus(nn.Module):
         dropout: dropout after the ASPP projection (0.1 in the official implementation).
         multilabel: the logits are read one sigmoid per class (overlapping labels), not one softmax over the
             classes; inference (:func:`segkit.inference.predict_probs`) reads this attribute.
+        binary: a two-class problem (background, foreground) with one output read by a sigmoid (the
+            foreground's probability) instead of two read by a softmax; ``num_classes`` stays 2, and inference
+            gives the probabilities of both classes, ``1 - p`` and ``p``.
         in_channels: input bands (3: RGB). RGB-pretrained weights are kept for other counts: the first
             convolution's extra bands start at zero weights, one band takes the sum of the RGB weights
             (:mod:`segkit.models.input_channels`).
@@ -67,11 +70,16 @@ class DeepLabV3Plus(nn.Module):
         dropout: float = 0.1,
         in_channels: int = 3,
         multilabel: bool = False,
+        binary: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        self.num_classes, self.in_channels, self.multilabel = num_classes, in_channels, multilabel
+        if binary and (num_classes != 2 or multilabel):
+            raise ValueError(
+                f"a binary (one-output sigmoid) model has 2 classes and one label per pixel; got {num_classes}"
+            )
+        self.num_classes, self.in_channels, self.multilabel, self.binary = num_classes, in_channels, multilabel, binary
         whole, weights = read_pretrained(pretrained)  # a weights file is read once, here
         self.encoder = build_encoder(
             encoder, output_stride, None if whole else pretrained, state=None if whole else weights
@@ -83,7 +91,7 @@ class DeepLabV3Plus(nn.Module):
         self.aspp = ASPP(self.encoder.out_channels, rates, decoder_channels, dropout)
         self.decoder = DeepLabV3PlusDecoder(
             self.encoder.low_channels,
-            num_classes,
+            1 if binary else num_classes,
             aspp_chs=decoder_channels,
             low_proj_chs=low_level_channels,
             chs=decoder_channels,

@@ -21,7 +21,6 @@ from torch import nn
 
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
-from ..inference import label_maps
 from ..metrics import ConfusionMatrix, MultilabelCounts, format_iou_table, multilabel_scores, segmentation_scores
 from ..models import DeepLabV3Plus
 from .checkpoints import LossWatch
@@ -40,6 +39,9 @@ class SegmentationTask(L.LightningModule):
             (B, K, H, W) of 0, 1 and 255, the loss ``binary_cross_entropy`` by default, per-class IoU from each
             class's binary counts (:class:`~segkit.metrics.MultilabelCounts`) at the thresholds
             :attr:`thresholds` (0.5 each; ``segkit eval --tune_thresholds`` chooses them).
+        head: ``softmax`` (one output per class; single-label masks) or ``sigmoid``: for two classes, one output
+            (the foreground's probability, binary cross-entropy by default); for multilabel masks, one per class.
+            Default: ``sigmoid`` for multilabel masks, else ``softmax``.
         encoder: encoder name (see DeepLabV3Plus).
         output_stride: training output stride (16 in the paper's recipe).
         pretrained: encoder weights (file, timm name or smp weights name), or None.
@@ -78,6 +80,7 @@ class SegmentationTask(L.LightningModule):
         class_names: list[str] | None = None,
         in_channels: int = 3,
         multilabel: bool = False,
+        head: str | None = None,
         encoder: str = "xception65",
         output_stride: int = 16,
         pretrained: str | None = None,
@@ -108,6 +111,24 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model.ema_decay must be in [0, 1) (e.g. 0.999), or null for none; got {ema_decay}")
         if not 0 < top_k_percent_pixels <= 100:
             raise ValueError(f"model.top_k_percent_pixels must be in (0, 100], got {top_k_percent_pixels}")
+        head = head or ("sigmoid" if multilabel else "softmax")
+        if head not in ("softmax", "sigmoid") or (multilabel and head == "softmax"):
+            raise ValueError(
+                f"model.head must be softmax or sigmoid (multilabel masks: sigmoid), got {head!r}"
+                if head not in ("softmax", "sigmoid")
+                else "model.head: softmax gives one class per pixel; multilabel masks need sigmoid"
+            )
+        binary = head == "sigmoid" and not multilabel
+        if binary and num_classes != 2:
+            raise ValueError(
+                f"model.head: sigmoid with single-label masks is for two classes (one output: the foreground's "
+                f"probability); the data set has {num_classes}: use softmax, or multilabel masks"
+            )
+        if binary and class_weights is not None:
+            raise ValueError(
+                "model.class_weights weight the softmax head's classes; the sigmoid head has one output: set "
+                "model.class_weights: null (for imbalance, add dice to model.loss)"
+            )
         if multilabel and class_weights == "auto":
             raise ValueError(
                 "model.class_weights: auto is computed for single-label masks; give one weight per class for "
@@ -129,6 +150,7 @@ class SegmentationTask(L.LightningModule):
             dropout=dropout,
             in_channels=in_channels,
             multilabel=multilabel,
+            binary=binary,
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -139,11 +161,18 @@ class SegmentationTask(L.LightningModule):
         self.thresholds = [0.5] * num_classes  # multilabel: a class is predicted where its probability is above
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()
-        default = "binary_cross_entropy" if multilabel else "cross_entropy"
+        self.sigmoid = head == "sigmoid"  # one sigmoid per output: multilabel masks, or one output for 2 classes
+        default = "binary_cross_entropy" if self.sigmoid else "cross_entropy"
         terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {default: 1.0})
         fixed = None if class_weights is None or class_weights == "auto" else torch.tensor(class_weights)
         self.criterion = SegmentationLoss(
-            terms, num_classes, fixed, label_smoothing, top_k_percent_pixels, loss_options, multilabel
+            terms,
+            1 if binary else num_classes,
+            fixed,
+            label_smoothing,
+            top_k_percent_pixels,
+            loss_options,
+            self.sigmoid,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,8 +224,8 @@ class SegmentationTask(L.LightningModule):
 
     # training -----------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])  # (B, K, H, W)
-        loss = self.training_loss(logits, batch["mask"].long())  # masks travel as uint8, widened on the device
+        logits = self(batch["image"])  # (B, K, H, W); (B, 1, H, W) for a binary sigmoid head
+        loss = self.training_loss(logits, self._target(batch["mask"]))
         # the loss of the whole global batch (the mean over processes of the scaled losses below)
         global_loss = loss.detach()
         if self.trainer.world_size > 1:
@@ -208,6 +237,12 @@ class SegmentationTask(L.LightningModule):
         lr = self.trainer.optimizers[0].param_groups[-1]["lr"]
         self.log("train/lr", torch.full((), lr, device=self.device))
         return loss
+
+    def _target(self, mask: torch.Tensor) -> torch.Tensor:
+        """Masks travel as uint8 and are widened on the device; a binary sigmoid head's (B, H, W) class indices
+        become its one output's targets (B, 1, H, W): 1 for the foreground, 0, or 255 (ignored)."""
+        mask = mask.long()
+        return mask[:, None] if self.model.binary else mask
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         self._loss_watch.check(self.trainer)  # a non-finite loss stops training at this step
@@ -296,14 +331,16 @@ class SegmentationTask(L.LightningModule):
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) logits -> class indices (B, H, W), or for multilabel masks (B, K, H, W) booleans: each
         class's probability above its threshold."""
+        if self.model.binary:
+            return (logits[:, 0] > 0).long()  # p > 0.5, as inference's argmax over (1 - p, p)
         if not self.hparams.multilabel:
             return logits.argmax(1)
         thresholds = torch.tensor(self.thresholds, device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
         return logits.sigmoid() > thresholds
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits, target = self(batch["image"]), batch["mask"].long()
-        if self.hparams.multilabel:
+        logits, target = self(batch["image"]), self._target(batch["mask"])
+        if self.sigmoid:
             labelled = target != IGNORE_INDEX
             bce = F.binary_cross_entropy_with_logits(logits, (target == 1).to(logits.dtype), reduction="none")
             loss = (bce * labelled).sum() / labelled.sum().clamp(min=1)
@@ -321,7 +358,9 @@ class SegmentationTask(L.LightningModule):
         if self.hparams.multilabel:
             decided = self.decide(self(batch["image"]))
             return [d[:, :h, :w] for d, (h, w) in zip(decided, batch["size"].tolist())]
-        return label_maps(self(batch["image"]), batch["size"].tolist())
+        return [
+            d[:h, :w].to(torch.uint8) for d, (h, w) in zip(self.decide(self(batch["image"])), batch["size"].tolist())
+        ]
 
     def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
         confmat = metric.compute()  # summed over all processes
