@@ -216,3 +216,14 @@ def test_multiband_demo_trains_on_the_near_infrared_and_predicts_tiffs(tmp_path,
 
     out = segkit_here(capsys, "eval", *config, "--ckpt_path", ckpt, "--device", "cpu")
     assert float(re.search(r"mIoU +([\d.]+)", out).group(1)) > 80.0, out[-1500:]
+
+
+def test_normalize_of_16_bit_bands_equals_albumentations():
+    """segkit's Normalize takes a faster path for 16-bit images; its values are albumentations' own."""
+    from segkit.data.transforms import Normalize
+
+    image = np.random.default_rng(8).integers(0, 65535, (40, 30, 6)).astype(np.uint16)
+    mean, std = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.2, 0.1, 0.2, 0.1, 0.3]
+    ours = Normalize(mean=mean, std=std, max_pixel_value=65535.0)(image=image)["image"]
+    theirs = A.Normalize(mean=mean, std=std, max_pixel_value=65535.0)(image=image)["image"]
+    assert ours.dtype == np.float32 and np.allclose(ours, theirs, atol=1e-6, rtol=0)
