@@ -86,3 +86,14 @@ def test_commands_of_segkit_own_say_their_errors_in_a_line(demo, capsys):
     assert _error(capsys, folder, "export", "--config", "demo.yaml", "--ckpt_path", "x", "--format", "onnx") == (
         "segkit export: the following arguments are required: output"
     )
+
+
+def test_a_data_set_refusing_its_options_says_so_in_one_line(tmp_path, capsys):
+    """The data set's own check (here: bands against in_channels, before any file is read), not jsonargparse's
+    list of union members and the whole data section."""
+    proc = run_here(
+        capsys, "fit", "--config", CONFIGS / "demo_multiband.yaml", "--data.bands", "[0, 1, 2]", cwd=tmp_path
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0] == ("segkit fit: data.in_channels=4 but data.bands lists 3 bands: give one (--debug shows where)")

@@ -147,6 +147,12 @@ def one_line(error: BaseException) -> str:
     message = str(error)
     if "Original Traceback" in message:
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    if message.startswith("Does not validate against any of the Union subtypes"):
+        # a data set's constructor refused its options: jsonargparse lists that error beside the other union
+        # member's ("Expected a <class 'NoneType'>") and dumps the whole section; the constructor's line says it
+        reasons = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")]
+        said = [r for r in reasons if not r.startswith("Expected a <class")]
+        message = said[0] if said else message.splitlines()[0]
     return message
 
 
