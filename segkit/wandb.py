@@ -233,8 +233,8 @@ class WandbDashboard(L.Callback):
             indices = sample_indices(len(dataset), self.num_images, self.seed)
             training = pl_module.training
             pl_module.eval()
-            scores = lambda x: class_probabilities(pl_module.model, pl_module(x))  # noqa: E731 - a binary head: 1 output
-            samples = predict_samples(scores, dataset, indices, pl_module.device)
+            probabilities = lambda x: class_probabilities(pl_module.model, pl_module(x))  # noqa: E731 - binary: 1 output
+            samples = predict_samples(probabilities, dataset, indices, pl_module.device)
             pl_module.train(training)
         log = panels("val", confmat, scores, pl_module.class_names, samples)
         run.log(log | {"trainer/global_step": trainer.global_step})
