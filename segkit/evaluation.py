@@ -26,6 +26,7 @@ from .inference.memory import MemoryPlan, ModelFootprint
 from .inference.tiled import tiled_labels
 from .io.disk import written_whole
 from .metrics import ConfusionMatrix, segmentation_scores
+from .thresholds import ThresholdHistograms, binary_target
 
 
 def evaluate(
@@ -38,6 +39,7 @@ def evaluate(
     files: PredictionFiles | None = None,
     palette: np.ndarray | str = "voc",
     analysis: EvalAnalysis | None = None,
+    histograms: ThresholdHistograms | None = None,
 ) -> torch.Tensor:
     """The (K, K) confusion matrix of ``predictor`` on ``dataset``, one image at a time.
 
@@ -45,21 +47,23 @@ def evaluate(
     :class:`ExportedPredictor`; the dataset gives what it takes (raw uint8 pixels, or normalized ones for a
     :class:`CheckpointPredictor` without a transform). With ``save_predictions``,
     each prediction is written there as ``files`` declares, with a colour overlay. ``analysis`` sees every
-    image's prediction (and its class probabilities when it needs them). Under ``torchrun`` each process takes
-    its own images (no image twice, none dropped) and the matrices are summed across processes.
+    image's prediction (and its class probabilities when it needs them); ``histograms`` (a binary model's
+    threshold tuning, :mod:`segkit.thresholds`) the foreground probability of every labelled pixel. Under
+    ``torchrun`` each process takes its own images (no image twice, none dropped) and the matrices are summed
+    across processes.
     """
     metric = ConfusionMatrix(num_classes).to(device)
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:
         save_predictions.mkdir(parents=True, exist_ok=True)
         files = files or PredictionFiles()
-    with_probs = analysis is not None and analysis.needs_probs
+    with_probs = (analysis is not None and analysis.needs_probs) or histograms is not None
     order = list(loader.sampler)  # dataset indices of this process's images
     bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())
     for index, batch in zip(order, bar):
         image, mask = batch["image"], batch["mask"].to(device)  # the predictor takes the image where it needs it
-        calibrate = partial(_calibrate, analysis, mask[0]) if with_probs else None
-        pred = predictor.predict(image, calibrate, name=batch["name"][0], say=bar.write).to(device)  # (H, W)
+        seen = partial(_see_probs, analysis, histograms, mask[0]) if with_probs else None
+        pred = predictor.predict(image, seen, name=batch["name"][0], say=bar.write).to(device)  # (H, W)
         metric.update(pred[None], mask)
         if analysis is not None:
             analysis.update(index, batch["name"][0], pred, mask[0])
@@ -77,8 +81,15 @@ def _picture(dataset, index: int) -> np.ndarray:
     return dataset.picture(index) if hasattr(dataset, "picture") else dataset.load(index)[0]
 
 
-def _calibrate(analysis: EvalAnalysis, mask: torch.Tensor, y0: int, probs: torch.Tensor) -> None:
-    analysis.calibrate(probs, mask[y0 : y0 + probs.shape[1]])
+def _see_probs(
+    analysis: EvalAnalysis | None, histograms: ThresholdHistograms | None, mask: torch.Tensor, y0: int, probs
+) -> None:
+    """An image's (or a band's, from row ``y0``) class probabilities, for the analysis and the histograms."""
+    mask = mask[y0 : y0 + probs.shape[1]]
+    if analysis is not None and analysis.needs_probs:
+        analysis.calibrate(probs, mask)
+    if histograms is not None:
+        histograms.update(probs[1:].to(mask.device), binary_target(mask))
 
 
 class CheckpointPredictor:

@@ -16,7 +16,7 @@ from torchmetrics.classification import MultilabelJaccardIndex
 from segkit.data import FolderDataModule
 from segkit.data.synthetic import make_synthetic_multilabel
 from segkit.metrics import MultilabelCounts, multilabel_scores
-from segkit.multilabel_eval import ThresholdHistograms, best_thresholds
+from segkit.thresholds import ThresholdHistograms, best_thresholds
 from segkit.training.losses import SegmentationLoss
 
 CLASSES = ["building", "road", "flooded"]

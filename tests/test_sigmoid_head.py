@@ -1,14 +1,20 @@
 """model.head: sigmoid for two classes: one output, its probability p read as (1 - p, p), trained with binary
-cross-entropy; eval, export and predict take the checkpoint as they take a softmax one."""
+cross-entropy; eval, export and predict take the checkpoint as they take a softmax one; its foreground
+threshold tuned on a split against a recount, and used by eval, predict and Segmenter."""
 
+import json
 import re
 
+import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, segkit_here
+from helpers import CONFIGS, run_here, segkit_here
+from PIL import Image
 
-from segkit.inference.predict import class_probabilities
+from segkit.data.synthetic import make_synthetic_folder
+from segkit.inference.predict import class_probabilities, predict_probs
 from segkit.models import DeepLabV3Plus
+from segkit.thresholds import ThresholdHistograms, best_binary_threshold, binary_target, fold_binary_threshold
 from segkit.training.task import SegmentationTask
 
 
@@ -33,6 +39,92 @@ def test_task_trains_one_output_against_the_foreground():
     want = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0][keep], mask[keep].float())
     assert torch.allclose(loss, want, atol=1e-6)
     assert torch.equal(task.decide(logits), (logits[:, 0] > 0).long())
+
+
+def test_folded_threshold_decides_where_the_probability_is_above_it():
+    torch.manual_seed(0)
+    # batch statistics (train mode, no dropout): an untrained model's features then spread its probabilities
+    model = DeepLabV3Plus(2, "xception_tiny", decoder_channels=32, dropout=0.0, binary=True).train()
+    x = torch.randn(2, 3, 33, 33)
+    with torch.no_grad():
+        p = model(x)[:, 0].sigmoid()
+        t = float(p.flatten().sort().values[700:702].mean())  # between two pixels' probabilities
+        fold_binary_threshold(model, t)
+        probs = class_probabilities(model, model(x))
+    assert torch.equal(probs.argmax(1), (p > t).long())
+    task = SegmentationTask(num_classes=2, encoder="xception_tiny", decoder_channels=32, head="sigmoid")
+    task.thresholds = [0.3]
+    logits = torch.randn(2, 1, 8, 8)
+    assert torch.equal(task.decide(logits), (logits[:, 0].sigmoid() > 0.3).long())
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        fold_binary_threshold(model, 1.0)
+
+
+def test_tuned_binary_threshold_is_that_of_highest_recounted_miou():
+    torch.manual_seed(1)
+    mask = torch.randint(0, 2, (40, 40))
+    u = torch.rand(40, 40)
+    p = torch.where(mask == 1, 0.3 + 0.3 * u, 0.5 * u)  # background in [0, 0.5), foreground in [0.3, 0.6)
+    mask[:4] = 255
+    hist = ThresholdHistograms(1)
+    hist.update(p[None], binary_target(mask))
+    threshold, ious = best_binary_threshold(*hist.compute())
+    labelled = mask != 255
+
+    def miou(t: float) -> float:
+        pred, truth = p[labelled] > t, mask[labelled] == 1
+        fg = (pred & truth).sum().double() / (pred | truth).sum()
+        bg = (~pred & ~truth).sum().double() / (~pred | ~truth).sum()
+        return float(fg + bg) / 2
+
+    assert sum(ious) / 2 == pytest.approx(miou(threshold), abs=1e-9)
+    assert all(miou(t / 100) <= sum(ious) / 2 + 1e-9 for t in range(1, 100))
+    assert 0.3 <= threshold < 0.5 and miou(threshold) > miou(0.5)
+
+
+def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp_path, capsys):
+    """A tiny sigmoid-head model (12 steps): eval --tune_thresholds writes a new checkpoint whose eval recounts
+    the tuned mIoU, and whose labels are the untuned model's probability above the threshold."""
+    data = make_synthetic_folder(tmp_path / "data", num_images=24, size_range=(64, 80), seed=0)
+    args = [
+        "--config", CONFIGS / "demo_folder.yaml", "--data.root", data, "--data.crop_size", "64",
+        "--data.val_fraction", "0.25", "--model.head", "sigmoid", "--model.class_weights", "null",
+        "--model.loss", "{binary_cross_entropy: 1.0}", "--model.decoder_channels", "32",
+    ]  # fmt: skip
+    fit = ["--trainer.max_steps", "12", "--trainer.val_check_interval", "12", "--trainer.enable_progress_bar", "false"]
+    runs = ["--trainer.default_root_dir", tmp_path / "runs", "--trainer.logger.init_args.save_dir", tmp_path / "runs"]
+    segkit_here(capsys, "fit", *args, *fit, *runs)
+    ckpt = next((tmp_path / "runs").rglob("best-*.ckpt"))
+    tuned = tmp_path / "tuned.ckpt"
+    evaluate = ("eval", *args, "--ckpt_path", ckpt, "--device", "cpu")
+    out = segkit_here(capsys, *evaluate, "--tune_thresholds", tuned, "--json", tmp_path / "e.json")
+    found = json.loads((tmp_path / "e.json").read_text())["tuned"]
+    threshold = found["thresholds"]["object"]
+    assert (
+        tuned.is_file() and "threshold of highest mIoU" in out and torch.load(tuned)["segkit_thresholds"] == [threshold]
+    )
+    again = run_here(capsys, *evaluate, "--tune_thresholds", tuned)
+    assert again.returncode != 0 and "exists: segkit writes a new checkpoint" in again.stderr
+    refused = run_here(capsys, "eval", *args, "--predictions", tmp_path, "--tune_thresholds", tmp_path / "x.ckpt")
+    assert refused.returncode != 0 and "tunes a checkpoint's model: give its --ckpt_path" in refused.stderr
+
+    segkit_here(capsys, "eval", *args, "--ckpt_path", tuned, "--device", "cpu", "--json", tmp_path / "t.json")
+    rescored = json.loads((tmp_path / "t.json").read_text())
+    # the same decisions but for pixels within float rounding of the threshold (none in practice)
+    assert rescored["mIoU"] == pytest.approx(found["mIoU"], abs=2e-4)
+
+    from segkit import Segmenter
+
+    image = sorted((data / "images").rglob("*.jpg"))[0]
+    untuned = Segmenter(ckpt)
+    picture = np.asarray(Image.open(image).convert("RGB"))
+    x = untuned.transform(image=picture)["image"][None]
+    p = predict_probs(untuned.model, x)[0, 1].numpy()
+    decided = Segmenter(tuned)(image)
+    assert (decided != (p > threshold)).mean() < 1e-4
+    segkit_here(capsys, "predict", *args, "--ckpt_path", tuned, "--input", image, "--output", tmp_path / "pred")
+    written = np.asarray(Image.open(next((tmp_path / "pred").rglob(f"{image.stem}.png"))))
+    assert np.array_equal(written, decided)
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,10 @@ from ..evaluation import (
     score_predictions,
     scores_json,
 )
-from ..inference import load_inference_model
 from ..inference.memory import default_budget
+from ..inference.predict import checkpoint_model
 from ..io.disk import written_whole
+from ..io.torch_files import read_checkpoint
 from ..metrics import format_iou_table, segmentation_scores
 from .analysis_options import add_analysis_options, analysis_lines, eval_analysis, write_analysis
 from .options import (
@@ -41,6 +42,7 @@ from .options import (
     memory_budget,
     model_parser,
 )
+from .tuned_checkpoint import BinaryTuning, check_new
 
 
 def parser():
@@ -73,8 +75,8 @@ def parser():
         "--tune_thresholds",
         type=str | None,
         default=None,
-        help="multilabel models: choose each class's threshold of highest IoU on this split and write the "
-        "checkpoint with them to this new file",
+        help="sigmoid models (multilabel, or model.head: sigmoid): choose the thresholds of highest IoU on this "
+        "split and write the checkpoint with them to this new file",
     )
     add_analysis_options(p)
     return p
@@ -93,41 +95,20 @@ def main(args: list[str]) -> None:
         from .eval_multilabel import run
 
         run(p, cfg, datamodule, device)
-    if cfg.tune_thresholds:
-        p.error("--tune_thresholds: thresholds are for multilabel models (data.mask_mode: multilabel)")
-    sources = [o for o in ("ckpt_path", "model_file", "predictions") if cfg[o] is not None]
-    if len(sources) != 1:
-        p.error(
-            "give one of --ckpt_path (score a checkpoint), --model_file (score an exported file) or --predictions "
-            "(score prediction files)"
-        )
-
-    files, void, predictor = datamodule.prediction_files, None, None
+    tuned = check_sources(p, cfg)
+    files, void, predictor, tuning = datamodule.prediction_files, None, None, None
     analysis = eval_analysis(p, cfg, datamodule, device)
+    dataset = datamodule.split_dataset(cfg.split)  # raw pixels: the model file or the predictor normalizes them
     if cfg.predictions is not None:
-        dataset = datamodule.split_dataset(cfg.split)
         metric = score_predictions(dataset, Path(cfg.predictions), datamodule.num_classes, files, analysis)
         confmat, void = metric.compute(), metric.void
         settings = {"num_images": len(dataset), "split": cfg.split, "predictions": str(cfg.predictions)}
         heading = f"{cfg.split}: {len(dataset)} prediction files from {cfg.predictions}"
     else:
         if cfg.model_file is not None:
-            model = exported_model(p, cfg, datamodule)
-            dataset = datamodule.split_dataset(cfg.split)  # raw pixels: the file does its own normalization
-            predictor = ExportedPredictor(model)
-            baked = model.settings
-            scales, flip, stride, pad_to = baked["scales"], baked["flip"], baked["output_stride"], baked["pad_to"]
-            source = {"model_file": str(cfg.model_file), "form": model.form, "quantization": model.meta["quantization"]}
+            predictor, settings = exported_source(p, cfg, datamodule)
         else:
-            # batch norm folded into the convolutions: the same function, faster (docs/benchmarks.md)
-            model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
-            # raw pixels too: each image is normalized by the predictor, whole or window by window when tiled
-            dataset = datamodule.split_dataset(cfg.split)
-            budget = memory_budget(p, cfg) or default_budget(device)
-            transform = datamodule.eval_transform()
-            predictor = CheckpointPredictor(model, inference_settings(cfg), budget, transform)
-            scales, flip, stride, pad_to = list(cfg.scales), cfg.flip, model.output_stride, cfg.pad_to
-            source = {"window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
+            predictor, settings, tuning = checkpoint_source(p, cfg, datamodule, device, tuned)
         confmat = evaluate(
             predictor,
             dataset,
@@ -138,46 +119,97 @@ def main(args: list[str]) -> None:
             files,
             datamodule.palette,
             analysis,
+            tuning.histograms if tuning is not None else None,
         )
-        settings = {
-            "num_images": len(dataset),
-            "split": cfg.split,
-            "scales": scales,
-            "flip": flip,
-            "output_stride": stride,
-            "pad_to": pad_to,
-            **source,
-        }
-        heading = (
-            f"{cfg.split}: {len(dataset)} images, scales {scales}, flip {flip}, output stride {stride}"
-            + (f", padded to {pad_to}" if pad_to else "")
-            + (f", {cfg.model_file}" if cfg.model_file else "")
-        )
+        heading = model_heading(cfg, len(dataset), settings)
+        settings = {"num_images": len(dataset), "split": cfg.split, **settings}
     world = distributed.rank_and_world()[1]
     if world > 1:
         settings["processes"] = world
     found = analysis.compute(datamodule.class_names) if analysis.active else {}  # every process: sums
+    if tuning is not None:
+        tuning.compute()  # every process: sums
     if distributed.is_main():
         result = scores_json(confmat, datamodule.class_names, settings, void) | found
+        if tuning is not None:
+            result["tuned"] = tuning.write(list(datamodule.class_names))
         outputs = write_analysis(cfg, analysis, result, confmat, void, dataset, datamodule)
         report(confmat, void, datamodule.class_names, result, heading, cfg)
+        if tuning is not None:
+            print(tuning.text)
         if cfg.wandb_project or cfg.wandb_run_id:
-            from ..wandb import log_eval
-
-            samples = wandb_samples(cfg, dataset, predictor, files, datamodule.num_classes)
-            log_eval(
-                cfg.wandb_project,
-                cfg.wandb_run_id,
-                confmat,
-                void,
-                datamodule.class_names,
-                settings,
-                result,
-                samples,
-                outputs,
-            )
+            log_wandb(cfg, datamodule, dataset, predictor, confmat, void, settings, result, outputs)
     distributed.leave()
     sys.exit(0)
+
+
+def check_sources(p, cfg) -> Path | None:
+    """One of --ckpt_path, --model_file and --predictions; ``--tune_thresholds`` (a new file) with a checkpoint."""
+    sources = [o for o in ("ckpt_path", "model_file", "predictions") if cfg[o] is not None]
+    if len(sources) != 1:
+        p.error(
+            "give one of --ckpt_path (score a checkpoint), --model_file (score an exported file) or --predictions "
+            "(score prediction files)"
+        )
+    tuned = check_new(p, cfg.tune_thresholds)
+    if tuned is not None and cfg.ckpt_path is None:
+        p.error("--tune_thresholds tunes a checkpoint's model: give its --ckpt_path")
+    return tuned
+
+
+def model_heading(cfg, num_images: int, settings: dict) -> str:
+    return (
+        f"{cfg.split}: {num_images} images, scales {settings['scales']}, flip {settings['flip']}, output "
+        f"stride {settings['output_stride']}"
+        + (f", padded to {settings['pad_to']}" if settings["pad_to"] else "")
+        + (f", {cfg.model_file}" if cfg.model_file else "")
+    )
+
+
+def log_wandb(cfg, datamodule, dataset, predictor, confmat, void, settings: dict, result: dict, outputs) -> None:
+    """The results (and sample predictions) to the W&B run of ``--wandb_project`` or ``--wandb_run_id``."""
+    from ..wandb import log_eval
+
+    samples = wandb_samples(cfg, dataset, predictor, datamodule.prediction_files, datamodule.num_classes)
+    log_eval(
+        cfg.wandb_project,
+        cfg.wandb_run_id,
+        confmat,
+        void,
+        datamodule.class_names,
+        settings,
+        result,
+        samples,
+        outputs,
+    )
+
+
+def exported_source(p, cfg, datamodule) -> tuple[ExportedPredictor, dict]:
+    """The ``--model_file``'s predictor and the settings baked into it."""
+    model = exported_model(p, cfg, datamodule)
+    baked = model.settings
+    settings = {k: baked[k] for k in ("scales", "flip", "output_stride", "pad_to")}
+    source = {"model_file": str(cfg.model_file), "form": model.form, "quantization": model.meta["quantization"]}
+    return ExportedPredictor(model), settings | source
+
+
+def checkpoint_source(p, cfg, datamodule, device, tuned: Path | None):
+    """The ``--ckpt_path``'s predictor (batch norm folded: the same function, faster, docs/benchmarks.md), its
+    settings, and with ``tuned`` the binary model's threshold tuning (:class:`BinaryTuning`)."""
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
+    if tuned is not None and not model.binary:
+        p.error(
+            "--tune_thresholds: the model takes the most probable class (a softmax head); thresholds are for "
+            "sigmoid heads (data.mask_mode: multilabel, or model.head: sigmoid)"
+        )
+    tuning = BinaryTuning(checkpoint, model.thresholds[0], tuned, device) if tuned is not None else None
+    budget = memory_budget(p, cfg) or default_budget(device)
+    # each image is normalized by the predictor, whole or window by window when tiled
+    predictor = CheckpointPredictor(model, inference_settings(cfg), budget, datamodule.eval_transform())
+    settings = {"scales": list(cfg.scales), "flip": cfg.flip, "output_stride": model.output_stride}
+    settings |= {"pad_to": cfg.pad_to, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
+    return predictor, settings, tuning
 
 
 def exported_model(p, cfg, datamodule):

@@ -139,7 +139,7 @@ def checkpoint_and_format(cfg, datamodule):
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
     image_format = ImageFormat.from_record(checkpoint.get("segkit_data") or datamodule.inference_record())
-    return model, image_format, list(checkpoint.get("segkit_thresholds") or [0.5] * datamodule.num_classes)
+    return model, image_format, getattr(model, "thresholds", None)
 
 
 def predict_video_file(p, cfg, datamodule) -> None:

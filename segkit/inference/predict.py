@@ -24,6 +24,7 @@ from torch import nn
 from ..io.torch_files import CheckpointFileError, read_checkpoint
 from ..models import DeepLabV3Plus, fold_batchnorm
 from ..models.decoder import resize
+from ..thresholds import fold_binary_threshold
 
 # the DeepLabV3Plus arguments that a segkit checkpoint's hyper-parameters hold (SegmentationTask's own names)
 MODEL_ARGS = (
@@ -43,6 +44,10 @@ def load_inference_model(
 ) -> nn.Module:
     """The model of a ``segkit fit`` checkpoint as inference runs it: eval mode, batch norm folded into the
     convolutions (:func:`~segkit.models.fold_batchnorm`), optionally at another output stride.
+
+    A sigmoid model carries the checkpoint's decision thresholds as ``model.thresholds`` (one per class of a
+    multi-label model, one for the foreground of a binary model, 0.5 when none were tuned); a binary model's is
+    folded into its logit (:func:`~segkit.thresholds.fold_binary_threshold`).
 
     The model is rebuilt from the checkpoint's hyper-parameters and ``model.*`` weights (Lightning's format;
     nothing is downloaded). ``num_classes``, when given, must be the checkpoint's (the config's data set).
@@ -72,7 +77,12 @@ def checkpoint_model(
     )
     if output_stride is not None:
         model.set_output_stride(output_stride)
-    return fold_batchnorm(model)
+    model = fold_batchnorm(model)
+    if model.multilabel or model.binary:
+        model.thresholds = list(checkpoint.get("segkit_thresholds") or [0.5] * model.decoder.classifier.out_channels)
+    if model.binary:
+        fold_binary_threshold(model, model.thresholds[0])
+    return model
 
 
 def label_maps(scores: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:

@@ -98,9 +98,7 @@ class Segmenter:
                 )
             self.exported = None
             self.model = checkpoint_model(checkpoint, path, None, output_stride).to(device).eval()
-            self.thresholds = None
-            if self.model.multilabel:
-                self.thresholds = list(checkpoint.get("segkit_thresholds") or [0.5] * self.model.num_classes)
+            self.thresholds = self.model.thresholds if self.model.multilabel else None
             self.format = ImageFormat.from_record(record)
             self.transform = eval_transform(self.format.mean, self.format.std, self.format.pixel_max)
             self.settings = {

@@ -158,7 +158,9 @@ class SegmentationTask(L.LightningModule):
         counts = MultilabelCounts if multilabel else ConfusionMatrix
         self.val_confmat, self.test_confmat = counts(num_classes), counts(num_classes)
         self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
-        self.thresholds = [0.5] * num_classes  # multilabel: a class is predicted where its probability is above
+        # sigmoid heads decide where a probability is above its threshold: one per class of a multilabel model,
+        # one for the foreground of a binary one (segkit eval --tune_thresholds chooses them, segkit.thresholds)
+        self.thresholds = [0.5] * (1 if head == "sigmoid" and not multilabel else num_classes)
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()
         self.sigmoid = head == "sigmoid"  # one sigmoid per output: multilabel masks, or one output for 2 classes
@@ -200,7 +202,7 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["segkit_step_seed"] = self._step_seed
-        if self.hparams.multilabel:
+        if self.sigmoid:
             checkpoint["segkit_thresholds"] = list(self.thresholds)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "inference_record"):  # normalization, classes and colours, for Segmenter
@@ -332,7 +334,7 @@ class SegmentationTask(L.LightningModule):
         """(B, K, H, W) logits -> class indices (B, H, W), or for multilabel masks (B, K, H, W) booleans: each
         class's probability above its threshold."""
         if self.model.binary:
-            return (logits[:, 0] > 0).long()  # p > 0.5, as inference's argmax over (1 - p, p)
+            return (logits[:, 0].sigmoid() > self.thresholds[0]).long()
         if not self.hparams.multilabel:
             return logits.argmax(1)
         thresholds = torch.tensor(self.thresholds, device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
