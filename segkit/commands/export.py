@@ -102,30 +102,31 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit export: {e}")
     datamodule = config_datamodule(p, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    if model.multilabel:
-        sys.exit(
-            "segkit export: the model is multilabel (one sigmoid per class); export writes single-label models "
-            "only (multilabel export is not supported yet)"
-        )
     if model.binary and not cfg.end_to_end:
         sys.exit(
             "segkit export: the model has one output (a sigmoid head): export it --end_to_end, whose labels and "
             "probabilities are those of its two classes (the logits form's argmax needs one logit per class)"
         )
-    if model.in_channels != 3 or getattr(datamodule, "bands", None) is not None:
-        sys.exit(
-            f"segkit export: the model reads {model.in_channels} band(s); export writes models of 8-bit RGB "
-            "input only (multi-band export is not supported yet)"
-        )
+    record = datamodule.inference_record()
+    pixel_max = record["pixel_max"]
     k = datamodule.num_classes
     if cfg.end_to_end:
         module = EndToEnd(
-            model, datamodule.mean, datamodule.std, cfg.scales, cfg.flip, cfg.pad_to, cfg.outputs, cfg.batch
+            model, datamodule.mean, datamodule.std, cfg.scales, cfg.flip, cfg.pad_to, cfg.outputs, cfg.batch, pixel_max
         )
-        contract = end_to_end_contract(k, module.outputs, cfg.batch, str(module.labels_dtype).removeprefix("torch."))
+        contract = end_to_end_contract(
+            k,
+            module.outputs,
+            cfg.batch,
+            str(module.labels_dtype).removeprefix("torch."),
+            model.in_channels,
+            str(module.pixel_dtype).removeprefix("torch."),
+            model.multilabel,
+        )
         settings = {"scales": module.scales, "flip": cfg.flip, "pad_to": cfg.pad_to}
     else:
-        contract = logits_contract(k, dynamic=cfg.format == "torchscript" or not cfg.static)
+        dynamic = cfg.format == "torchscript" or not cfg.static
+        contract = logits_contract(k, dynamic, model.in_channels, pixel_max, model.multilabel)
         settings = {"scales": [1.0], "flip": False, "pad_to": None}
     settings["output_stride"] = model.output_stride
     encoder = getattr(model.encoder, "arch", None) or getattr(model.encoder, "name", type(model.encoder).__name__)
@@ -139,6 +140,8 @@ def main(args: list[str]) -> None:
         settings,
         cfg.ckpt_path,
         encoder,
+        record,
+        getattr(model, "thresholds", None),
     )
 
     def write_float(path: Path) -> None:
@@ -160,9 +163,8 @@ def main(args: list[str]) -> None:
             from ..export.verify import verify
 
             dataset = datamodule.split_dataset(cfg.split)
-            meta["verification"] = verify(
-                path, model, dataset, settings_of(meta), datamodule.mean, datamodule.std, cfg.split
-            )
+            transform = datamodule.eval_transform()
+            meta["verification"] = verify(path, model, dataset, settings_of(meta), transform, cfg.split)
             write_metadata(path, meta)
 
     write_new(output, write)

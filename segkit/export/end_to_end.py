@@ -1,4 +1,8 @@
-"""The whole of inference as one module: a uint8 RGB image in, class labels (or probabilities) out.
+"""The whole of inference as one module: an image as it is stored in, class labels (or probabilities) out.
+
+The image is uint8 RGB, or for a model of other bands its ``in_channels`` bands (in the order the model reads
+them) as uint8 or uint16, divided by the type's maximum before the mean and std apply, as in training. A
+multi-label model's labels are one 0/1 mask per class, each class's probability above its threshold.
 
 Normalization with the training mean/std, the evaluation padding, the scales and flips and the official resize
 path all run inside, by the very code ``segkit eval`` and ``segkit predict`` run
@@ -25,12 +29,14 @@ def labels_dtype(num_classes: int) -> torch.dtype:
 
 
 class EndToEnd(nn.Module):
-    """``image`` uint8 RGB ``(H, W, 3)`` (or ``(N, H, W, 3)`` with ``batched``) -> ``outputs``, each at the
-    image's size: ``labels`` ``(H, W)`` class indices, ``probs`` ``(K, H, W)`` float32 class probabilities
-    averaged over the scales and flips, ``logits`` ``(K, H, W)`` (one scale without flip only: averaged
-    probabilities have no logits).
+    """``image`` ``(H, W, C)`` (or ``(N, H, W, C)`` with ``batched``; uint8, or uint16 with ``pixel_max``
+    65535) -> ``outputs``, each at the image's size: ``labels`` ``(H, W)`` class indices (a multi-label
+    model's: ``(K, H, W)`` uint8, 1 where the class's probability is above its threshold), ``probs``
+    ``(K, H, W)`` float32 class probabilities averaged over the scales and flips, ``logits`` ``(K, H, W)`` (one
+    scale without flip only: averaged probabilities have no logits).
 
-    ``model`` is a :class:`~segkit.models.DeepLabV3Plus` in eval mode (batch norm folded or not).
+    ``model`` is a :class:`~segkit.models.DeepLabV3Plus` in eval mode (batch norm folded or not); a multi-label
+    one's ``thresholds`` (0.5 each without) are the graph's.
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class EndToEnd(nn.Module):
         pad_to: Sequence[int] | None = None,
         outputs: Sequence[str] = ("labels",),
         batched: bool = False,
+        pixel_max: int = 255,
     ) -> None:
         super().__init__()
         unknown = [o for o in outputs if o not in OUTPUTS]
@@ -53,26 +60,35 @@ class EndToEnd(nn.Module):
                 "--outputs logits needs one scale (1.0) and no flip: several passes average probabilities, "
                 "not logits; ask for probs"
             )
+        if len(mean) != model.in_channels or len(std) != model.in_channels:
+            raise ValueError(f"the model reads {model.in_channels} bands: give a mean and std of each")
+        if pixel_max not in (255, 65535):
+            raise ValueError(f"pixel_max is 255 (uint8 images) or 65535 (uint16), got {pixel_max}")
         self.model = model
-        # (pixel / 255 - mean) / std, as the training transform: one subtraction and one division on 0-255
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        # (pixel / max - mean) / std, as the training transform: one subtraction and one division on the pixels
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * pixel_max)
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * pixel_max)
         self.scales, self.flip, self.pad_to = [float(s) for s in scales], flip, pad_to
         self.outputs, self.batched = tuple(outputs), batched
-        self.labels_dtype = labels_dtype(model.num_classes)
+        self.in_channels, self.pixel_dtype = model.in_channels, torch.uint8 if pixel_max == 255 else torch.uint16
+        self.multilabel = bool(getattr(model, "multilabel", False))
+        if self.multilabel:
+            thresholds = getattr(model, "thresholds", None) or [0.5] * model.num_classes
+            self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32).view(1, -1, 1, 1))
+        self.labels_dtype = torch.uint8 if self.multilabel else labels_dtype(model.num_classes)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
         if not self.batched:
             image = image.unsqueeze(0)
         x = (image.permute(0, 3, 1, 2).float() - self.pixel_mean) / self.pixel_std
         if self.outputs == ("labels",):  # the common case: no probabilities leave the graph
-            results = [self._probs(x).argmax(1).to(self.labels_dtype)]
+            results = [self._labels(self._probs(x))]
         else:
             results = []
             probs = self._probs(x) if ("labels" in self.outputs or "probs" in self.outputs) else None
             for name in self.outputs:
                 if name == "labels":
-                    results.append(probs.argmax(1).to(self.labels_dtype))
+                    results.append(self._labels(probs))
                 elif name == "probs":
                     results.append(probs)
                 else:
@@ -80,6 +96,11 @@ class EndToEnd(nn.Module):
         if not self.batched:
             results = [r.squeeze(0) for r in results]
         return results[0] if len(results) == 1 else tuple(results)
+
+    def _labels(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.multilabel:
+            return (probs > self.thresholds).to(self.labels_dtype)
+        return probs.argmax(1).to(self.labels_dtype)
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
         return predict_probs(self.model, x, self.scales, self.flip, pad_to=self.pad_to)

@@ -30,16 +30,24 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def logits_contract(num_classes: int, dynamic: bool = True) -> dict:
+def logits_contract(
+    num_classes: int, dynamic: bool = True, in_channels: int = 3, pixel_max: int = 255, multilabel: bool = False
+) -> dict:
     """The float-in, logits-out form."""
     n, h, w = ("batch", "height", "width") if dynamic else (1, "H", "W")
+    pixels = "RGB" if in_channels == 3 and pixel_max == 255 else f"the model's {in_channels} bands"
+    decision = (
+        "a class is present where the sigmoid of its logit is above its threshold (thresholds)"
+        if multilabel
+        else "argmax over dim 1 gives the class index"
+    )
     return {
         "inputs": [
             {
                 "name": "image",
                 "dtype": "float32",
-                "shape": [n, 3, h, w],
-                "meaning": "RGB, x = (pixel / 255 - mean) / std",
+                "shape": [n, in_channels, h, w],
+                "meaning": f"{pixels}, x = (pixel / {pixel_max} - mean) / std",
             }
         ],
         "outputs": [
@@ -47,27 +55,45 @@ def logits_contract(num_classes: int, dynamic: bool = True) -> dict:
                 "name": "logits",
                 "dtype": "float32",
                 "shape": [n, num_classes, h, w],
-                "meaning": "class logits at the input size; argmax over dim 1 gives the class index",
+                "meaning": f"class logits at the input size; {decision}",
             }
         ],
     }
 
 
-def end_to_end_contract(num_classes: int, outputs: Sequence[str], batched: bool, labels_dtype: str) -> dict:
-    """The uint8-image-in form (:class:`~segkit.export.end_to_end.EndToEnd`)."""
+def end_to_end_contract(
+    num_classes: int,
+    outputs: Sequence[str],
+    batched: bool,
+    labels_dtype: str,
+    in_channels: int = 3,
+    pixel_dtype: str = "uint8",
+    multilabel: bool = False,
+) -> dict:
+    """The image-in form (:class:`~segkit.export.end_to_end.EndToEnd`)."""
     lead = ["batch"] if batched else []
+    labels = (
+        (
+            labels_dtype,
+            [*lead, num_classes, "height", "width"],
+            "1 where the class's probability is above its threshold",
+        )
+        if multilabel
+        else (labels_dtype, [*lead, "height", "width"], "class index of every pixel")
+    )
     meanings = {
-        "labels": (labels_dtype, [*lead, "height", "width"], "class index of every pixel"),
+        "labels": labels,
         "probs": ("float32", [*lead, num_classes, "height", "width"], "class probabilities (scales/flips averaged)"),
         "logits": ("float32", [*lead, num_classes, "height", "width"], "class logits"),
     }
+    pixels = "RGB pixels" if in_channels == 3 and pixel_dtype == "uint8" else f"the model's {in_channels} bands"
     return {
         "inputs": [
             {
                 "name": "image",
-                "dtype": "uint8",
-                "shape": [*lead, "height", "width", 3],
-                "meaning": "RGB pixels, any size; normalization, padding, scales and flip are in the graph",
+                "dtype": pixel_dtype,
+                "shape": [*lead, "height", "width", in_channels],
+                "meaning": f"{pixels}, any size; normalization, padding, scales and flip are in the graph",
             }
         ],
         "outputs": [
@@ -86,8 +112,16 @@ def metadata(
     settings: dict,
     checkpoint: str | Path,
     encoder: str,
+    image: dict | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> dict:
+    """The file's record. ``image``: how its input images are read (in_channels, pixel_max, bands,
+    display_bands: :class:`~segkit.data.bands.ImageFormat`; 8-bit RGB without); ``thresholds``: a sigmoid
+    model's decision thresholds (one per class of a multi-label model, ``multilabel`` true; one for a binary
+    model's foreground, already folded into its logit)."""
     from ..version import __version__
+
+    image = image or {}
 
     return {
         "format": FORMAT,
@@ -98,6 +132,12 @@ def metadata(
         "palette": np.asarray(palette, np.uint8)[: len(class_names)].tolist(),
         "mean": list(mean),
         "std": list(std),
+        "in_channels": int(image.get("in_channels", len(mean))),
+        "pixel_max": int(image.get("pixel_max", 255)),
+        "bands": image.get("bands"),
+        "display_bands": list(image.get("display_bands", (0, 1, 2))),
+        "multilabel": bool(image.get("multilabel", False)),
+        "thresholds": None if thresholds is None else [float(t) for t in thresholds],
         "settings": settings,
         "encoder": encoder,
         "checkpoint": {"file": Path(checkpoint).name, "sha256": sha256(checkpoint)},

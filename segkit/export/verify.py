@@ -2,7 +2,8 @@
 
 Every image of a split is segmented by the file (as :class:`~segkit.inference.exported.ExportedModel` runs it)
 and by the checkpoint's model with the same settings (:func:`~segkit.inference.predict_labels`); recorded are
-the fraction of pixels where the two agree and the mIoU of each, with the metric code of ``segkit eval``.
+the fraction of pixels where the two agree and the mIoU of each, with the metric code of ``segkit eval``. For
+a multi-label model: of pixel-class pairs, each class decided at the model's thresholds.
 """
 
 from __future__ import annotations
@@ -13,36 +14,42 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..data.transforms import eval_transform
-from ..inference import predict_labels
+from ..inference import predict_labels, predict_probs
 from ..inference.exported import ExportedModel
-from ..metrics import ConfusionMatrix, segmentation_scores
+from ..metrics import ConfusionMatrix, MultilabelCounts, multilabel_scores, segmentation_scores
 
 
 def verify(
-    model_file: Path, model: torch.nn.Module, dataset, settings: dict, mean, std, split: str, threads: int | None = None
+    model_file: Path, model: torch.nn.Module, dataset, settings: dict, transform, split: str, threads: int | None = None
 ) -> dict:
-    """Scores ``model_file`` and ``model`` (the checkpoint's, eval mode) on ``dataset`` (raw images)."""
+    """Scores ``model_file`` and ``model`` (the checkpoint's, eval mode) on ``dataset`` (images as stored);
+    ``transform`` is the checkpoint model's evaluation transform."""
     exported = ExportedModel(model_file, threads=threads)
-    transform = eval_transform(mean, std)
-    num_classes = exported.num_classes
-    ours, theirs = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
+    num_classes, multilabel = exported.num_classes, exported.multilabel
+    counts = MultilabelCounts if multilabel else ConfusionMatrix
+    ours, theirs = counts(num_classes), counts(num_classes)
     agree = total = 0
     for index in tqdm(range(len(dataset)), desc="verify", dynamic_ncols=True):
         image, truth = dataset.load(index)
         got = torch.from_numpy(exported.labels([image])[0]).long()
         x = transform(image=image)["image"][None]
-        want = predict_labels(model, x, **settings)[0].long()
+        if multilabel:  # (K, H, W) decisions; masks (H, W, K) as stored
+            cut = torch.tensor(model.thresholds).view(1, -1, 1, 1)
+            want = (predict_probs(model, x, **settings) > cut)[0].long()
+            gt = torch.from_numpy(truth).permute(2, 0, 1)
+        else:
+            want = predict_labels(model, x, **settings)[0].long()
+            gt = torch.from_numpy(truth)
         agree += int((got == want).sum())
         total += got.numel()
-        gt = torch.from_numpy(truth)[None]
-        ours.update(got[None], gt)
-        theirs.update(want[None], gt)
+        ours.update(got[None], gt[None])
+        theirs.update(want[None], gt[None])
+    scores = multilabel_scores if multilabel else segmentation_scores
     return {
         "split": split,
         "num_images": len(dataset),
         "pixel_agreement": agree / max(total, 1),
-        "mIoU": segmentation_scores(ours.compute())["mIoU"],
-        "checkpoint_mIoU": segmentation_scores(theirs.compute())["mIoU"],
+        "mIoU": scores(ours.compute())["mIoU"],
+        "checkpoint_mIoU": scores(theirs.compute())["mIoU"],
         "date": datetime.date.today().isoformat(),
     }

@@ -1,9 +1,11 @@
 """Running a file that ``segkit export`` wrote (ONNX, INT8 ONNX or TorchScript) as segkit runs a checkpoint:
-uint8 RGB images in, class-index maps out, with the settings baked into the file.
+images in (uint8 RGB, or the model's bands as uint8 or uint16, as its metadata says), class-index maps out
+(a multi-label model's: one 0/1 mask per class), with the settings baked into the file.
 
 An end-to-end file takes the images as they are. A logits file takes them normalized with the mean and std its
-metadata records (``(pixel / 255 - mean) / std`` in float32, as the evaluation transform computes it), and
-its logits' argmax is the label map; it runs one scale without flip, the only settings it has.
+metadata records (``(pixel / max - mean) / std`` in float32, as the evaluation transform computes it), and
+its logits' argmax is the label map (a multi-label model's: each class's sigmoid above its threshold); it runs
+one scale without flip, the only settings it has.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ class ExportedModel:
         self.meta = read_metadata(self.path)
         self.form = self.meta["form"]
         self.num_classes = self.meta["num_classes"]
+        # files that record none of these (written before segkit read other bands) are 8-bit RGB, single-label
+        self.in_channels, self.pixel_max = int(self.meta.get("in_channels", 3)), int(self.meta.get("pixel_max", 255))
+        self.pixel_dtype = np.uint8 if self.pixel_max == 255 else np.uint16
+        self.multilabel = bool(self.meta.get("multilabel", False))
+        self.thresholds = self.meta.get("thresholds")
         self.is_onnx = is_onnx_file(self.path)
         self.batched = self.form == "logits" or self.meta["inputs"][0]["shape"][0] == "batch"
         self.device = device
@@ -62,9 +69,10 @@ class ExportedModel:
         return {name: o.cpu().numpy() for name, o in zip(self.output_names, out)}
 
     def labels(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One (H, W) class-index map per uint8 RGB image (H, W, 3); images of one size run as one batch when
-        the file takes batches."""
-        images = [_checked(im, self.path) for im in images]
+        """One (H, W) class-index map per image (H, W, C) (a multi-label model's: (K, H, W) uint8 masks, 1 where
+        the class's probability is above its threshold); images of one size run as one batch when the file
+        takes batches."""
+        images = [self._checked(im) for im in images]
         if not images:
             return []
         same = all(im.shape == images[0].shape for im in images)
@@ -75,24 +83,32 @@ class ExportedModel:
     def _batch_labels(self, batch: np.ndarray) -> np.ndarray:
         if self.form == "logits":
             x = np.ascontiguousarray(self._normalized(batch))
-            return self._run(x)["logits"].argmax(1).astype(_labels_dtype(self.num_classes))
+            return self._decide(self._run(x)["logits"], logits=True)
         out = self._run(batch if self.batched else batch[0])
         if "labels" in out:
             labels = out["labels"]
-        else:  # probabilities or logits only: their argmax over the classes
-            scores = out.get("probs", out.get("logits"))
-            labels = scores.argmax(-3).astype(_labels_dtype(self.num_classes))
+        else:  # probabilities or logits only: the decision on them
+            labels = self._decide(out["probs"], logits=False) if "probs" in out else self._decide(out["logits"], True)
         return labels if self.batched else labels[None]
 
+    def _decide(self, scores: np.ndarray, logits: bool) -> np.ndarray:
+        """(..., K, H, W) scores -> class indices (..., H, W), or a multi-label model's (..., K, H, W) masks."""
+        if not self.multilabel:
+            return scores.argmax(-3).astype(_labels_dtype(self.num_classes))
+        probs = 1 / (1 + np.exp(-scores)) if logits else scores
+        cut = np.asarray(self.thresholds or [0.5] * self.num_classes, np.float32).reshape(-1, 1, 1)
+        return (probs > cut).astype(np.uint8)
+
     def probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One (K, H, W) float32 map of class probabilities per uint8 RGB image (H, W, 3): the file's
-        ``probs`` output, or the softmax of its logits; a file that outputs labels alone has none."""
+        """One (K, H, W) float32 map of class probabilities per image (H, W, C): the file's ``probs`` output, or
+        the softmax of its logits (a multi-label model's: their sigmoid); a file that outputs labels alone has
+        none."""
         if self.form != "logits" and not {"probs", "logits"} & set(self.output_names):
             raise ModelFileError(
                 f"{self.path} outputs {', '.join(self.output_names)} but no class probabilities: export it with "
                 "--outputs labels probs"
             )
-        return [self._probs(_checked(im, self.path)[None])[0] for im in images]
+        return [self._probs(self._checked(im)[None])[0] for im in images]
 
     def _probs(self, batch: np.ndarray) -> np.ndarray:
         if self.form == "logits":
@@ -103,22 +119,28 @@ class ExportedModel:
         if "probs" in out:
             return out["probs"]
         logits = out["logits"]
+        if self.multilabel:
+            return 1 / (1 + np.exp(-logits))
         e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
     def _normalized(self, batch: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalized with the metadata's mean and std."""
-        mean = np.asarray(self.meta["mean"], np.float32) * 255
-        std = np.asarray(self.meta["std"], np.float32) * 255
+        """(N, H, W, C) pixels -> (N, C, H, W) float32 normalized with the metadata's mean and std."""
+        mean = np.asarray(self.meta["mean"], np.float32) * self.pixel_max
+        std = np.asarray(self.meta["std"], np.float32) * self.pixel_max
         return ((batch.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
+
+    def _checked(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        image = image[..., None] if image.ndim == 2 and self.in_channels == 1 else image
+        if image.dtype != self.pixel_dtype or image.ndim != 3 or image.shape[2] != self.in_channels:
+            what = "uint8 RGB images" if self.in_channels == 3 and self.pixel_max == 255 else "images"
+            raise ValueError(
+                f"{self.path} takes {what} (H, W, {self.in_channels}) of {np.dtype(self.pixel_dtype)}, "
+                f"got {image.dtype} {image.shape}"
+            )
+        return np.ascontiguousarray(image)
 
 
 def _labels_dtype(num_classes: int):
     return np.uint8 if num_classes <= 256 else np.int64
-
-
-def _checked(image: np.ndarray, path: Path) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{path} takes uint8 RGB images (H, W, 3), got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)

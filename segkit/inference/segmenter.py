@@ -77,9 +77,9 @@ class Segmenter:
         asked = {"scales": scales, "flip": flip, "pad_to": pad_to, "window": window, "output_stride": output_stride}
         if is_exported(path):
             self.exported = ExportedModel(path, device)
-            self.format = None  # exported files read 8-bit RGB
-            self.thresholds = None
             record = self.exported.meta
+            self.format = ImageFormat.from_record(record)  # RGB for a file that records no bands
+            self.thresholds = None  # a multi-label file decides in its graph (ExportedModel.labels)
             baked = self.exported.settings
             differ = [k for k, v in asked.items() if v is not None and _plain(v) != _plain(baked.get(k))]
             if differ:
@@ -157,7 +157,8 @@ class Segmenter:
 
     def _labels(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         if self.exported is not None:
-            return self.exported.labels(batch)
+            labels = self.exported.labels(batch)
+            return [m.astype(bool) for m in labels] if self.exported.multilabel else labels
         x = torch.stack([self.transform(image=im)["image"] for im in batch]).to(self.device)
         if self.thresholds is not None:  # multi-label: (K, H, W) booleans, each class above its threshold
             cut = torch.tensor(self.thresholds, device=self.device).view(1, -1, 1, 1)
