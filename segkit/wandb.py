@@ -10,7 +10,8 @@
   - ``val/iou_table``: per-class IoU and accuracy (``wandb.Table``) and ``val/iou_bar``, a bar chart of it;
   - ``val/confusion``: the confusion matrix normalized by ground-truth pixels (rows), as an image;
   - ``val/prediction/<image name>``: a fixed set of validation images (chosen by ``seed``), each with its
-    ground-truth and predicted masks and the class names, for W&B's mask overlay and per-class toggles;
+    ground-truth and predicted masks and the class names, for W&B's mask overlay and per-class toggles (a
+    multi-label model's: one mask layer per class, :func:`multilabel_mask_image`);
   - ``best/val_mIoU`` and ``best/step`` in the run summary.
 
   Scalars (``train/loss``, ``train/lr``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``) are logged by
@@ -162,6 +163,32 @@ def mask_image(
     return wandb.Image(image, masks=masks, caption=caption)
 
 
+MULTILABEL_AGREEMENT = {1: "predicted, labelled", 2: "predicted only", 3: "labelled only", IGNORE_INDEX: "ignored"}
+
+
+def multilabel_mask_image(
+    image: np.ndarray, truth: np.ndarray, decided: np.ndarray, class_names, caption: str, max_side: int = 640
+):
+    """A ``wandb.Image`` of a multi-label model's prediction: one mask layer per class (toggled apart in W&B),
+    1 where the class is predicted and labelled present, 2 predicted only, 3 labelled only, 255 where the
+    class is not labelled. ``truth``: (H, W, K) of 0, 1 and 255; ``decided``: (K, H, W) booleans."""
+    import wandb
+
+    layers = {}
+    for k, name in enumerate(class_names):
+        label, pred = truth[..., k], decided[k]
+        agreement = np.where(pred, np.where(label == 1, 1, 2), np.where(label == 1, 3, 0)).astype(np.uint8)
+        agreement[label == IGNORE_INDEX] = IGNORE_INDEX
+        layers[name] = agreement
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        layers = {n: cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) for n, m in layers.items()}
+    masks = {n: {"mask_data": m, "class_labels": MULTILABEL_AGREEMENT} for n, m in layers.items()}
+    return wandb.Image(image, masks=masks, caption=caption)
+
+
 def sample_indices(length: int, num: int, seed: int) -> list[int]:
     """``num`` image indices out of ``length``, the same for a seed on every call."""
     rng = np.random.default_rng(seed)
@@ -169,16 +196,23 @@ def sample_indices(length: int, num: int, seed: int) -> list[int]:
 
 
 @torch.no_grad()
-def predict_samples(predict, dataset, indices, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+def predict_samples(
+    predict, dataset, indices, device, decide=None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
     """(picture, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
     ``predict`` mapping a (1, C, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale);
-    the picture is RGB (the dataset's ``display`` bands of other images)."""
+    the picture is RGB (the dataset's ``display`` bands of other images). The prediction is the scores' class
+    map, or ``decide(scores)``'s (1, K, H, W) booleans (a multi-label model's, at its thresholds)."""
     display = getattr(dataset, "display", None)
     out = []
     for i in indices:
         image, truth = dataset.load(i)
         x = dataset.transform(image=image, mask=truth)["image"] if dataset.transform else torch.from_numpy(image)
-        pred = label_maps(predict(x[None].to(device)), [image.shape[:2]])[0].cpu().numpy()
+        scores = predict(x[None].to(device))
+        if decide is None:
+            pred = label_maps(scores, [image.shape[:2]])[0].cpu().numpy()
+        else:
+            pred = decide(scores)[0, :, : image.shape[0], : image.shape[1]].cpu().numpy()
         out.append((display(image) if display else image, truth, pred, dataset.samples[i].name))
     return out
 
@@ -196,7 +230,8 @@ def panels(prefix: str, confmat: torch.Tensor, scores: dict, class_names, sample
     if confmat is not None:  # overlapping labels have per-class counts, no confusion between classes
         log[f"{prefix}/confusion"] = wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized")
     for image, truth, pred, name in samples:  # one panel per image (W&B lays out lists of equal-size images)
-        log[f"{prefix}/prediction/{name}"] = mask_image(image, truth, pred, class_names, name)
+        show = multilabel_mask_image if pred.ndim == 3 else mask_image  # (K, H, W): a multi-label model's
+        log[f"{prefix}/prediction/{name}"] = show(image, truth, pred, class_names, name)
     return log
 
 
@@ -227,14 +262,17 @@ class WandbDashboard(L.Callback):
         dataset = trainer.datamodule.val_set if trainer.datamodule is not None else None
         samples = []
         multilabel = pl_module.hparams.get("multilabel", False)
-        if multilabel:  # per-class counts, and masks that overlap: no confusion matrix, no single-label panels
+        if multilabel:  # per-class counts: no confusion between classes
             confmat = None
-        if self.num_images and dataset is not None and not multilabel:
+        if self.num_images and dataset is not None:
             indices = sample_indices(len(dataset), self.num_images, self.seed)
             training = pl_module.training
             pl_module.eval()
-            probabilities = lambda x: class_probabilities(pl_module.model, pl_module(x))  # noqa: E731 - binary: 1 output
-            samples = predict_samples(probabilities, dataset, indices, pl_module.device)
+            if multilabel:  # logits, each class decided at its threshold
+                predict, decide = pl_module, pl_module.decide
+            else:  # probabilities (a binary model's one output read as two classes)
+                predict, decide = (lambda x: class_probabilities(pl_module.model, pl_module(x))), None
+            samples = predict_samples(predict, dataset, indices, pl_module.device, decide)
             pl_module.train(training)
         log = panels("val", confmat, scores, pl_module.class_names, samples)
         run.log(log | {"trainer/global_step": trainer.global_step})

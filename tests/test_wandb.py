@@ -175,6 +175,46 @@ def test_offline_run_holds_table_confusion_and_mask_images(wandb_run):
     assert len(per_validation) == 2 and per_validation[0] == per_validation[1]
 
 
+def test_multilabel_samples_show_each_class_as_a_layer_of_agreement():
+    """A multi-label model's W&B sample: one mask layer per class, hits, false alarms, misses and unlabelled
+    pixels told apart; predicted by the task's own decision at its thresholds."""
+    import numpy as np
+    import torch
+
+    from segkit.training.task import SegmentationTask
+    from segkit.wandb import multilabel_mask_image, predict_samples
+
+    truth = np.stack([np.array([[1, 0], [1, 0]]), np.array([[0, 0], [1, 255]])], -1).astype(np.uint8)  # (H, W, K)
+    decided = np.array([[[True, False], [False, True]], [[True, True], [False, True]]])  # (K, H, W)
+    image = multilabel_mask_image(np.zeros((2, 2, 3), np.uint8), truth, decided, ["road", "flooded"], "x")
+    assert list(image._masks) == ["road", "flooded"]
+    road, flooded = (image._masks[n]._val["mask_data"] for n in ("road", "flooded"))
+    assert road.tolist() == [[1, 0], [3, 2]]  # hit, nothing; missed, false alarm
+    assert flooded.tolist() == [[2, 2], [3, 255]]  # false alarms; missed, unlabelled
+
+    task = SegmentationTask(
+        num_classes=3, encoder="xception_tiny", decoder_channels=32, multilabel=True, head="sigmoid"
+    )
+    task.thresholds = [0.2, 0.5, 0.8]
+
+    class Images:  # a validation set of one (H, W, C) image and its (H, W, K) masks, as SegmentationDataset's
+        display = None
+        samples = [Path("a/img.png")]
+
+        def load(self, i):
+            return np.random.default_rng(0).normal(size=(20, 24, 3)).astype(np.float32), np.zeros((20, 24, 3))
+
+        def transform(self, image, mask):
+            return {"image": torch.from_numpy(image).permute(2, 0, 1)}
+
+    task.eval()
+    ((_, _, pred, name),) = predict_samples(task, Images(), [0], "cpu", task.decide)
+    x = torch.from_numpy(Images().load(0)[0]).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        want = (task(x).sigmoid() > torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1))[0].numpy()
+    assert pred.shape == (3, 20, 24) and np.array_equal(pred, want)
+
+
 def test_checkpoints_are_artifacts_with_their_score(wandb_run):
     _, _, _, run = wandb_run
     models = [(meta, aliases) for name, meta, aliases in run["artifacts"] if name.startswith("model-")]
