@@ -202,6 +202,32 @@ def test_eval_tunes_thresholds_into_a_new_checkpoint_that_predict_uses(trained, 
     assert (root / "pred" / f"{image.stem}_overlay.jpg").is_file()
 
 
+def test_predict_tiles_an_image_above_the_budget_as_the_sliding_window_does(trained, capsys, tmp_path):
+    """A 900 x 700 mosaic of the set's images does not fit a 40 MB budget whole: predict says so and tiles it;
+    its class masks and overlay equal the in-memory --window prediction's."""
+    root, args, ckpt = trained
+    tiles = [Image.open(p).convert("RGB").resize((100, 100)) for p in sorted((Path(args[3]) / "images").iterdir())]
+    big = tmp_path / "big.png"
+    mosaic = Image.new("RGB", (900, 700))
+    for i in range(63):
+        mosaic.paste(tiles[i % len(tiles)], (100 * (i % 9), 100 * (i // 9)))
+    mosaic.save(big)
+    tuned = tmp_path / "tuned.ckpt"  # thresholds at which the 12-step model finds each class somewhere
+    segkit_here(capsys, "eval", *args, "--ckpt_path", ckpt, "--device", "cpu", "--tune_thresholds", tuned)
+    common = ("predict", *args, "--ckpt_path", tuned, "--input", big, "--window", "128")
+    tiled = run_here(capsys, *common, "--output", tmp_path / "tiled", "--memory_budget", "40MB")
+    assert tiled.returncode == 0 and "band by band" in tiled.stdout, tiled.stdout[-1500:] + tiled.stderr[-1500:]
+    segkit_here(capsys, *common, "--output", tmp_path / "whole")
+    shares = []
+    for name in CLASSES:
+        a, b = (np.asarray(Image.open(tmp_path / kind / f"big_{name}.png")) for kind in ("tiled", "whole"))
+        assert a.shape == (700, 900) and (a == b).mean() >= 0.9999, name
+        shares.append((a > 0).mean())
+    assert any(0.001 < share < 0.999 for share in shares), shares  # the comparison sees both values
+    a, b = (np.asarray(Image.open(tmp_path / kind / "big_overlay.jpg")).astype(int) for kind in ("tiled", "whole"))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 2  # the same blend, JPEG-encoded by OpenCV and by PIL
+
+
 @pytest.mark.slow
 def test_one_and_two_processes_give_the_same_multilabel_scores(trained, capsys, tmp_path):
     _, args, ckpt = trained

@@ -35,7 +35,7 @@ from ..data.visualize import overlay, save_overlay
 from ..io.disk import written_whole
 from .memory import MAX_PIXELS, MemoryPlan, ModelFootprint, default_budget
 from .predict import label_maps, predict_probs
-from .tiled import tiled_labels
+from .tiled import tiled_labels, tiled_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -149,13 +149,23 @@ def save_multilabel_prediction(
     """One 0/255 mask per class, ``<stem>_<class>.png``, from ``decided`` (K, H, W) booleans, and the overlay:
     each pixel blended with the mean colour of the classes present there."""
     files = output_paths(folder, path, class_names=class_names)
+    _write_class_masks(files, decided)
+    blended = multilabel_overlay(image, decided, palette)
+    written_whole(files[-1], lambda: Image.fromarray(blended).save(files[-1], quality=90))
+
+
+def _write_class_masks(files: list[Path], decided: np.ndarray) -> None:
     for file, mask in zip(files, decided):
         written_whole(file, lambda file=file, mask=mask: Image.fromarray(mask.astype(np.uint8) * 255).save(file))
-    colours = np.asarray(palette, np.float32)[: len(class_names)]
+
+
+def multilabel_overlay(image: np.ndarray, decided: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``image`` with each pixel blended half and half with the mean colour of the classes present
+    there (``decided``: (K, H, W) booleans); pixels of no class are left as they are."""
+    colours = np.asarray(palette, np.float32)[: len(decided)]
     count = decided.sum(0)
     mean = np.einsum("khw,kc->hwc", decided.astype(np.float32), colours) / np.maximum(count, 1)[..., None]
-    blended = np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
-    written_whole(files[-1], lambda: Image.fromarray(blended).save(files[-1], quality=90))
+    return np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
 
 
 def _save_batch(output, paths, pictures, probs, palette, confidence: bool, labels) -> None:
@@ -227,8 +237,42 @@ def save_tiled_prediction(
         written_whole(file, lambda file=file, values=values: _write_png16(file, values))
 
 
+def save_tiled_multilabel_prediction(
+    model: torch.nn.Module,
+    folder: Path,
+    path: Path,
+    image: np.ndarray,
+    transform,
+    palette: np.ndarray,
+    options: dict,
+    labels: tuple[list[str], list[float]],
+    device: str = "cpu",
+    display: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> None:
+    """:func:`save_multilabel_prediction` of an image too large to predict whole (``labels``: class names and
+    thresholds): its full-size arrays are the image and the K masks (one byte a pixel each); the image becomes
+    the overlay in place, band by band, as in :func:`save_tiled_prediction`."""
+    names, thresholds = labels
+    decided = np.empty((len(names), *image.shape[:2]), bool)
+    picture = image if display is None else display(image)
+    cut = torch.tensor(thresholds).view(-1, 1, 1)
+
+    def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
+
+    for y0, probs in tiled_probs(model, read, *image.shape[:2], **options):
+        band = (probs.cpu() > cut).numpy()
+        rows = slice(y0, y0 + band.shape[1])
+        decided[:, rows] = band
+        picture[rows] = multilabel_overlay(picture[rows], band, palette)
+    files = output_paths(folder, path, class_names=names)
+    _write_class_masks(files, decided)
+    bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR, dst=picture)
+    written_whole(files[-1], lambda: _write_encoded(files[-1], bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]))
+
+
 def _predict_tiled_file(
-    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say, read, display
+    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say, read, display, labels
 ) -> str | None:
     """Reads and predicts one image band by band (saying so with ``say``); the reason when it cannot be read."""
     try:
@@ -237,6 +281,12 @@ def _predict_tiled_file(
         say(f"skipped: {e}")
         return str(e)
     say(plan.describe(path.name, *image.shape[:2]))
+    if labels is not None:
+        options = plan.tile_options
+        save_tiled_multilabel_prediction(
+            model, output, path, image, transform, palette, options, labels, device, display
+        )
+        return None
     save_tiled_prediction(
         model, output, path, image, transform, palette, plan.tile_options, device, plan.confidence, display
     )
@@ -278,8 +328,8 @@ def predict_folder(
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
     ``read``: path -> image as the model's data set reads it (RGB by default); ``display``: such an image ->
     the RGB uint8 picture of the overlay (None: the image is RGB). ``labels``: for a multi-label model, its
-    class names and per-class thresholds: one mask per class (:func:`save_multilabel_prediction`); such a model
-    predicts images whole (one too large for the budget is reported, not tiled).
+    class names and per-class thresholds: one mask per class (:func:`save_multilabel_prediction`, tiled
+    :func:`save_tiled_multilabel_prediction`).
     """
     model = model.to(device).eval()
     settings = settings or {}
@@ -308,13 +358,11 @@ def predict_folder(
             bar.update(1)
         for sample in loader:
             path = dataset.files[sample["index"]]
-            if "tiled" in sample and labels is not None:
-                sample = {"error": "above the memory budget; multilabel models predict images whole"}
             if "tiled" in sample:
                 if pending:
                     flush()
                 error = _predict_tiled_file(
-                    model, output, path, transform, palette, plan, device, bar.write, read, display
+                    model, output, path, transform, palette, plan, device, bar.write, read, display, labels
                 )
                 if error:
                     failed.append((path, error))
