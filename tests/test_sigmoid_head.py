@@ -1,6 +1,6 @@
 """model.head: sigmoid for two classes: one output, its probability p read as (1 - p, p), trained with binary
 cross-entropy; eval, export and predict take the checkpoint as they take a softmax one; its foreground
-threshold tuned on a split against a recount, and used by eval, predict and Segmenter."""
+threshold tuned on a split against a recount, and used by eval, predict, Segmenter and the exported file."""
 
 import json
 import re
@@ -12,6 +12,7 @@ from helpers import CONFIGS, run_here, segkit_here
 from PIL import Image
 
 from segkit.data.synthetic import make_synthetic_folder
+from segkit.export import read_metadata
 from segkit.inference.predict import class_probabilities, predict_probs
 from segkit.models import DeepLabV3Plus
 from segkit.thresholds import ThresholdHistograms, best_binary_threshold, binary_target, fold_binary_threshold
@@ -126,6 +127,15 @@ def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp
     written = np.asarray(Image.open(next((tmp_path / "pred").rglob(f"{image.stem}.png"))))
     assert np.array_equal(written, decided)
 
+    # the end-to-end export decides at the threshold too; the logits form (one logit, no argmax) is refused
+    export = ("export", *args, "--ckpt_path", tuned, "--end_to_end", "--output", tmp_path / "m.onnx", "--verify")
+    out = segkit_here(capsys, *export)
+    assert float(re.search(r"labels equal to the checkpoint's on ([\d.]+)% of pixels", out).group(1)) >= 99.99
+    assert read_metadata(tmp_path / "m.onnx")["thresholds"] == [threshold]
+    assert (Segmenter(tmp_path / "m.onnx")(image) == decided).mean() >= 0.9999
+    refused = run_here(capsys, "export", *args, "--ckpt_path", tuned, "--output", tmp_path / "l.onnx")
+    assert refused.returncode == 1 and "export it --end_to_end" in refused.stderr
+
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
@@ -139,25 +149,3 @@ def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp
 def test_bad_heads_fail_in_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SegmentationTask(encoder="xception_tiny", decoder_channels=32, **kwargs)
-
-
-@pytest.mark.slow
-def test_folder_demo_with_a_sigmoid_head_trains_evaluates_and_exports(tmp_path, monkeypatch, capsys):
-    """demo_folder.yaml with one sigmoid output (150 steps): eval scores the checkpoint as validation did, the
-    end-to-end export's labels equal the checkpoint's (--verify), and the logits form is refused in one line."""
-    monkeypatch.chdir(tmp_path)
-    segkit_here(capsys, "data", "synthetic", "--root", "data/synthetic_folder")
-    config = ("--config", CONFIGS / "demo_folder.yaml")
-    head = ("--model.head", "sigmoid", "--model.class_weights", "null")
-    out = segkit_here(
-        capsys, "fit", *config, *head, "--model.loss", "{binary_cross_entropy: 1.0, dice: 0.5}",
-        "--trainer.max_steps", "150", "--trainer.val_check_interval", "150", "--trainer.enable_progress_bar", "false",
-    )  # fmt: skip
-    score, ckpt = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out).groups()
-    assert float(score) > 0.6, out[-2000:]
-    out = segkit_here(capsys, "export", *config, "--ckpt_path", ckpt, "--end_to_end", "--output", "m.onnx", "--verify")
-    assert "labels equal to the checkpoint's on 100.000% of pixels" in out or "99.99" in out, out[-800:]
-    from helpers import run_here
-
-    refused = run_here(capsys, "export", *config, "--ckpt_path", ckpt, "--output", "l.onnx")
-    assert refused.returncode == 1 and "export it --end_to_end" in refused.stderr
