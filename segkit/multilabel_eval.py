@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .data.sampling import eval_sampler
+from .evaluation import ExportedPredictor
 from .metrics import MultilabelCounts
 from .thresholds import ThresholdHistograms
 
@@ -30,7 +31,8 @@ def evaluate_multilabel(
 ) -> torch.Tensor:
     """The (K, 4) counts of ``predictor`` (a :class:`~segkit.evaluation.CheckpointPredictor` of a multi-label
     model) on ``dataset`` at ``thresholds``, one image at a time (band by band when the predictor tiles it);
-    ``histograms`` also sees every labelled probability, for :func:`best_thresholds`."""
+    ``histograms`` also sees every labelled probability, for :func:`best_thresholds`. An
+    :class:`~segkit.evaluation.ExportedPredictor` gives its file's own decisions (its thresholds are in it)."""
     k = len(thresholds)
     metric = MultilabelCounts(k).to(device)
     cut = torch.tensor(thresholds, device=device).view(-1, 1, 1)
@@ -38,6 +40,9 @@ def evaluate_multilabel(
     bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())
     for batch in bar:
         mask = batch["mask"][0].to(device)  # (K, H, W)
+        if isinstance(predictor, ExportedPredictor):
+            metric.update(predictor.labels(batch["image"]).to(device)[None].bool(), mask[None])
+            continue
 
         def on_probs(y0: int, probs: torch.Tensor, mask=mask) -> None:
             probs = probs.to(device)

@@ -1,7 +1,7 @@
 """segkit export of models that do not read 8-bit RGB or do not give one label per pixel: a 4-band 16-bit
 model's files take the bands as stored (uint16), a multi-label model's decide each class at the checkpoint's
 tuned thresholds. Each file is verified against its checkpoint (--verify) and read back by eval --model_file
-and Segmenter, whose labels must equal the checkpoint's."""
+(which scores it as --verify did) and Segmenter, whose labels must equal the checkpoint's."""
 
 import json
 from pathlib import Path
@@ -89,6 +89,9 @@ def test_multilabel_model_exports_deciding_at_its_tuned_thresholds(tmp_path, cap
     assert meta["multilabel"] and meta["thresholds"] == pytest.approx(thresholds)
     assert meta["outputs"][0]["shape"] == [3, "height", "width"] and meta["outputs"][0]["dtype"] == "uint8"
     assert meta["verification"]["mIoU"] == pytest.approx(meta["verification"]["checkpoint_mIoU"], abs=1e-3)
+    scored = tmp_path / "file.json"
+    segkit_here(capsys, "eval", *args, "--model_file", model_file, "--json", scored)
+    assert json.loads(scored.read_text())["mIoU"] == pytest.approx(meta["verification"]["mIoU"], abs=1e-9)
 
     image_path = sorted((data / "images").iterdir())[0]
     image = np.asarray(Image.open(image_path).convert("RGB"))

@@ -1,6 +1,7 @@
 """``segkit eval`` of a model of overlapping labels (``mask_mode: multilabel``): per-class IoU at the checkpoint's
 thresholds, and with ``--tune_thresholds FILE`` the thresholds of highest IoU on this split, written with the
-model to a new checkpoint FILE that eval, predict, export and Segmenter then use (:mod:`segkit.multilabel_eval`,
+model to a new checkpoint FILE that eval, predict, export and Segmenter then use; an exported file
+(``--model_file``) is scored at the thresholds in its graph (:mod:`segkit.multilabel_eval`,
 :mod:`segkit.thresholds`)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .. import distributed
-from ..evaluation import CheckpointPredictor
+from ..evaluation import CheckpointPredictor, ExportedPredictor
 from ..inference.memory import default_budget
 from ..inference.predict import checkpoint_model
 from ..io.disk import written_whole
@@ -25,22 +26,34 @@ ANALYSIS_OPTIONS = ("per_image", "worst", "trimap", "boundary_iou", "calibration
 
 
 def run(p, cfg, datamodule, device) -> None:
-    """Scores ``cfg.ckpt_path`` on ``cfg.split`` (and tunes thresholds); exits."""
-    unsupported = [f"--{o}" for o in ("model_file", "predictions", "save_predictions", "confusion") if cfg[o]]
+    """Scores ``cfg.ckpt_path`` (or the exported ``cfg.model_file``) on ``cfg.split`` (and tunes thresholds);
+    exits."""
+    unsupported = [f"--{o}" for o in ("predictions", "save_predictions", "confusion") if cfg[o]]
     unsupported += [f"--{o}" for o in ANALYSIS_OPTIONS if cfg[o]]
     unsupported += ["--wandb_project/--wandb_run_id"] if cfg.wandb_project or cfg.wandb_run_id else []
-    if unsupported or cfg.ckpt_path is None:
+    if unsupported or (cfg.ckpt_path is None) == (cfg.model_file is None):
         p.error(
-            f"{' '.join(unsupported) or 'no --ckpt_path'}: a multilabel model is scored from its --ckpt_path, "
-            "with --json and --tune_thresholds (the other outputs are for single-label masks)"
+            f"{' '.join(unsupported) or 'one of --ckpt_path and --model_file'}: a multilabel model is scored from "
+            "its --ckpt_path (with --json and --tune_thresholds) or its exported --model_file (with --json); the "
+            "other outputs are for single-label masks"
         )
     tuned = check_new(p, cfg.tune_thresholds)
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
-    thresholds = model.thresholds
+    if tuned is not None and cfg.model_file is not None:
+        p.error("--tune_thresholds tunes a checkpoint's model: give its --ckpt_path")
     dataset = datamodule.split_dataset(cfg.split)
-    budget = memory_budget(p, cfg) or default_budget(device)
-    predictor = CheckpointPredictor(model, inference_settings(cfg), budget, datamodule.eval_transform())
+    if cfg.model_file is not None:
+        from .eval import exported_model
+
+        exported = exported_model(p, cfg, datamodule)
+        if not exported.multilabel:
+            p.error(f"--model_file {cfg.model_file} is a single-label model; the config's data set is multilabel")
+        predictor, thresholds = ExportedPredictor(exported), exported.thresholds or [0.5] * datamodule.num_classes
+    else:
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride).to(device)
+        thresholds = model.thresholds
+        budget = memory_budget(p, cfg) or default_budget(device)
+        predictor = CheckpointPredictor(model, inference_settings(cfg), budget, datamodule.eval_transform())
     histograms = ThresholdHistograms(datamodule.num_classes).to(device) if tuned is not None else None
     counts = evaluate_multilabel(predictor, dataset, thresholds, device, datamodule.num_workers, histograms)
     tuning = best_thresholds(*histograms.compute()) if histograms is not None else None
@@ -58,8 +71,8 @@ def run(p, cfg, datamodule, device) -> None:
             "thresholds": dict(zip(names, thresholds)),
             "num_images": len(dataset),
             "split": cfg.split,
-            "checkpoint": str(cfg.ckpt_path),
         }
+        result |= {"model_file": str(cfg.model_file)} if cfg.model_file else {"checkpoint": str(cfg.ckpt_path)}
         if tuning is not None:
             result["tuned"] = write_multilabel(checkpoint, tuned, names, *tuning)
         if cfg.json:
