@@ -34,6 +34,7 @@ from ..io.disk import written_whole
 from ..io.torch_files import read_checkpoint
 from ..metrics import format_iou_table, segmentation_scores
 from .analysis_options import add_analysis_options, analysis_lines, eval_analysis, write_analysis
+from .model_file import exported_model
 from .options import (
     add_inference_options,
     add_memory_options,
@@ -210,24 +211,6 @@ def checkpoint_source(p, cfg, datamodule, device, tuned: Path | None):
     settings = {"scales": list(cfg.scales), "flip": cfg.flip, "output_stride": model.output_stride}
     settings |= {"pad_to": cfg.pad_to, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
     return predictor, settings, tuning
-
-
-def exported_model(p, cfg, datamodule):
-    """The ``--model_file``, checked against the config's data set; test-time options are the file's own."""
-    from ..inference.exported import ExportedModel, ModelFileError
-
-    defaults = {"scales": [1.0], "flip": False, "window": None, "pad_to": None, "output_stride": None}
-    changed = [f"--{k}" for k, v in defaults.items() if cfg[k] != v]
-    if changed:
-        p.error(f"{' '.join(changed)}: an exported file runs with the settings baked into it; export it with them")
-    model = ExportedModel(cfg.model_file, cfg.device)
-    names, ours = model.meta["class_names"], list(datamodule.class_names)
-    if names != ours:
-        raise ModelFileError(
-            f"{cfg.model_file} predicts {len(names)} classes ({', '.join(names[:4])}...), the config's data set "
-            f"has {len(ours)} ({', '.join(ours[:4])}...): use the config the model was trained with"
-        )
-    return model
 
 
 def wandb_samples(cfg, dataset, predictor, files: PredictionFiles, num_classes: int) -> list:

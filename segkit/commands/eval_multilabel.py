@@ -19,6 +19,7 @@ from ..io.torch_files import read_checkpoint
 from ..metrics import format_iou_table, multilabel_scores
 from ..multilabel_eval import evaluate_multilabel
 from ..thresholds import ThresholdHistograms, best_thresholds
+from .model_file import exported_model
 from .options import inference_settings, memory_budget
 from .tuned_checkpoint import check_new, write_multilabel
 
@@ -42,8 +43,6 @@ def run(p, cfg, datamodule, device) -> None:
         p.error("--tune_thresholds tunes a checkpoint's model: give its --ckpt_path")
     dataset = datamodule.split_dataset(cfg.split)
     if cfg.model_file is not None:
-        from .eval import exported_model
-
         exported = exported_model(p, cfg, datamodule)
         if not exported.multilabel:
             p.error(f"--model_file {cfg.model_file} is a single-label model; the config's data set is multilabel")
