@@ -195,10 +195,18 @@ def predict_tiled(
     """The (H, W) uint8 label map of an RGB uint8 ``image`` predicted band by band (:func:`tiled_labels` with
     ``options``, :attr:`MemoryPlan.tile_options`), each window normalized by ``transform`` as it is read."""
 
+    read = window_reader(image, transform, device)
+    return tiled_labels(model, read, *image.shape[:2], **options, on_rows=on_rows).numpy()
+
+
+def window_reader(image: np.ndarray, transform, device: str = "cpu"):
+    """The :data:`~segkit.inference.tiled.RegionReader` of ``image``: each region normalized by ``transform``
+    as it is read, on ``device``."""
+
     def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
 
-    return tiled_labels(model, read, *image.shape[:2], **options, on_rows=on_rows).numpy()
+    return read
 
 
 def save_tiled_prediction(
@@ -256,10 +264,7 @@ def save_tiled_multilabel_prediction(
     decided = np.empty((len(names), *image.shape[:2]), bool)
     picture = image if display is None else display(image)
     cut = torch.tensor(thresholds).view(-1, 1, 1)
-
-    def read(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        return transform(image=np.ascontiguousarray(image[y0:y1, x0:x1]))["image"][None].to(device)
-
+    read = window_reader(image, transform, device)
     for y0, probs in tiled_probs(model, read, *image.shape[:2], **options):
         band = (probs.cpu() > cut).numpy()
         rows = slice(y0, y0 + band.shape[1])
