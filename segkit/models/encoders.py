@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..io.torch_files import CheckpointFileError, CheckpointNotFound, read_torch_file
+from .atrous import NotAtrous, make_atrous, replace_module
 from .xception import ARCHS, AlignedXception
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -21,7 +22,9 @@ class SmpEncoder(nn.Module):
     """Wraps a segmentation-models-pytorch encoder (``resnet101``, ``mobilenet_v2``, ``tu-<timm name>``...).
 
     smp builds its dilation at construction, so :meth:`set_output_stride` rebuilds the encoder at the new
-    output stride and copies the weights over (the values are kept; the parameter objects are new).
+    output stride and copies the weights over (the values are kept; the parameter objects are new). A timm
+    model whose constructor takes no output stride (``tu-legacy_xception``, the original Xception) is built at
+    32 and made atrous by segkit (:func:`~segkit.models.atrous.make_atrous`).
     """
 
     def __init__(self, name: str, output_stride: int = 16, weights: str | None = None) -> None:
@@ -44,6 +47,18 @@ class SmpEncoder(nn.Module):
             raise ValueError(
                 f"Unknown encoder '{name}': use {sorted(ARCHS)}, an smp encoder or 'tu-<timm model>'. smp said: {e}"
             ) from None
+        except (TypeError, AssertionError) as e:  # a timm model that takes no output_stride, or only 32 (vgg)
+            if not name.startswith("tu-") or (isinstance(e, TypeError) and "output_stride" not in str(e)):
+                raise
+        body = smp.encoders.get_encoder(name, weights=weights, output_stride=32)
+        try:
+            make_atrous(body, output_stride)
+        except NotAtrous as e:
+            raise ValueError(
+                f"encoder '{name}' cannot run at output stride {output_stride}: it {e}; it supports output stride 32 "
+                "(--model.output_stride 32)"
+            ) from None
+        return body
 
     def set_output_stride(self, output_stride: int) -> None:
         """Copies the strides, dilations and paddings of an encoder built at ``output_stride`` in place.
@@ -54,12 +69,15 @@ class SmpEncoder(nn.Module):
             return
         template = dict(self._build(self.name, output_stride, None).named_modules())
         modules = dict(self.body.named_modules())
-        if template.keys() != modules.keys() or any(type(template[k]) is not type(m) for k, m in modules.items()):
+        if template.keys() != modules.keys() or any(not _same_kind(template[k], m) for k, m in modules.items()):
             raise ValueError(
                 f"encoder '{self.name}' changes its structure with the output stride; "
                 f"build the model with output_stride={output_stride} instead"
             )
         for name, module in modules.items():
+            if isinstance(module, nn.MaxPool2d) and type(template[name]) is not type(module):
+                replace_module(self.body, module, template[name])  # a dilated pool (no parameters)
+                continue
             for attr in ("stride", "dilation", "padding"):
                 if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and hasattr(module, attr):
                     setattr(module, attr, getattr(template[name], attr))
@@ -68,6 +86,11 @@ class SmpEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.body(x)  # [input, /2, /4, /8, /16 or dilated, /32 or dilated]
         return {"low": feats[2], "out": feats[-1]}
+
+
+def _same_kind(a: nn.Module, b: nn.Module) -> bool:
+    """The same module type, max pooling of either kind (segkit dilates max pools of atrous encoders)."""
+    return type(a) is type(b) or (isinstance(a, nn.MaxPool2d) and isinstance(b, nn.MaxPool2d))
 
 
 def build_encoder(
