@@ -21,6 +21,7 @@ from .analysis import EvalAnalysis
 from .data.predictions import PredictionFiles
 from .data.sampling import eval_sampler
 from .data.visualize import confusion_heatmap, save_overlay
+from .head import Head
 from .inference import label_maps, predict_probs
 from .inference.memory import MemoryPlan, ModelFootprint
 from .inference.tiled import tiled_labels
@@ -130,7 +131,7 @@ class CheckpointPredictor:
             probs = predict_probs(self.model, self._normalized(image), **self.settings)[0]
             if on_probs is not None:
                 on_probs(0, probs)
-            return label_maps(probs[None])[0]
+            return label_maps(Head.of(self.model), probs[None])[0]
         refusal = self.plan.refusal(name, h, w)
         if refusal is not None:
             raise ValueError(refusal)
@@ -152,7 +153,7 @@ class ExportedPredictor:
             return self.labels(image)
         probs = self.probs(image)
         on_probs(0, probs)
-        return label_maps(probs[None])[0]
+        return label_maps(self.exported.head, probs[None])[0]
 
     def labels(self, image: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.exported.labels([_pixels(image)])[0]).to(image.device)

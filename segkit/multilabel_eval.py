@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import distributed
 from .data.sampling import eval_sampler
 from .evaluation import ExportedPredictor
+from .head import Head
 from .metrics import MultilabelCounts
 from .thresholds import ThresholdHistograms
 
@@ -35,7 +36,7 @@ def evaluate_multilabel(
     :class:`~segkit.evaluation.ExportedPredictor` gives its file's own decisions (its thresholds are in it)."""
     k = len(thresholds)
     metric = MultilabelCounts(k).to(device)
-    cut = torch.tensor(thresholds, device=device).view(-1, 1, 1)
+    head = Head("multilabel", k, thresholds)
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not distributed.is_main())
     for batch in bar:
@@ -47,7 +48,7 @@ def evaluate_multilabel(
         def on_probs(y0: int, probs: torch.Tensor, mask=mask) -> None:
             probs = probs.to(device)
             target = mask[:, y0 : y0 + probs.shape[1]]
-            metric.update((probs > cut)[None], target[None])
+            metric.update(head.decide(probs[None]), target[None])
             if histograms is not None:
                 histograms.update(probs, target)
 

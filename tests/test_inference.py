@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from helpers import randomize_batchnorm, trained_module
 from torch import nn
 
+from segkit.head import Head
 from segkit.inference import (
     label_maps,
     load_inference_model,
@@ -109,11 +110,11 @@ def test_sliding_window():
 
 def test_label_maps_are_the_argmax_cropped_to_each_image():
     scores = torch.randn(2, 5, 7, 9)
-    maps = label_maps(scores, [(7, 9), (4, 6)])
+    maps = label_maps(Head("multiclass", 5), scores, [(7, 9), (4, 6)])
     assert [m.shape for m in maps] == [(7, 9), (4, 6)] and all(m.dtype == torch.uint8 for m in maps)
     assert torch.equal(maps[0].long(), scores[0].argmax(0))
     assert torch.equal(maps[1].long(), scores[1, :, :4, :6].argmax(0))  # padding at the bottom/right dropped
-    whole = label_maps(scores)
+    whole = label_maps(Head("multiclass", 5), scores)
     assert [m.shape for m in whole] == [(7, 9), (7, 9)]
     model, x = _model(), torch.randn(1, 3, 40, 52)
     (labels,) = predict_labels(model, x, scales=[0.75, 1.0], flip=True)

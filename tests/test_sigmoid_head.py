@@ -13,9 +13,11 @@ from PIL import Image
 
 from segkit.data.synthetic import make_synthetic_folder
 from segkit.export import read_metadata
+from segkit.head import Head
 from segkit.inference.predict import class_probabilities, predict_probs
+from segkit.metrics import ConfusionMatrix, segmentation_scores
 from segkit.models import DeepLabV3Plus
-from segkit.thresholds import ThresholdHistograms, best_binary_threshold, binary_target, fold_binary_threshold
+from segkit.thresholds import EDGES, ThresholdHistograms, best_binary_threshold, binary_target, threshold_bins
 from segkit.training.task import SegmentationTask
 
 
@@ -42,23 +44,50 @@ def test_task_trains_one_output_against_the_foreground():
     assert torch.equal(task.decide(logits), (logits[:, 0] > 0).long())
 
 
-def test_folded_threshold_decides_where_the_probability_is_above_it():
-    torch.manual_seed(0)
-    # batch statistics (train mode, no dropout): an untrained model's features then spread its probabilities
-    model = DeepLabV3Plus(2, "xception_tiny", decoder_channels=32, dropout=0.0, binary=True).train()
-    x = torch.randn(2, 3, 33, 33)
-    with torch.no_grad():
-        p = model(x)[:, 0].sigmoid()
-        t = float(p.flatten().sort().values[700:702].mean())  # between two pixels' probabilities
-        fold_binary_threshold(model, t)
-        probs = class_probabilities(model, model(x))
-    assert torch.equal(probs.argmax(1), (p > t).long())
+def test_binary_head_decides_where_the_probability_is_above_its_threshold():
+    p = torch.rand(2, 1, 8, 8)
+    probs = Head("binary", 2).probabilities(torch.logit(p))
+    assert torch.allclose(probs[:, 1:], p, atol=1e-6) and torch.allclose(probs.sum(1), torch.ones(2, 8, 8))
+    assert torch.equal(Head("binary", 2).decide(probs), probs.argmax(1).to(torch.uint8))  # 0.5: the likelier class
+    assert torch.equal(Head("binary", 2, [0.3]).decide(probs), (probs[:, 1] > 0.3).to(torch.uint8))
     task = SegmentationTask(num_classes=2, encoder="xception_tiny", decoder_channels=32, head="sigmoid")
     task.thresholds = [0.3]
     logits = torch.randn(2, 1, 8, 8)
-    assert torch.equal(task.decide(logits), (logits[:, 0].sigmoid() > 0.3).long())
+    assert torch.equal(task.decide(logits), (logits[:, 0].sigmoid() > 0.3).to(torch.uint8))
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        fold_binary_threshold(model, 1.0)
+        Head("binary", 2, [1.0])
+
+
+def _on_the_edges(n: int, seed: int) -> torch.Tensor:
+    """``n`` probabilities, each exactly a tuning threshold as float32, or the float32 just below or above one."""
+    gen = torch.Generator().manual_seed(seed)
+    edges = torch.tensor(EDGES, dtype=torch.float32)[torch.randint(0, len(EDGES), (n,), generator=gen)]
+    step = torch.randint(-1, 2, (n,), generator=gen)
+    return torch.where(
+        step < 0, edges.nextafter(torch.zeros(())), torch.where(step > 0, edges.nextafter(torch.ones(())), edges)
+    )
+
+
+def test_probabilities_on_the_bin_edges_fall_where_the_decision_puts_them():
+    p = _on_the_edges(5000, 0)
+    bins = threshold_bins(p)
+    for e, t in enumerate(EDGES, 1):
+        assert torch.equal(bins >= e, Head("binary", 2, [t]).decide(torch.stack([1 - p, p])[None])[0].bool())
+
+
+def test_tuned_binary_miou_is_that_of_deciding_at_the_threshold_on_the_bin_edges():
+    """Probabilities that sit exactly on the thresholds (and one float32 either side): the mIoU the tuning reports
+    is exactly that of the confusion matrix of the binary head's decisions at the threshold it chose."""
+    p = _on_the_edges(20000, 1).view(100, 200)
+    mask = (torch.rand(100, 200, generator=torch.Generator().manual_seed(2)) < p).to(torch.uint8)  # likelier where high
+    mask[:5] = 255
+    hist = ThresholdHistograms(1)
+    hist.update(p[None], binary_target(mask))
+    threshold, ious = best_binary_threshold(*hist.compute())
+    decided = Head("binary", 2, [threshold]).decide(torch.stack([1 - p, p])[None])
+    confmat = ConfusionMatrix(2)
+    confmat.update(decided, mask[None])
+    assert segmentation_scores(confmat.compute())["mIoU"] == sum(ious) / 2
 
 
 def test_tuned_binary_threshold_is_that_of_highest_recounted_miou():
@@ -111,8 +140,7 @@ def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp
 
     segkit_here(capsys, "eval", *args, "--ckpt_path", tuned, "--device", "cpu", "--json", tmp_path / "t.json")
     rescored = json.loads((tmp_path / "t.json").read_text())
-    # the same decisions but for pixels within float rounding of the threshold (none in practice)
-    assert rescored["mIoU"] == pytest.approx(found["mIoU"], abs=2e-4)
+    assert rescored["mIoU"] == found["mIoU"]  # the same decisions, pixel for pixel
 
     from segkit import Segmenter
 
@@ -122,19 +150,23 @@ def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp
     x = untuned.transform(image=picture)["image"][None]
     p = predict_probs(untuned.model, x)[0, 1].numpy()
     decided = Segmenter(tuned)(image)
-    assert (decided != (p > threshold)).mean() < 1e-4
+    assert np.array_equal(decided, (p > np.float32(threshold)).astype(np.uint8))
     segkit_here(capsys, "predict", *args, "--ckpt_path", tuned, "--input", image, "--output", tmp_path / "pred")
     written = np.asarray(Image.open(next((tmp_path / "pred").rglob(f"{image.stem}.png"))))
     assert np.array_equal(written, decided)
 
-    # the end-to-end export decides at the threshold too; the logits form (one logit, no argmax) is refused
+    # the exported files decide at the threshold too: the end-to-end graph, and the one logit of the logits form
     export = ("export", *args, "--ckpt_path", tuned, "--end_to_end", "--output", tmp_path / "m.onnx", "--verify")
     out = segkit_here(capsys, *export)
     assert float(re.search(r"labels equal to the checkpoint's on ([\d.]+)% of pixels", out).group(1)) >= 99.99
     assert read_metadata(tmp_path / "m.onnx")["thresholds"] == [threshold]
+    assert read_metadata(tmp_path / "m.onnx")["head"] == "binary"
     assert (Segmenter(tmp_path / "m.onnx")(image) == decided).mean() >= 0.9999
-    refused = run_here(capsys, "export", *args, "--ckpt_path", tuned, "--output", tmp_path / "l.onnx")
-    assert refused.returncode == 1 and "export it --end_to_end" in refused.stderr
+    out = segkit_here(capsys, "export", *args, "--ckpt_path", tuned, "--output", tmp_path / "l.onnx", "--verify")
+    assert float(re.search(r"labels equal to the checkpoint's on ([\d.]+)% of pixels", out).group(1)) >= 99.99
+    meta = read_metadata(tmp_path / "l.onnx")
+    assert meta["outputs"][0]["shape"][1] == 1 and meta["thresholds"] == [threshold] and meta["head"] == "binary"
+    assert (Segmenter(tmp_path / "l.onnx")(image) == decided).mean() >= 0.9999
 
 
 @pytest.mark.parametrize(

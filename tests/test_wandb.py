@@ -208,7 +208,8 @@ def test_multilabel_samples_show_each_class_as_a_layer_of_agreement():
             return {"image": torch.from_numpy(image).permute(2, 0, 1)}
 
     task.eval()
-    ((_, _, pred, name),) = predict_samples(task, Images(), [0], "cpu", task.decide)
+    predict = lambda x: task.head.probabilities(task(x))  # noqa: E731
+    ((_, _, pred, name),) = predict_samples(predict, Images(), [0], "cpu", task.head)
     x = torch.from_numpy(Images().load(0)[0]).permute(2, 0, 1)[None]
     with torch.no_grad():
         want = (task(x).sigmoid() > torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1))[0].numpy()

@@ -24,6 +24,7 @@ from ..export import (
 )
 from ..export.metadata import end_to_end_contract, logits_contract, metadata, write_metadata
 from ..export.writers import check_new, write_new
+from ..head import Head
 from ..inference import load_inference_model
 from .options import config_datamodule, model_parser
 
@@ -102,11 +103,6 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit export: {e}")
     datamodule = config_datamodule(p, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    if model.binary and not cfg.end_to_end:
-        sys.exit(
-            "segkit export: the model has one output (a sigmoid head): export it --end_to_end, whose labels and "
-            "probabilities are those of its two classes (the logits form's argmax needs one logit per class)"
-        )
     record = datamodule.inference_record()
     pixel_max = record["pixel_max"]
     k = datamodule.num_classes
@@ -126,7 +122,7 @@ def main(args: list[str]) -> None:
         settings = {"scales": module.scales, "flip": cfg.flip, "pad_to": cfg.pad_to}
     else:
         dynamic = cfg.format == "torchscript" or not cfg.static
-        contract = logits_contract(k, dynamic, model.in_channels, pixel_max, model.multilabel)
+        contract = logits_contract(k, dynamic, model.in_channels, pixel_max, Head.of(model).mode)
         settings = {"scales": [1.0], "flip": False, "pad_to": None}
     settings["output_stride"] = model.output_stride
     encoder = getattr(model.encoder, "arch", None) or getattr(model.encoder, "name", type(model.encoder).__name__)
@@ -142,6 +138,7 @@ def main(args: list[str]) -> None:
         encoder,
         record,
         getattr(model, "thresholds", None),
+        Head.of(model).mode,
     )
 
     def write_float(path: Path) -> None:

@@ -4,7 +4,6 @@ as it is."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -30,8 +29,7 @@ def write_multilabel(
     rows = "\n".join(f"{n:<{width}}  {t:9.2f}  {100 * i:7.2f}" for n, t, i in zip(names, thresholds, ious))
     checkpoint["segkit_thresholds"] = thresholds
     save_atomic(checkpoint, path)
-    valid = [i for i in ious if i == i]
-    mean = sum(valid) / len(valid) if valid else float("nan")
+    mean = _mean_iou(ious)
     print(
         f"\nthresholds of highest IoU on this split (0.01 steps), written with the model to {path}\n"
         f"{'class':<{width}}  {'threshold':>9}  {'IoU':>7}\n{rows}\nmIoU at these thresholds: {100 * mean:.2f}"
@@ -42,18 +40,12 @@ def write_multilabel(
 def write_binary(
     checkpoint: dict, path: Path, names: list[str], loaded: float, chosen: float, ious
 ) -> tuple[dict, str]:
-    """Writes the checkpoint with a binary model's new foreground threshold to ``path``; returns what to record
-    and what to print.
-
-    ``chosen`` is the threshold of highest mIoU on the probabilities of the model as loaded, whose logit is
-    already shifted by its checkpoint's threshold ``loaded``; the shifts add up, so the new threshold on the
-    unshifted probability is ``sigmoid(logit(loaded) + logit(chosen))`` (``chosen`` itself for an untuned
-    checkpoint, and the old one again when 0.5 is chosen).
-    """
-    threshold = 1 / (1 + math.exp(-(_logit(loaded) + _logit(chosen))))
+    """Writes the checkpoint with a binary model's new foreground threshold ``chosen`` (replacing ``loaded``, the
+    checkpoint's) to ``path``; returns what to record and what to print."""
+    threshold = chosen
     checkpoint["segkit_thresholds"] = [threshold]
     save_atomic(checkpoint, path)
-    mean = sum(ious) / 2
+    mean = _mean_iou(ious)
     text = (
         f"\nforeground ({names[1]}) threshold of highest mIoU on this split: {threshold:.4f} (was {loaded:.4f}), "
         f"written with the model to {path}\nIoU {names[0]} {100 * ious[0]:.2f}, {names[1]} {100 * ious[1]:.2f}; "
@@ -62,8 +54,9 @@ def write_binary(
     return {"checkpoint": str(path), "thresholds": {names[1]: threshold}, "mIoU": mean}, text
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
+def _mean_iou(ious: list[float]) -> float:
+    """The mean of the classes' IoUs as segkit eval computes it (NaN for a class never present nor predicted)."""
+    return float(torch.tensor(ious, dtype=torch.float64).nanmean())
 
 
 class BinaryTuning:

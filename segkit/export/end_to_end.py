@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..head import Head
 from ..inference.predict import predict_logits, predict_probs
 
 OUTPUTS = ("labels", "probs", "logits")
@@ -35,8 +36,9 @@ class EndToEnd(nn.Module):
     ``(K, H, W)`` float32 class probabilities averaged over the scales and flips, ``logits`` ``(K, H, W)`` (one
     scale without flip only: averaged probabilities have no logits).
 
-    ``model`` is a :class:`~segkit.models.DeepLabV3Plus` in eval mode (batch norm folded or not); a multi-label
-    one's ``thresholds`` (0.5 each without) are the graph's.
+    ``model`` is a :class:`~segkit.models.DeepLabV3Plus` in eval mode (batch norm folded or not); its head decides
+    the labels (:meth:`~segkit.head.Head.decide`), a sigmoid model's ``thresholds`` (0.5 each without) in the
+    graph.
     """
 
     def __init__(
@@ -71,10 +73,8 @@ class EndToEnd(nn.Module):
         self.scales, self.flip, self.pad_to = [float(s) for s in scales], flip, pad_to
         self.outputs, self.batched = tuple(outputs), batched
         self.in_channels, self.pixel_dtype = model.in_channels, torch.uint8 if pixel_max == 255 else torch.uint16
-        self.multilabel = bool(getattr(model, "multilabel", False))
-        if self.multilabel:
-            thresholds = getattr(model, "thresholds", None) or [0.5] * model.num_classes
-            self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32).view(1, -1, 1, 1))
+        self.head = Head.of(model)
+        self.multilabel = self.head.mode == "multilabel"
         self.labels_dtype = torch.uint8 if self.multilabel else labels_dtype(model.num_classes)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
@@ -98,9 +98,7 @@ class EndToEnd(nn.Module):
         return results[0] if len(results) == 1 else tuple(results)
 
     def _labels(self, probs: torch.Tensor) -> torch.Tensor:
-        if self.multilabel:
-            return (probs > self.thresholds).to(self.labels_dtype)
-        return probs.argmax(1).to(self.labels_dtype)
+        return self.head.decide(probs).to(self.labels_dtype)
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
         return predict_probs(self.model, x, self.scales, self.flip, pad_to=self.pad_to)

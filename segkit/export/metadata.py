@@ -30,17 +30,21 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+DECISIONS = {
+    "multiclass": "argmax over dim 1 gives the class index",
+    "binary": "one logit: the foreground (class 1) where its sigmoid is above the threshold (thresholds)",
+    "multilabel": "a class is present where the sigmoid of its logit is above its threshold (thresholds)",
+}
+
+
 def logits_contract(
-    num_classes: int, dynamic: bool = True, in_channels: int = 3, pixel_max: int = 255, multilabel: bool = False
+    num_classes: int, dynamic: bool = True, in_channels: int = 3, pixel_max: int = 255, head: str = "multiclass"
 ) -> dict:
-    """The float-in, logits-out form."""
+    """The float-in, logits-out form of a model with ``head`` (:data:`segkit.head.MODES`)."""
     n, h, w = ("batch", "height", "width") if dynamic else (1, "H", "W")
     pixels = "RGB" if in_channels == 3 and pixel_max == 255 else f"the model's {in_channels} bands"
-    decision = (
-        "a class is present where the sigmoid of its logit is above its threshold (thresholds)"
-        if multilabel
-        else "argmax over dim 1 gives the class index"
-    )
+    decision = DECISIONS[head]
+    outputs = 1 if head == "binary" else num_classes
     return {
         "inputs": [
             {
@@ -54,7 +58,7 @@ def logits_contract(
             {
                 "name": "logits",
                 "dtype": "float32",
-                "shape": [n, num_classes, h, w],
+                "shape": [n, outputs, h, w],
                 "meaning": f"class logits at the input size; {decision}",
             }
         ],
@@ -114,11 +118,12 @@ def metadata(
     encoder: str,
     image: dict | None = None,
     thresholds: Sequence[float] | None = None,
+    head: str = "multiclass",
 ) -> dict:
     """The file's record. ``image``: how its input images are read (in_channels, pixel_max, bands,
-    display_bands: :class:`~segkit.data.bands.ImageFormat`; 8-bit RGB without); ``thresholds``: a sigmoid
-    model's decision thresholds (one per class of a multi-label model, ``multilabel`` true; one for a binary
-    model's foreground, already folded into its logit)."""
+    display_bands: :class:`~segkit.data.bands.ImageFormat`; 8-bit RGB without); ``head``: how its outputs are
+    decided (:class:`~segkit.head.Head`); ``thresholds``: a sigmoid model's decision thresholds (one per class
+    of a multi-label model, ``multilabel`` true; one for a binary model's foreground)."""
     from ..version import __version__
 
     image = image or {}
@@ -137,6 +142,7 @@ def metadata(
         "bands": image.get("bands"),
         "display_bands": list(image.get("display_bands", (0, 1, 2))),
         "multilabel": bool(image.get("multilabel", False)),
+        "head": head,
         "thresholds": None if thresholds is None else [float(t) for t in thresholds],
         "settings": settings,
         "encoder": encoder,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..inference import predict_labels, predict_probs
+from ..inference import predict_labels
 from ..inference.exported import ExportedModel
 from ..metrics import ConfusionMatrix, MultilabelCounts, multilabel_scores, segmentation_scores
 
@@ -33,13 +33,8 @@ def verify(
         image, truth = dataset.load(index)
         got = torch.from_numpy(exported.labels([image])[0]).long()
         x = transform(image=image)["image"][None]
-        if multilabel:  # (K, H, W) decisions; masks (H, W, K) as stored
-            cut = torch.tensor(model.thresholds).view(1, -1, 1, 1)
-            want = (predict_probs(model, x, **settings) > cut)[0].long()
-            gt = torch.from_numpy(truth).permute(2, 0, 1)
-        else:
-            want = predict_labels(model, x, **settings)[0].long()
-            gt = torch.from_numpy(truth)
+        want = predict_labels(model, x, **settings)[0].long()  # a multi-label model's (K, H, W) decisions
+        gt = torch.from_numpy(truth).permute(2, 0, 1) if multilabel else torch.from_numpy(truth)  # masks as stored
         agree += int((got == want).sum())
         total += got.numel()
         ours.update(got[None], gt[None])

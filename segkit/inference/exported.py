@@ -4,7 +4,8 @@ images in (uint8 RGB, or the model's bands as uint8 or uint16, as its metadata s
 
 An end-to-end file takes the images as they are. A logits file takes them normalized with the mean and std its
 metadata records (``(pixel / max - mean) / std`` in float32, as the evaluation transform computes it), and
-its logits' argmax is the label map (a multi-label model's: each class's sigmoid above its threshold); it runs
+its logits are decided as the checkpoint's head decides them (:class:`~segkit.head.Head`: the argmax, a binary
+model's sigmoid above its threshold, a multi-label model's sigmoid of each class above the class's); it runs
 one scale without flip, the only settings it has.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..export.metadata import ModelFileError, is_onnx_file, read_metadata, write_metadata
+from ..head import Head
 
 __all__ = ["ExportedModel", "ModelFileError", "read_metadata", "write_metadata"]
 
@@ -34,6 +36,12 @@ class ExportedModel:
         self.pixel_dtype = np.uint8 if self.pixel_max == 255 else np.uint16
         self.multilabel = bool(self.meta.get("multilabel", False))
         self.thresholds = self.meta.get("thresholds")
+        # a file that records no head is multi-label or softmax (or a binary model whose threshold its graph holds)
+        self.head = Head(
+            self.meta.get("head") or ("multilabel" if self.multilabel else "multiclass"),
+            self.num_classes,
+            self.thresholds if self.multilabel or self.meta.get("head") == "binary" else None,
+        )
         self.is_onnx = is_onnx_file(self.path)
         self.batched = self.form == "logits" or self.meta["inputs"][0]["shape"][0] == "batch"
         self.device = device
@@ -92,12 +100,11 @@ class ExportedModel:
         return labels if self.batched else labels[None]
 
     def _decide(self, scores: np.ndarray, logits: bool) -> np.ndarray:
-        """(..., K, H, W) scores -> class indices (..., H, W), or a multi-label model's (..., K, H, W) masks."""
-        if not self.multilabel:
-            return scores.argmax(-3).astype(_labels_dtype(self.num_classes))
-        probs = 1 / (1 + np.exp(-scores)) if logits else scores
-        cut = np.asarray(self.thresholds or [0.5] * self.num_classes, np.float32).reshape(-1, 1, 1)
-        return (probs > cut).astype(np.uint8)
+        """(N, K, H, W) scores -> the head's decisions (:meth:`~segkit.head.Head.decide`): class indices
+        (N, H, W), or a multi-label model's (N, K, H, W) uint8 masks."""
+        scores = torch.from_numpy(np.ascontiguousarray(scores))
+        decided = self.head.decide_logits(scores) if logits else self.head.decide(scores)
+        return decided.numpy().astype(np.uint8 if self.multilabel else _labels_dtype(self.num_classes))
 
     def probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One (K, H, W) float32 map of class probabilities per image (H, W, C): the file's ``probs`` output, or
@@ -118,11 +125,7 @@ class ExportedModel:
             out = {k: (v if self.batched else v[None]) for k, v in out.items()}
         if "probs" in out:
             return out["probs"]
-        logits = out["logits"]
-        if self.multilabel:
-            return 1 / (1 + np.exp(-logits))
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+        return self.head.probabilities(torch.from_numpy(np.ascontiguousarray(out["logits"]))).numpy()
 
     def _normalized(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, C) pixels -> (N, C, H, W) float32 normalized with the metadata's mean and std."""

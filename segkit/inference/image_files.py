@@ -32,6 +32,7 @@ from ..data.bands import TIFF_SUFFIXES, read_header
 from ..data.base import read_image, write_label_png
 from ..data.sampling import as_is
 from ..data.visualize import overlay, save_overlay
+from ..head import Head
 from ..io.disk import written_whole
 from .memory import MAX_PIXELS, MemoryPlan, ModelFootprint, default_budget
 from .predict import label_maps, predict_probs
@@ -168,15 +169,14 @@ def multilabel_overlay(image: np.ndarray, decided: np.ndarray, palette: np.ndarr
     return np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
 
 
-def _save_batch(output, paths, pictures, probs, palette, confidence: bool, labels) -> None:
-    """The files of a batch's predictions: :func:`save_prediction` per image, or for a multi-label model
-    (``labels``: class names and thresholds) :func:`save_multilabel_prediction`."""
+def _save_batch(output, paths, pictures, probs, palette, confidence: bool, labels, head: Head) -> None:
+    """The files of a batch's predictions, decided by ``head``: :func:`save_prediction` per image, or for a
+    multi-label model (``labels``: class names and thresholds) :func:`save_multilabel_prediction`."""
     if labels is not None:
-        cut = torch.tensor(labels[1], device=probs.device).view(1, -1, 1, 1)
-        for path, picture, decided in zip(paths, pictures, (probs > cut).cpu().numpy()):
+        for path, picture, decided in zip(paths, pictures, head.decide(probs).cpu().numpy()):
             save_multilabel_prediction(output, path, picture, decided, labels[0], palette)
         return
-    for path, picture, pred, p in zip(paths, pictures, label_maps(probs), probs):
+    for path, picture, pred, p in zip(paths, pictures, label_maps(head, probs), probs):
         save_prediction(output, path, picture, pred.cpu().numpy(), palette, p if confidence else None)
 
 
@@ -263,10 +263,10 @@ def save_tiled_multilabel_prediction(
     names, thresholds = labels
     decided = np.empty((len(names), *image.shape[:2]), bool)
     picture = image if display is None else display(image)
-    cut = torch.tensor(thresholds).view(-1, 1, 1)
+    head = Head("multilabel", len(names), thresholds)
     read = window_reader(image, transform, device)
     for y0, probs in tiled_probs(model, read, *image.shape[:2], **options):
-        band = (probs.cpu() > cut).numpy()
+        band = head.decide(probs[None])[0].cpu().numpy()
         rows = slice(y0, y0 + band.shape[1])
         decided[:, rows] = band
         picture[rows] = multilabel_overlay(picture[rows], band, palette)
@@ -354,7 +354,7 @@ def predict_folder(
         probs = predict_probs(model, torch.stack([s["input"] for s in pending]).to(device), **settings)
         paths = [dataset.files[s["index"]] for s in pending]
         pictures = [show(s["image"]) for s in pending]
-        _save_batch(output, paths, pictures, probs, palette, confidence, labels)
+        _save_batch(output, paths, pictures, probs, palette, confidence, labels, Head.of(model))
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:

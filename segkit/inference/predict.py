@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..head import Head
 from ..io.torch_files import CheckpointFileError, read_checkpoint
 from ..models import DeepLabV3Plus, fold_batchnorm
 from ..models.decoder import resize
-from ..thresholds import fold_binary_threshold
 
 # the DeepLabV3Plus arguments that a segkit checkpoint's hyper-parameters hold (SegmentationTask's own names)
 MODEL_ARGS = (
@@ -46,8 +46,8 @@ def load_inference_model(
     convolutions (:func:`~segkit.models.fold_batchnorm`), optionally at another output stride.
 
     A sigmoid model carries the checkpoint's decision thresholds as ``model.thresholds`` (one per class of a
-    multi-label model, one for the foreground of a binary model, 0.5 when none were tuned); a binary model's is
-    folded into its logit (:func:`~segkit.thresholds.fold_binary_threshold`).
+    multi-label model, one for the foreground of a binary model, 0.5 when none were tuned), which its
+    :class:`~segkit.head.Head` applies.
 
     The model is rebuilt from the checkpoint's hyper-parameters and ``model.*`` weights (Lightning's format;
     nothing is downloaded). ``num_classes``, when given, must be the checkpoint's (the config's data set).
@@ -80,18 +80,17 @@ def checkpoint_model(
     model = fold_batchnorm(model)
     if model.multilabel or model.binary:
         model.thresholds = list(checkpoint.get("segkit_thresholds") or [0.5] * model.decoder.classifier.out_channels)
-    if model.binary:
-        fold_binary_threshold(model, model.thresholds[0])
     return model
 
 
-def label_maps(scores: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
-    """(B, K, H, W) class scores -> one (h, w) uint8 map of class indices per image, cropped to ``sizes``
-    (images padded at the bottom/right in a batch) or kept whole."""
-    labels = scores.argmax(1).to(torch.uint8)
+def label_maps(head: Head, probs: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    """(B, K, H, W) class probabilities -> one decision per image (:meth:`~segkit.head.Head.decide`: an (h, w)
+    map of class indices, or a multi-label head's (K, h, w) booleans), cropped to ``sizes`` (images padded at
+    the bottom/right in a batch) or kept whole."""
+    labels = head.decide(probs)
     if sizes is None:
         return list(labels)
-    return [label[:h, :w] for label, (h, w) in zip(labels, sizes)]
+    return [label[..., :h, :w] for label, (h, w) in zip(labels, sizes)]
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -160,22 +159,10 @@ def _scale_logits(
     return resize(resize(logits, (scaled_size(h, big), scaled_size(w, big))), (h, w))
 
 
-def class_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the class dimension (1) written out: ``exp(x - max) / sum``. Equal to ``softmax(dim=1)`` to
-    float precision; in an exported graph ONNX Runtime runs it 10x faster than its Softmax over a dimension
-    other than the last (24 ms against 242 ms for 21 x 513 x 513 on 2 CPU cores), at 1.2x PyTorch's time."""
-    e = (logits - logits.amax(1, keepdim=True)).exp()
-    return e / e.sum(1, keepdim=True)
-
-
 def class_probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    """The model's class probabilities from its logits: one softmax over the classes; for a multi-label model
-    (``model.multilabel``) one sigmoid per class; for a binary model (``model.binary``, one output) the
-    probabilities of its two classes, ``1 - p`` and ``p`` (so that argmax is ``p > 0.5``)."""
-    if getattr(model, "binary", False):
-        p = logits.sigmoid()
-        return torch.cat([1 - p, p], 1)
-    return logits.sigmoid() if getattr(model, "multilabel", False) else class_softmax(logits)
+    """The model's class probabilities from its logits (:meth:`~segkit.head.Head.probabilities`): one softmax
+    over the classes, one sigmoid per class of a multi-label model, ``(1 - p, p)`` for a binary model."""
+    return Head.of(model).probabilities(logits)
 
 
 @torch.no_grad()
@@ -240,5 +227,6 @@ def predict_labels(
     pad_to: Sequence[int] | None = None,
     sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[torch.Tensor]:
-    """:func:`predict_probs` followed by :func:`label_maps`: one uint8 class-index map per image."""
-    return label_maps(predict_probs(model, image, scales, flip, window, overlap, pad_to), sizes)
+    """:func:`predict_probs` followed by the model's decision (:func:`label_maps`): one uint8 class-index map per
+    image (a multi-label model's (K, H, W) booleans)."""
+    return label_maps(Head.of(model), predict_probs(model, image, scales, flip, window, overlap, pad_to), sizes)

@@ -22,7 +22,7 @@ from ..data.base import as_rgb, read_image
 from ..data.transforms import eval_transform
 from ..io.torch_files import read_checkpoint
 from .exported import ExportedModel
-from .predict import checkpoint_model, predict_labels, predict_probs
+from .predict import checkpoint_model, predict_labels
 
 __all__ = ["Segmenter"]
 
@@ -160,7 +160,4 @@ class Segmenter:
             labels = self.exported.labels(batch)
             return [m.astype(bool) for m in labels] if self.exported.multilabel else labels
         x = torch.stack([self.transform(image=im)["image"] for im in batch]).to(self.device)
-        if self.thresholds is not None:  # multi-label: (K, H, W) booleans, each class above its threshold
-            cut = torch.tensor(self.thresholds, device=self.device).view(1, -1, 1, 1)
-            return list((predict_probs(self.model, x, **self.settings) > cut).cpu().numpy())
-        return [p.cpu().numpy() for p in predict_labels(self.model, x, **self.settings)]
+        return [p.cpu().numpy() for p in predict_labels(self.model, x, **self.settings)]  # multi-label: (K, H, W)

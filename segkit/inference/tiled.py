@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..head import Head
 from .predict import _window_starts, class_probabilities, predict_probs
 
 # read(y0, y1, x0, x1): the normalized (1, C, y1 - y0, x1 - x0) region of the image, on the model's device
@@ -83,12 +84,14 @@ def tiled_labels(
     flip: bool = False,
     on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """The (H, W) uint8 class-index map (on the CPU) of :func:`tiled_probs`, the one full-size array it fills.
+    """The (H, W) uint8 class-index map (on the CPU) of :func:`tiled_probs` (the model's decision,
+    :meth:`~segkit.head.Head.decide`), the one full-size array it fills.
     ``on_rows(y0, labels, probs)`` sees each final band, its (rows, W) labels and (K, rows, W) probabilities,
     before the next band is computed."""
+    head = Head.of(model)
     labels = torch.empty((height, width), dtype=torch.uint8)
     for y0, probs in tiled_probs(model, read, height, width, window, overlap, scales, flip):
-        rows = probs.argmax(0).to(torch.uint8).cpu()
+        rows = head.decide(probs[None])[0].cpu()
         labels[y0 : y0 + len(rows)] = rows
         if on_rows is not None:
             on_rows(y0, rows, probs)

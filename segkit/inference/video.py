@@ -23,6 +23,7 @@ import torch
 
 from ..data.base import read_image, write_label_png
 from ..data.visualize import overlay
+from ..head import Head
 from ..io.disk import DiskFullError, free_bytes, written_whole
 from .image_files import IMAGE_SUFFIXES
 from .predict import label_maps, predict_probs
@@ -177,12 +178,13 @@ def _segment(model, decoded: queue.Queue, encoded: queue.Queue, settings, batch_
     fails: ``errors``); the frames handed on, and the message of a video that ended early."""
     written = 0
     batch: list = []
+    head = Head.of(model)
     while not errors:
         item = decoded.get()
         end = item is _END or isinstance(item, Exception)
         if batch and (end or len(batch) == batch_size):
             inputs = torch.stack([b[2] for b in batch]).to(device)
-            for (index, frame, _), labels in zip(batch, label_maps(predict_probs(model, inputs, **settings))):
+            for (index, frame, _), labels in zip(batch, label_maps(head, predict_probs(model, inputs, **settings))):
                 encoded.put((index, frame, labels.cpu().numpy()))
                 written += 1
             if progress is not None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
+from ..head import Head
 from ..metrics import ConfusionMatrix, MultilabelCounts, format_iou_table, multilabel_scores, segmentation_scores
 from ..models import DeepLabV3Plus
 from .checkpoints import LossWatch
@@ -330,15 +331,16 @@ class SegmentationTask(L.LightningModule):
     def on_predict_start(self) -> None:
         self._set_eval_stride(True)
 
+    @property
+    def head(self) -> Head:
+        """The model's :class:`~segkit.head.Head` at the task's thresholds."""
+        mode = "binary" if self.model.binary else "multilabel" if self.hparams.multilabel else "multiclass"
+        return Head(mode, self.hparams.num_classes, self.thresholds)
+
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) logits -> class indices (B, H, W), or for multilabel masks (B, K, H, W) booleans: each
-        class's probability above its threshold."""
-        if self.model.binary:
-            return (logits[:, 0].sigmoid() > self.thresholds[0]).long()
-        if not self.hparams.multilabel:
-            return logits.argmax(1)
-        thresholds = torch.tensor(self.thresholds, device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
-        return logits.sigmoid() > thresholds
+        class's probability above its threshold (:meth:`~segkit.head.Head.decide_logits`)."""
+        return self.head.decide_logits(logits)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits, target = self(batch["image"]), self._target(batch["mask"])
@@ -360,9 +362,7 @@ class SegmentationTask(L.LightningModule):
         if self.hparams.multilabel:
             decided = self.decide(self(batch["image"]))
             return [d[:, :h, :w] for d, (h, w) in zip(decided, batch["size"].tolist())]
-        return [
-            d[:h, :w].to(torch.uint8) for d, (h, w) in zip(self.decide(self(batch["image"])), batch["size"].tolist())
-        ]
+        return [d[:h, :w] for d, (h, w) in zip(self.decide(self(batch["image"])), batch["size"].tolist())]
 
     def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
         confmat = metric.compute()  # summed over all processes
