@@ -3,81 +3,53 @@ masks equal to each decoded frame predicted as an image, --every, folders of fra
 
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from helpers import CONFIGS, run_here
 from PIL import Image
+from videos import decoded_frames, pan_frames, write_video
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform
 from segkit.inference import load_inference_model, predict_probs
 
 
-def _frames(photos, count: int, size=(96, 128)) -> list[np.ndarray]:
-    """``count`` RGB frames of a camera panning over a photo."""
-    photo = cv2.cvtColor(cv2.imread(str(next(photos.glob("*513x513.png")))), cv2.COLOR_BGR2RGB)
-    h, w = size
-    return [np.ascontiguousarray(photo[3 * i : 3 * i + h, 5 * i : 5 * i + w]) for i in range(count)]
-
-
-def _write_video(path, frames, fps: float, fourcc: str = "mp4v") -> None:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-def _decoded(path) -> tuple[list[np.ndarray], float]:
-    """Every frame of a video as OpenCV decodes it (RGB), and its frame rate."""
-    capture = cv2.VideoCapture(str(path))
-    fps, frames = capture.get(cv2.CAP_PROP_FPS), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames, fps
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-
-def _labels(model, frame) -> np.ndarray:
+def _assert_predicted_alone(mask: np.ndarray, model, frame: np.ndarray) -> None:
+    """``mask`` is ``frame`` predicted alone, but for pixels whose two most probable classes are within float
+    rounding of each other (a batch of frames runs other convolution kernels than one frame: the last bits of
+    the probabilities may differ)."""
     x = eval_transform(XCEPTION_MEAN, XCEPTION_STD)(image=frame)["image"][None]
-    return predict_probs(model, x)[0].argmax(0).to(torch.uint8).numpy()
+    probs = predict_probs(model, x)[0]
+    differ = torch.from_numpy(mask) != probs.argmax(0)
+    top2 = probs.topk(2, 0).values
+    assert differ.float().mean() < 1e-3 and (top2[0] - top2[1])[differ].le(1e-4).all()
 
 
 def _predict(capsys, tmp_path, *args):
     return run_here(capsys, "predict", "--config", CONFIGS / "voc.yaml", *args, cwd=tmp_path)
 
 
-@pytest.fixture(scope="module")
-def clip(photos, tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    _write_video(path, _frames(photos, 24), fps=12)
-    return path
-
-
 def test_a_video_gives_an_overlay_video_and_a_mask_per_frame(varied_checkpoint, clip, tmp_path, capsys):
     """24 frames at 12 frames/s in, batches of 5 (the last one short): 24 frames out at 12 frames/s and the
-    input's size; each mask equals the decoded frame predicted alone as an image, and holds several classes."""
+    input's size; each mask is the decoded frame predicted alone as an image, and holds several classes."""
     out = tmp_path / "out"
     ckpt = ("--ckpt_path", str(varied_checkpoint))
     proc = _predict(capsys, tmp_path, *ckpt, "--input", str(clip), "--output", str(out), "--masks", "--batch_size", "5")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"wrote 24 frames to {out / 'clip_overlay.mp4'} and 24 masks to {out / 'clip_masks'}" in proc.stdout
-    written, fps = _decoded(out / "clip_overlay.mp4")
+    written, fps = decoded_frames(out / "clip_overlay.mp4")
     assert len(written) == 24 and fps == pytest.approx(12)
     assert written[0].shape == (96, 128, 3)
-    inputs, _ = _decoded(clip)
+    inputs, _ = decoded_frames(clip)
     model = load_inference_model(varied_checkpoint)
     masks = sorted((out / "clip_masks").glob("*.png"))
     assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(24)]
     seen = set()
     for i in (0, 11, 23):
         mask = np.array(Image.open(masks[i]))
-        assert np.array_equal(mask, _labels(model, inputs[i])), i
+        _assert_predicted_alone(mask, model, inputs[i])
         seen |= set(np.unique(mask).tolist())
-    assert len(seen) >= 2
+    assert len(seen) >= 2  # by construction on the first decoded frame (conftest.VARIED_SETTINGS)
     # the overlay is the frame blended with the mask's colours: it differs from the frame where labelled
     assert np.abs(written[0].astype(int) - inputs[0].astype(int)).mean() > 5
 
@@ -85,37 +57,37 @@ def test_a_video_gives_an_overlay_video_and_a_mask_per_frame(varied_checkpoint, 
     assert again.returncode == 1 and "clip_overlay.mp4 already exists" in again.stderr
 
 
-def test_every_nth_frame_and_a_folder_of_frames(varied_checkpoint, clip, photos, tmp_path, capsys):
+def test_every_nth_frame_and_a_folder_ofpan_frames(varied_checkpoint, clip, photos, tmp_path, capsys):
     """--every 5 on 24 frames: frames 0, 5, 10, 15, 20 at 12 / 5 frames/s. A folder of 7 PNG frames with --fps
     10: 7 frames out at 10 frames/s, the masks named after the frames and equal to their predictions."""
     ckpt = ("--ckpt_path", str(varied_checkpoint))
     proc = _predict(capsys, tmp_path, *ckpt, "--input", str(clip), "--output", str(tmp_path / "a"), "--every", "5")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    written, fps = _decoded(tmp_path / "a" / "clip_overlay.mp4")
+    written, fps = decoded_frames(tmp_path / "a" / "clip_overlay.mp4")
     assert len(written) == 5 and fps == pytest.approx(2.4)
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    frames = _frames(photos, 7)
+    frames = pan_frames(photos, 7)
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"f{i:03d}.png")
     out = tmp_path / "b"
     proc = _predict(capsys, tmp_path, *ckpt, "--input", str(folder), "--output", str(out), "--fps", "10", "--masks")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    written, fps = _decoded(out / "frames_overlay.mp4")
+    written, fps = decoded_frames(out / "frames_overlay.mp4")
     assert len(written) == 7 and fps == pytest.approx(10)
     model = load_inference_model(varied_checkpoint)
-    assert np.array_equal(np.array(Image.open(out / "frames_masks" / "f006.png")), _labels(model, frames[6]))
+    _assert_predicted_alone(np.array(Image.open(out / "frames_masks" / "f006.png")), model, frames[6])
 
 
 def test_broken_videos_are_named_in_one_line(varied_checkpoint, photos, tmp_path, capsys):
     """A truncated AVI (its header announces 30 frames, 15 can be read): the frames read are written and the
     command says what happened, exit 1. Not a video, and a frame of another size in a folder: one line each."""
     avi = tmp_path / "cut.avi"
-    _write_video(avi, _frames(photos, 30), fps=25, fourcc="MJPG")
+    write_video(avi, pan_frames(photos, 30), fps=25, fourcc="MJPG")
     data = avi.read_bytes()
     avi.write_bytes(data[: len(data) // 2])
-    readable = len(_decoded(avi)[0])
+    readable = len(decoded_frames(avi)[0])
     assert 0 < readable < 30
     ckpt = ("--ckpt_path", str(varied_checkpoint))
     proc = _predict(capsys, tmp_path, *ckpt, "--input", str(avi), "--output", str(tmp_path / "out"))
@@ -123,7 +95,7 @@ def test_broken_videos_are_named_in_one_line(varied_checkpoint, photos, tmp_path
     overlay = tmp_path / "out" / "cut_overlay.mp4"
     line = f"segkit predict: {avi} ends after {readable} of the 30 frames its header announces; wrote {readable} "
     assert line + f"frames to {overlay}" in proc.stderr, proc.stderr[-2000:]
-    assert len(_decoded(overlay)[0]) == readable
+    assert len(decoded_frames(overlay)[0]) == readable
 
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
@@ -133,7 +105,7 @@ def test_broken_videos_are_named_in_one_line(varied_checkpoint, photos, tmp_path
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    for i, frame in enumerate(_frames(photos, 3)):
+    for i, frame in enumerate(pan_frames(photos, 3)):
         Image.fromarray(frame if i != 2 else frame[:50]).save(folder / f"f{i}.png")
     proc = _predict(capsys, tmp_path, *ckpt, "--input", str(folder), "--output", str(tmp_path / "out3"), "--fps", "5")
     assert proc.returncode == 1

@@ -5,7 +5,8 @@ A full disk stops the command in one line (the partial video removed; the masks 
 Decoding, the model and encoding run at once in three threads joined by short queues: OpenCV and PyTorch
 release the GIL while they work, so the model does not wait for the decoder, nor the decoder for the
 encoder, and at most a few batches of frames are in memory. Frames are batched as ``segkit predict`` batches
-images of one size, so each frame's mask is that of the frame predicted alone as an image.
+images of one size, so each frame's mask is that of the frame predicted alone as an image (but for pixels
+whose two most probable classes tie to float rounding: a batch runs other convolution kernels).
 """
 
 from __future__ import annotations
