@@ -143,3 +143,28 @@ def trained_module(ckpt) -> nn.Module:
     from segkit.training.task import SegmentationTask
 
     return SegmentationTask.load_from_checkpoint(ckpt, map_location="cpu", pretrained=None).model.eval()
+
+
+def assert_labels_but_ties(labels, probs, gap: float = 1e-4) -> None:
+    """``labels`` (H, W) are the most probable classes of ``probs`` (K, H, W), but where the two most probable
+    classes lie within ``gap`` of each other: the labels of another float computation of the same probabilities
+    (another batch size's kernels, another summation order) may go either way there."""
+    import numpy as np
+
+    probs = torch.as_tensor(np.asarray(probs)) if not torch.is_tensor(probs) else probs
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    differ = labels != probs.argmax(0)
+    top2 = probs.topk(2, 0).values
+    assert differ.float().mean() < 1e-3 and (top2[0] - top2[1])[differ].le(gap).all(), int(differ.sum())
+
+
+class one_thread:
+    """``with one_thread():`` runs PyTorch on one thread, the arithmetic of :func:`segkit_torchrun`'s processes
+    (other thread counts split sums otherwise, so the last bits of probabilities, and labels at ties, differ)."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.threads)

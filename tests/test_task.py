@@ -4,6 +4,7 @@ norm, channels_last, gradient accumulation, torch.compile, and a training step w
 import lightning as L
 import pytest
 import torch
+from helpers import assert_labels_but_ties
 
 from segkit.data import SyntheticVOCDataModule
 from segkit.training.task import SegmentationTask
@@ -99,11 +100,12 @@ def test_predict_returns_maps_at_original_sizes(tiny_voc):
     ]
     with torch.no_grad():
         preds = task.predict_step(pad_collate(samples), 0)
-        alone = task(samples[1]["image"][None]).argmax(1)[0]
+        alone = task(samples[1]["image"][None]).softmax(1)[0]
     assert [tuple(p.shape) for p in preds] == [(40, 48), (64, 56)]
     assert preds[0].dtype == torch.uint8 and int(preds[0].max()) < 3
-    # the largest image is not padded, so its prediction equals whole-image inference
-    assert torch.equal(preds[1].long(), alone)
+    # the largest image is not padded, so its prediction is whole-image inference (a batch of two runs other
+    # kernels than one image: ties within float rounding may go either way)
+    assert_labels_but_ties(preds[1], alone)
 
     dm = VOCDataModule(root=str(tiny_voc), val_batch_size=2, num_workers=0)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

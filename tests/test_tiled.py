@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, run_here
+from helpers import CONFIGS, assert_labels_but_ties, run_here
 from PIL import Image
 from torch import nn
 
@@ -56,7 +56,7 @@ def test_one_pass_equals_the_in_memory_sliding_window(size):
     got = _tiled(model, image, 96)
     assert set(model.inputs) == {(96, 96)}
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
-    assert torch.equal(got.argmax(0), want.argmax(0))
+    assert_labels_but_ties(got.argmax(0), want)  # the same sums in another order
     read = lambda y0, y1, x0, x1: image[..., y0:y1, x0:x1]  # noqa: E731
     chunks = list(tiled_probs(model, read, *size, 96, chunk_bytes=6 * 4 * size[1] * 5))  # 5 rows at a time
     assert max(p.shape[1] for _, p in chunks) == 5 and len(chunks) >= size[0] // 5
