@@ -99,6 +99,11 @@ class WandbLogger(_LightningWandbLogger):
             rank_zero_info(f"segkit: W&B offline ({reason}); the run will be written under {save_dir}/wandb")
         super().__init__(project=project, name=name, tags=tags, save_dir=save_dir, log_model=log_model, **kwargs)
         self.offline_reason = reason
+        # Lightning passes anonymous=None, which wandb (0.19+) warns has no effect: leave it out
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+        # wandb looks for the git repository from the run's folder, and warns when the folder does not exist yet
+        os.makedirs(save_dir, exist_ok=True)
 
     def sync_hint(self) -> str | None:
         """How to upload the run, when it was written offline."""

@@ -83,7 +83,8 @@ def read_run(run_dir: Path) -> dict:
 
 
 def _fit(tiny_voc, cwd, *extra, devices=1, capsys=None):
-    """`segkit fit` for 4 steps; in this process when given ``capsys`` (one process only)."""
+    """`segkit fit` for 4 steps; in this process when given ``capsys`` (one process only; its stdout), else in a
+    subprocess (its stdout and stderr)."""
     args = (
         "fit",
         "--config",
@@ -109,7 +110,8 @@ def _fit(tiny_voc, cwd, *extra, devices=1, capsys=None):
         proc = run_here(capsys, *args, cwd=cwd)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
-    return segkit(*args, cwd=cwd, env={"WANDB_MODE": "offline"}, threads=1 if devices > 1 else None, check=True).stdout
+    proc = segkit(*args, cwd=cwd, env={"WANDB_MODE": "offline"}, threads=1 if devices > 1 else None, check=True)
+    return proc.stdout + proc.stderr
 
 
 def _eval(*args, cwd) -> subprocess.CompletedProcess:
@@ -142,6 +144,8 @@ def test_offline_run_holds_config_scalars_and_best_miou(wandb_run):
     assert run["summary"]["val/mIoU"] == {"max": pytest.approx(max(mious))}
     # the printed hint, once, names the run folder
     assert stdout.count("upload it with") == 1 and f"wandb sync lightning_logs/wandb/{run_dir.name}" in stdout
+    # no warning of W&B's about segkit's own settings (anonymous=None, a run folder not made yet, linked files)
+    assert "wandb: WARNING" not in stdout, [line for line in stdout.splitlines() if "WARNING" in line]
     # the run's own folder holds its checkpoints and config.yaml; W&B has the file too
     run_id = run_dir.name.rsplit("-", 1)[1]
     assert (cwd / "lightning_logs" / "segkit-voc" / run_id / "config.yaml").is_file()

@@ -10,6 +10,7 @@ the run's config saved in its own folder.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 
@@ -78,7 +79,8 @@ class SaveRunConfig(SaveConfigCallback):
         run = wandb_run(trainer)
         if run is not None:
             run.config.update(self.config.as_dict(), allow_val_change=True)
-            run.save(path, base_path=folder)
+            # a file in the run's files folder is uploaded with the run (run.save links it and says so)
+            shutil.copyfile(path, os.path.join(run.dir, os.path.basename(path)))
 
 
 class SegkitCLI(LightningCLI):
