@@ -5,9 +5,6 @@ segkit summary --encoder xception65 --size 513
 
 from __future__ import annotations
 
-from ..models import DeepLabV3Plus
-from ..models.complexity import complexity_table, count_macs
-
 
 def summary(
     encoder: str = "xception65",
@@ -25,6 +22,9 @@ def summary(
         output_stride: encoder output stride.
         decoder_channels: ASPP and decoder width.
     """
+    from ..models import DeepLabV3Plus  # here: --help answers without importing PyTorch
+    from ..models.complexity import complexity_table, count_macs
+
     model = DeepLabV3Plus(num_classes, encoder, output_stride, decoder_channels=decoder_channels)
     print(f"DeepLabV3+ {encoder}, {num_classes} classes, input {size}x{size}, output stride {output_stride}")
     print(complexity_table(model, (size, size)))
