@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import CONFIGS, TINY_VOC_ARGS, run_here, segkit
+from helpers import CONFIGS, TINY_VOC_ARGS, one_thread, run_here, segkit
 from torch import nn
 
 from segkit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm, is_main, rank_and_world
@@ -227,8 +227,9 @@ def test_validate_on_two_processes_equals_one(tiny_voc, checkpoint, tmp_path, ca
             "--trainer.default_root_dir",
             tmp_path / f"d{devices}",
         )
-        if devices == 1:  # in this process; DDP starts its processes from a command of its own
-            proc = run_here(capsys, *args, cwd=tmp_path)
+        if devices == 1:  # in this process, on one thread as each DDP process; DDP starts them from a command
+            with one_thread():
+                proc = run_here(capsys, *args, cwd=tmp_path)
             assert proc.returncode == 0, proc.stderr[-3000:]
         else:
             proc = segkit(*args, cwd=tmp_path, threads=1, check=True)
