@@ -58,9 +58,9 @@ class Head:
         object.__setattr__(self, "thresholds", thresholds)
 
     @classmethod
-    def of(cls, model) -> Head:
-        """The head of a :class:`~segkit.models.DeepLabV3Plus` (its ``binary``/``multilabel`` flags and, once loaded
-        for inference, its checkpoint's ``thresholds``)."""
+    def of(cls, model, thresholds: Sequence[float] | None = None) -> Head:
+        """The head of a :class:`~segkit.models.DeepLabV3Plus` (its ``binary``/``multilabel`` flags) at
+        ``thresholds``, by default the model's own (a checkpoint's, once loaded for inference)."""
         mode = (
             "binary"
             if getattr(model, "binary", False)
@@ -68,7 +68,7 @@ class Head:
             if getattr(model, "multilabel", False)
             else "multiclass"
         )
-        return cls(mode, model.num_classes, getattr(model, "thresholds", None))
+        return cls(mode, model.num_classes, thresholds or getattr(model, "thresholds", None))
 
     @property
     def outputs(self) -> int:

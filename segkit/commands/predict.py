@@ -102,7 +102,7 @@ def main(args: list[str]) -> None:
             f"segkit predict: {len(existing)} output file(s) already exist ({shown}); "
             "choose another --output or pass --overwrite"
         )
-    model, image_format, thresholds = checkpoint_and_format(cfg, datamodule)
+    model, image_format = checkpoint_and_format(cfg, datamodule)
     failed = predict_folder(
         model,
         files,
@@ -118,7 +118,7 @@ def main(args: list[str]) -> None:
         cfg.max_pixels,
         image_format.reader(),
         None if image_format.rgb else image_format.display,
-        None if names is None else (names, thresholds),
+        names,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
@@ -130,8 +130,7 @@ def main(args: list[str]) -> None:
 
 def checkpoint_and_format(cfg, datamodule):
     """The checkpoint's model as inference runs it, how its input images are read (:class:`ImageFormat`: the
-    checkpoint's record of its data, or the config's data set for a checkpoint without one), and a multilabel
-    model's per-class thresholds (``segkit eval --tune_thresholds`` stores them; 0.5 otherwise)."""
+    checkpoint's record of its data, or the config's data set for a checkpoint without one)."""
     from ..data.bands import ImageFormat
     from ..inference.predict import checkpoint_model
     from ..io.torch_files import read_checkpoint
@@ -139,7 +138,7 @@ def checkpoint_and_format(cfg, datamodule):
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = checkpoint_model(checkpoint, cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
     image_format = ImageFormat.from_record(checkpoint.get("segkit_data") or datamodule.inference_record())
-    return model, image_format, getattr(model, "thresholds", None)
+    return model, image_format
 
 
 def predict_video_file(p, cfg, datamodule) -> None:
@@ -159,7 +158,7 @@ def predict_video_file(p, cfg, datamodule) -> None:
     existing = [f for f in video_outputs(output, frames.source, cfg.masks) if f.exists()]
     if existing and not cfg.overwrite:
         sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
-    model, image_format, _ = checkpoint_and_format(cfg, datamodule)
+    model, image_format = checkpoint_and_format(cfg, datamodule)
     if datamodule.multilabel:
         sys.exit("segkit predict: videos are predicted with single-label models; give a multilabel model images")
     if not image_format.rgb:

@@ -169,12 +169,12 @@ def multilabel_overlay(image: np.ndarray, decided: np.ndarray, palette: np.ndarr
     return np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
 
 
-def _save_batch(output, paths, pictures, probs, palette, confidence: bool, labels, head: Head) -> None:
+def _save_batch(output, paths, pictures, probs, palette, confidence: bool, class_names, head: Head) -> None:
     """The files of a batch's predictions, decided by ``head``: :func:`save_prediction` per image, or for a
-    multi-label model (``labels``: class names and thresholds) :func:`save_multilabel_prediction`."""
-    if labels is not None:
+    multi-label model (``class_names``) :func:`save_multilabel_prediction`."""
+    if class_names is not None:
         for path, picture, decided in zip(paths, pictures, head.decide(probs).cpu().numpy()):
-            save_multilabel_prediction(output, path, picture, decided, labels[0], palette)
+            save_multilabel_prediction(output, path, picture, decided, class_names, palette)
         return
     for path, picture, pred, p in zip(paths, pictures, label_maps(head, probs), probs):
         save_prediction(output, path, picture, pred.cpu().numpy(), palette, p if confidence else None)
@@ -253,17 +253,16 @@ def save_tiled_multilabel_prediction(
     transform,
     palette: np.ndarray,
     options: dict,
-    labels: tuple[list[str], list[float]],
+    names: list[str],
     device: str = "cpu",
     display: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
-    """:func:`save_multilabel_prediction` of an image too large to predict whole (``labels``: class names and
-    thresholds): its full-size arrays are the image and the K masks (one byte a pixel each); the image becomes
-    the overlay in place, band by band, as in :func:`save_tiled_prediction`."""
-    names, thresholds = labels
+    """:func:`save_multilabel_prediction` of an image too large to predict whole (``names``: the classes): its
+    full-size arrays are the image and the K masks (one byte a pixel each); the image becomes the overlay in
+    place, band by band, as in :func:`save_tiled_prediction`."""
     decided = np.empty((len(names), *image.shape[:2]), bool)
     picture = image if display is None else display(image)
-    head = Head("multilabel", len(names), thresholds)
+    head = Head.of(model)
     read = window_reader(image, transform, device)
     for y0, probs in tiled_probs(model, read, *image.shape[:2], **options):
         band = head.decide(probs[None])[0].cpu().numpy()
@@ -277,7 +276,7 @@ def save_tiled_multilabel_prediction(
 
 
 def _predict_tiled_file(
-    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say, read, display, labels
+    model, output: Path, path: Path, transform, palette, plan: MemoryPlan, device, say, read, display, class_names
 ) -> str | None:
     """Reads and predicts one image band by band (saying so with ``say``); the reason when it cannot be read."""
     try:
@@ -286,10 +285,10 @@ def _predict_tiled_file(
         say(f"skipped: {e}")
         return str(e)
     say(plan.describe(path.name, *image.shape[:2]))
-    if labels is not None:
+    if class_names is not None:
         options = plan.tile_options
         save_tiled_multilabel_prediction(
-            model, output, path, image, transform, palette, options, labels, device, display
+            model, output, path, image, transform, palette, options, class_names, device, display
         )
         return None
     save_tiled_prediction(
@@ -323,7 +322,7 @@ def predict_folder(
     max_pixels: int = MAX_PIXELS,
     read: Callable[[Path], np.ndarray] = read_image,
     display: Callable[[np.ndarray], np.ndarray] | None = None,
-    labels: tuple[list[str], list[float]] | None = None,
+    class_names: list[str] | None = None,
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
@@ -332,8 +331,8 @@ def predict_folder(
     ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
     ``read``: path -> image as the model's data set reads it (RGB by default); ``display``: such an image ->
-    the RGB uint8 picture of the overlay (None: the image is RGB). ``labels``: for a multi-label model, its
-    class names and per-class thresholds: one mask per class (:func:`save_multilabel_prediction`, tiled
+    the RGB uint8 picture of the overlay (None: the image is RGB). ``class_names``: for a multi-label model, its
+    classes: one mask per class, each at the model's threshold (:func:`save_multilabel_prediction`, tiled
     :func:`save_tiled_multilabel_prediction`).
     """
     model = model.to(device).eval()
@@ -354,7 +353,7 @@ def predict_folder(
         probs = predict_probs(model, torch.stack([s["input"] for s in pending]).to(device), **settings)
         paths = [dataset.files[s["index"]] for s in pending]
         pictures = [show(s["image"]) for s in pending]
-        _save_batch(output, paths, pictures, probs, palette, confidence, labels, Head.of(model))
+        _save_batch(output, paths, pictures, probs, palette, confidence, class_names, Head.of(model))
         pending.clear()
 
     with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
@@ -367,7 +366,7 @@ def predict_folder(
                 if pending:
                     flush()
                 error = _predict_tiled_file(
-                    model, output, path, transform, palette, plan, device, bar.write, read, display, labels
+                    model, output, path, transform, palette, plan, device, bar.write, read, display, class_names
                 )
                 if error:
                     failed.append((path, error))

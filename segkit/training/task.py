@@ -334,8 +334,7 @@ class SegmentationTask(L.LightningModule):
     @property
     def head(self) -> Head:
         """The model's :class:`~segkit.head.Head` at the task's thresholds."""
-        mode = "binary" if self.model.binary else "multilabel" if self.hparams.multilabel else "multiclass"
-        return Head(mode, self.hparams.num_classes, self.thresholds)
+        return Head.of(self.model, self.thresholds)
 
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) logits -> class indices (B, H, W), or for multilabel masks (B, K, H, W) booleans: each
