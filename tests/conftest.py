@@ -110,8 +110,8 @@ def photos(tiny_voc, tmp_path_factory):
 # the three photos sorted by name, then that frame as OpenCV decodes it. Each threshold adds a border between
 # classes where float rounding may flip a pixel: no more than needed.
 VARIED_SETTINGS = (
-    {"scales": (1.0,), "flip": False, "groups": 2},
-    {"scales": (0.5, 1.0, 1.75), "flip": True, "groups": 2, "images": [0, 1, 2]},
+    {"scales": (1.0,), "flip": False},
+    {"scales": (0.5, 1.0, 1.75), "flip": True, "images": [0, 1, 2]},
 )
 
 
@@ -128,7 +128,7 @@ def clip(photos, tmp_path_factory):
 @pytest.fixture(scope="session")
 def varied_checkpoint(random_bn_checkpoint, photos, clip, tmp_path_factory):
     """:func:`random_bn_checkpoint` whose label maps of :func:`photos` and of :func:`clip`'s first frame hold several
-    classes by construction under every setting of ``VARIED_SETTINGS`` (``groups`` disjoint sets of classes,
+    classes by construction under every setting of ``VARIED_SETTINGS`` (two disjoint sets of classes,
     each on 2% of the image or more; tests/varied_labels.py), so that agreeing labels say something: the
     briefly trained model's maps are all background."""
     from varied_labels import set_varied_classifier

@@ -2,6 +2,7 @@
 segkit in this process or in a subprocess, and references (the official graph's tolerance, randomized batch
 norm, a trained module). Fixtures are in conftest.py."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -158,13 +159,13 @@ def assert_labels_but_ties(labels, probs, gap: float = 1e-4) -> None:
     assert differ.float().mean() < 1e-3 and (top2[0] - top2[1])[differ].le(gap).all(), int(differ.sum())
 
 
-class one_thread:
+@contextlib.contextmanager
+def one_thread():
     """``with one_thread():`` runs PyTorch on one thread, the arithmetic of :func:`segkit_torchrun`'s processes
     (other thread counts split sums otherwise, so the last bits of probabilities, and labels at ties, differ)."""
-
-    def __enter__(self) -> None:
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

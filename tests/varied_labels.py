@@ -7,13 +7,12 @@ for thresholds ``t_1 < ... < t_M``; its increments ``s * (P - t_c)`` fall with `
 in ``c``, the class probabilities unimodal, and the most probable class is the number of thresholds below
 ``P``.
 
-Inference averages class probabilities over scales and flips, and logits over overlapping windows (linear:
-the window average of such logits is the same form of the window-averaged ``P``). A pixel whose every pass
+Inference averages class probabilities over scales and flips. A pixel whose every pass
 puts ``P`` below a threshold ``t`` gets a class of at most the thresholds below ``t`` (each pass's distribution
 falls beyond that class, so their mean does); one whose every pass puts ``P`` above ``t`` gets a larger class.
-So thresholds chosen where the passes of an image agree split it into groups of disjoint classes; the
+So a threshold chosen where the passes of an image agree splits it into two groups of disjoint classes; the
 construction measures each group's share of the image on this machine's own floats, with a margin far above
-the float noise between PyTorch, folded batch norm and ONNX Runtime, so every group's classes are there.
+the float noise between PyTorch, folded batch norm and ONNX Runtime, so both groups' classes are there.
 """
 
 from __future__ import annotations
@@ -26,14 +25,14 @@ from torch import nn
 from segkit.inference.predict import _scale_logits
 
 
-def _feature_passes(model: nn.Module, image: torch.Tensor, scales, flip: bool, window: int | None) -> torch.Tensor:
+def _feature_passes(model: nn.Module, image: torch.Tensor, scales, flip: bool) -> torch.Tensor:
     """(passes, C, H, W): the classifier's input features of every scale and flip, resized to the image as
     inference resizes logits (``model.decoder.classifier`` is the identity here)."""
     passes = []
     for scale in scales:
         for flipped in (False, True) if flip else (False,):
             x = image.flip(-1) if flipped else image
-            f = _scale_logits(model, x, scale, window, 1 / 3)[0]
+            f = _scale_logits(model, x, scale, None, 1 / 3)[0]
             passes.append(f.flip(-1) if flipped else f)
     return torch.stack(passes)
 
@@ -44,26 +43,18 @@ def _principal_direction(passes: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.svd(f - f.mean(0), full_matrices=False).Vh[0].float()
 
 
-def _best_cuts(low: torch.Tensor, high: torch.Tensor, count: int, margin: float) -> tuple[list[float], float]:
-    """``count`` thresholds among quantiles of the passes' mean that maximize the smallest share of pixels whose
-    every pass lies in one interval between them, ``margin`` inside it; returns them and that share."""
+def _share(low: torch.Tensor, high: torch.Tensor, cut: float, margin: float) -> float:
+    """The smaller of the shares of pixels whose every pass lies below ``cut`` and above it, ``margin`` away."""
+    return min((high < cut - margin).float().mean().item(), (low > cut + margin).float().mean().item())
+
+
+def _best_cut(low: torch.Tensor, high: torch.Tensor, margin: float) -> tuple[float, float]:
+    """The threshold among quantiles of the passes' mean that maximizes :func:`_share`, and that share."""
     low, high = low.flatten(), high.flatten()
     step = max(1, low.numel() // 20000)
     grid = torch.quantile(((low + high) / 2)[::step], torch.linspace(0.02, 0.98, 49)).unique().tolist()
-    best, best_share = None, -1.0
-    for i, a in enumerate(grid):
-        for b in grid[i + 1 :] if count == 2 else [None]:
-            cuts = [a] if b is None else [a, b]
-            edges = [-float("inf"), *cuts, float("inf")]
-            shares = [
-                ((low[::step] > lo + margin) & (high[::step] < hi - margin)).float().mean().item()
-                for lo, hi in zip(edges, edges[1:])
-            ]
-            if min(shares) > best_share:
-                best, best_share = cuts, min(shares)
-    edges = [-float("inf"), *best, float("inf")]
-    share = min(((low > lo + margin) & (high < hi - margin)).float().mean().item() for lo, hi in zip(edges, edges[1:]))
-    return best, share
+    cut = max(grid, key=lambda t: _share(low[::step], high[::step], t, margin))
+    return cut, _share(low, high, cut, margin)
 
 
 @torch.no_grad()
@@ -74,16 +65,15 @@ def set_varied_classifier(
     scale: float = 20.0,
 ) -> list[list[float]]:
     """Sets ``model.decoder.classifier`` (a 1x1 convolution to K classes) so that on each of ``images``
-    (normalized, (1, C, H, W)) and under each of ``settings`` (``scales``, ``flip``, ``window``; ``groups``, 2 or
-    3, the classes the image must show; ``images``, the indices of the images it applies to, all by default)
-    the labels fall into ``groups`` disjoint sets of classes. Returns, per setting, each image's smallest group
-    share (of the image's pixels). ``scale``: the logit increment per threshold crossed, per standard deviation
-    of ``P``."""
+    (normalized, (1, C, H, W)) and under each of ``settings`` (``scales``, ``flip``; ``images``, the indices of
+    the images it applies to, all by default) the labels fall into two disjoint sets of classes. Returns, per
+    setting, each image's smaller group share (of the image's pixels). ``scale``: the logit increment per
+    threshold crossed, per standard deviation of ``P``."""
     classifier = model.decoder.classifier
     model.decoder.classifier = nn.Identity()
     passes = [
         [
-            _feature_passes(model, image, s["scales"], s["flip"], s.get("window"))
+            _feature_passes(model, image, s["scales"], s["flip"])
             for i, image in enumerate(images)
             if i in s.get("images", range(len(images)))
         ]
@@ -96,11 +86,11 @@ def set_varied_classifier(
     direction = direction / spread  # P in units of its standard deviation
     margin = 0.02  # of a standard deviation of P
     cuts, shares = [], []
-    for setting, per_setting in zip(settings, projections):
+    for per_setting in projections:
         shares.append([])
         for p in per_setting:
-            chosen, share = _best_cuts(p.amin(0) / spread, p.amax(0) / spread, setting["groups"] - 1, margin)
-            cuts += chosen
+            cut, share = _best_cut(p.amin(0) / spread, p.amax(0) / spread, margin)
+            cuts.append(cut)
             shares[-1].append(share)
 
     thresholds = sorted(cuts)
