@@ -12,7 +12,7 @@ Three kinds, named as segmentation-models-pytorch names them in its losses and `
 Inference averages the probabilities over scales and flips (:func:`segkit.inference.predict_probs`) and then
 decides once, here (:meth:`Head.decide`): eval, predict, tiling, video, Segmenter, the exported graph, W&B and
 training's validation all call it, so a threshold is applied in one place. The threshold tuning
-(:mod:`segkit.thresholds`) counts probabilities against the same float32 thresholds with the same strict
+(:mod:`segkit.evaluation.thresholds`) counts probabilities against the same float32 thresholds with the same strict
 comparison, so the scores it reports are those of deciding at the thresholds it chooses.
 """
 

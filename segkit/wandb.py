@@ -37,9 +37,9 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from .data.base import IGNORE_INDEX
 from .data.visualize import confusion_heatmap
+from .evaluation.metrics import segmentation_scores
 from .head import Head
 from .inference import label_maps
-from .metrics import segmentation_scores
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 

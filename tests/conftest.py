@@ -27,13 +27,14 @@ def official(tmp_path_factory):
     """``official(arch)``: the prefix of a checkpoint of the official DeepLabV3+ graph (tests/official_tf.py, run
     by TensorFlow in a subprocess) with random weights and batch-norm statistics, for ``xception41/65/71``;
     next to it the graph's inputs and logits at 513 and 320 px (odd and even), output strides 16 and 8
-    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). The three graphs run once per session, in
-    one TensorFlow process."""
+    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). Each graph runs once per session, in a
+    TensorFlow process of its own, when a test first asks for it (most need Xception-41 alone)."""
     root = tmp_path_factory.mktemp("official")
 
     def reference(arch: str) -> str:
         if not (root / arch / "model.ckpt.index").exists():
-            python(REPO / "tests" / "official_tf.py", root, "41,65,71", "513,320", "16,8", cwd=root, check=True)
+            depth = arch.removeprefix("xception")
+            python(REPO / "tests" / "official_tf.py", root, depth, "513,320", "16,8", cwd=root, check=True)
         return str(root / arch / "model.ckpt")
 
     return reference

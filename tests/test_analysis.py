@@ -1,5 +1,5 @@
-"""segkit.analysis against independent computations: the official Boundary IoU code, hand-computed shifts and thin
-structures, scipy's morphological dilation for the trimap, torchmetrics for the calibration error."""
+"""segkit.evaluation.analysis against independent computations: the official Boundary IoU code, hand-computed
+shifts and thin structures, scipy's morphological dilation for the trimap, torchmetrics for the calibration error."""
 
 import math
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from segkit.analysis import (
+from segkit.evaluation.analysis import (
     BoundaryIoU,
     CalibrationError,
     PerImageScores,
@@ -18,8 +18,8 @@ from segkit.analysis import (
     class_boundaries,
     void_distance,
 )
-from segkit.analysis.boundaries import boundary_width
-from segkit.metrics import ConfusionMatrix, segmentation_scores
+from segkit.evaluation.analysis.boundaries import boundary_width
+from segkit.evaluation.metrics import ConfusionMatrix, segmentation_scores
 
 
 def official_mask_to_boundary(mask: np.ndarray, dilation: int) -> np.ndarray:
@@ -193,7 +193,7 @@ def test_per_image_counts_sum_to_the_confusion_matrix():
 
 
 def test_eval_analysis_results_can_be_read_twice():
-    from segkit.analysis import EvalAnalysis
+    from segkit.evaluation.analysis import EvalAnalysis
 
     analysis = EvalAnalysis(2, per_image=True, trimap_widths=(2,), boundary_ratio=0.02, calibration_bins=5)
     truth, pred = square(), square(left=22)

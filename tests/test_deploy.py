@@ -11,9 +11,9 @@ import onnx
 import pytest
 from helpers import CONFIGS, run_here
 
-from segkit.export.metadata import read_metadata, write_metadata
 from segkit.export.quantize import calibration_indices
 from segkit.inference.segmenter import Segmenter
+from segkit.io.exported_metadata import read_metadata, write_metadata
 
 DATA = ("--data.num_workers", "0")
 

@@ -54,6 +54,7 @@ def _sync_bn_worker(rank, world, port, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes / a tool's quick run: after the default set
 def test_sync_batchnorm_on_two_cpu_processes_equals_one_batchnorm_over_the_batch(tmp_path):
     mp.spawn(_sync_bn_worker, args=(2, 29531, str(tmp_path)), nprocs=2)
     got = [torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in range(2)]

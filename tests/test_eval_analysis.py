@@ -1,6 +1,6 @@
 """`segkit eval`'s analysis options end to end: the per-image CSV against the confusion matrix, the worst images,
-the JSON's numbers against segkit.analysis run by hand on the same predictions, prediction folders, one process
-against two, and `segkit predict --confidence`."""
+the JSON's numbers against segkit.evaluation.analysis run by hand on the same predictions, prediction folders,
+one process against two, and `segkit predict --confidence`."""
 
 import csv
 import json
@@ -11,9 +11,9 @@ import torch
 from helpers import CONFIGS, one_thread, run_here, segkit_here, segkit_torchrun
 from PIL import Image
 
-from segkit.analysis import BoundaryIoU, CalibrationError, TrimapScores
 from segkit.data import VOCDataModule
 from segkit.data.transforms import eval_transform
+from segkit.evaluation.analysis import BoundaryIoU, CalibrationError, TrimapScores
 from segkit.inference import load_inference_model, predict_probs
 
 ANALYSIS = ["--trimap", "1", "3", "8", "--boundary_iou", "--worst", "2"]

@@ -5,7 +5,7 @@ import math
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from segkit.metrics import ConfusionMatrix, format_iou_table, segmentation_scores
+from segkit.evaluation.metrics import ConfusionMatrix, format_iou_table, segmentation_scores
 
 
 def test_confusion_matrix_by_hand():

@@ -15,9 +15,9 @@ from torchmetrics.classification import MultilabelJaccardIndex
 
 from segkit.data import FolderDataModule
 from segkit.data.synthetic import make_synthetic_multilabel
+from segkit.evaluation.metrics import MultilabelCounts, multilabel_scores
+from segkit.evaluation.thresholds import EDGES, ThresholdHistograms, best_thresholds
 from segkit.head import Head
-from segkit.metrics import MultilabelCounts, multilabel_scores
-from segkit.thresholds import EDGES, ThresholdHistograms, best_thresholds
 from segkit.training.losses import SegmentationLoss
 
 CLASSES = ["building", "road", "flooded"]

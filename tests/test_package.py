@@ -14,7 +14,7 @@ from helpers import CONFIGS, REPO, print_config, python
 
 from segkit import __version__
 from segkit.commands import main as segkit_main
-from segkit.config_files import bundled_configs, config_sources, description, resolve
+from segkit.commands.config_lookup import bundled_configs, config_sources, description, resolve
 
 BUNDLED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
@@ -112,7 +112,7 @@ def test_configs_lists_and_copies_without_overwriting(tmp_path, monkeypatch, cap
     segkit_main(["configs", "cityscapes", "--output", "-"])
     assert capsys.readouterr().out == (CONFIGS / "cityscapes.yaml").read_text()
     assert _exit_message(["configs", "nope"]).startswith("segkit configs: no bundled config nope (bundled: ade20k,")
-    monkeypatch.setattr("segkit.config_files.CONFIG_DIR", tmp_path / "missing")  # a broken installation
+    monkeypatch.setattr("segkit.commands.config_lookup.CONFIG_DIR", tmp_path / "missing")  # a broken installation
     assert _exit_message(["configs"]) == (
         f"segkit configs: no configs in {tmp_path / 'missing'}: this installation of segkit is incomplete, reinstall it"
     )
@@ -132,6 +132,59 @@ def test_version_and_python_m_segkit(tmp_path):
         1,
         f"segkit configs: no bundled config nope (bundled: {', '.join(BUNDLED)})\n",
     )
+
+
+LIGHT_COMMANDS = (
+    "eval",
+    "predict",
+    "export",
+    "convert",
+    "summary",
+    "configs",
+    "data check",
+    "data sbd",
+    "data synthetic",
+)
+HEAVY = ("torch", "lightning", "wandb", "matplotlib")
+
+
+def test_help_of_every_command_but_fit_imports_no_pytorch(tmp_path):
+    """`segkit <command> --help` prints its options without importing PyTorch, Lightning, W&B or matplotlib (help
+    in a fraction of a second; docs/benchmarks.md has the timings)."""
+    probe = (
+        "import sys\nfrom segkit.commands import main\n"
+        f"for command in {LIGHT_COMMANDS!r}:\n"
+        "    try:\n        main([*command.split(), '--help'])\n    except SystemExit as e:\n"
+        "        assert e.code in (0, None), (command, e.code)\n"
+        f"print('imported:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = python("-c", probe, cwd=tmp_path, check=True).stdout
+    assert out.endswith("imported: []\n"), out[-300:]
+    for command in ("eval", "predict", "export", "convert"):
+        assert f"usage: segkit {command}" in out
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "export", "convert"])
+def test_the_help_only_parser_lists_the_options_of_the_full_one(command):
+    """The help-only parser (the data and model sections as one option each) has every other option of the
+    parser that runs the command, with the same defaults."""
+    import importlib
+
+    module = importlib.import_module(f"segkit.commands.{command}")
+    full, light = module.parser(), module.parser(help_only=True)
+
+    def options(parser) -> dict:
+        found = {}
+        for action in parser._actions:
+            for flag in action.option_strings:
+                top = flag.split(".")[0]
+                if top in ("--data", "--model") and command != "export" or flag.startswith("--data"):
+                    found[top] = None
+                else:
+                    found[flag] = action.default
+        return found
+
+    assert options(light) == options(full)
 
 
 @pytest.mark.slow

@@ -12,12 +12,18 @@ from helpers import CONFIGS, run_here, segkit_here
 from PIL import Image
 
 from segkit.data.synthetic import make_synthetic_folder
+from segkit.evaluation.metrics import ConfusionMatrix, segmentation_scores
+from segkit.evaluation.thresholds import (
+    EDGES,
+    ThresholdHistograms,
+    best_binary_threshold,
+    binary_target,
+    threshold_bins,
+)
 from segkit.export import read_metadata
 from segkit.head import Head
 from segkit.inference.predict import class_probabilities, predict_probs
-from segkit.metrics import ConfusionMatrix, segmentation_scores
 from segkit.models import DeepLabV3Plus
-from segkit.thresholds import EDGES, ThresholdHistograms, best_binary_threshold, binary_target, threshold_bins
 from segkit.training.task import SegmentationTask
 
 

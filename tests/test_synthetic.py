@@ -14,7 +14,7 @@ from segkit.data import (
     VOCSegmentation,
     make_synthetic_voc,
 )
-from segkit.metrics import ConfusionMatrix, segmentation_scores
+from segkit.evaluation.metrics import ConfusionMatrix, segmentation_scores
 
 
 def _digest(folder):
@@ -39,6 +39,7 @@ def test_synthetic_is_deterministic_and_in_voc_layout(tmp_path):
     assert (a / "JPEGImages/synth_val_00000.jpg").is_file()
 
 
+@pytest.mark.slow  # two processes / a tool's quick run: after the default set
 def test_synthetic_generation_started_twice_at_once(tmp_path):
     """Two runs that generate the same set in one fresh folder at the same moment: one writes it, the other
     waits and reuses it; both succeed (without the lock, 200 images were enough for one to crash on the

@@ -109,6 +109,7 @@ def test_video_benchmark_quick_times_video_and_images(tmp_path):
     assert results["video_over_images"] > 0
 
 
+@pytest.mark.slow  # two processes / a tool's quick run: after the default set
 def test_bands_benchmark_quick_reads_every_set(tmp_path):
     """tools/benchmark_bands.py --quick: RGB JPEG/PNG and 4-band 16-bit TIFFs through the training dataset."""
     python(REPO / "tools" / "benchmark_bands.py", "--quick", "--json", tmp_path / "b.json", cwd=tmp_path, check=True)

@@ -57,8 +57,8 @@ from segkit.data import (
     make_synthetic_voc,
     train_transform,
 )
+from segkit.evaluation.metrics import ConfusionMatrix
 from segkit.inference import predict_probs
-from segkit.metrics import ConfusionMatrix
 from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.decoder import resize
 

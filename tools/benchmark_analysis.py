@@ -55,13 +55,19 @@ if hasattr(ev, "CheckpointPredictor"):
 else:  # a checkout from before predictors were objects
     predictor = ev.checkpoint_predictor(model)
 def run(data, analysis=None):
+    if hasattr(ev, "head_counts"):  # one loop for every head, its options keyword-only
+        from segkit.head import Head
+        return ev.evaluate(predictor, data, head=Head.of(model), analysis=analysis)
     if analysis is None:
         return ev.evaluate(predictor, data, k)
     return ev.evaluate(predictor, data, k, analysis=analysis)
 run(torch.utils.data.Subset(dataset, range(min(2, len(dataset)))))  # warm-up
 analysis = None
 if args["mode"] == "analysis":
-    from segkit.analysis import EvalAnalysis
+    try:
+        from segkit.evaluation.analysis import EvalAnalysis
+    except ImportError:  # a checkout with the analysis beside the evaluation
+        from segkit.analysis import EvalAnalysis
     analysis = EvalAnalysis(k, per_image=True, trimap_widths=(2, 5, 10, 20, 40), trimap_band="void",
                             boundary_ratio=0.02, calibration_bins=15)
 names = [str(i) for i in range(k)]
@@ -73,8 +79,8 @@ if analysis is not None:
 seconds = perf_counter() - start
 report = {"seconds": seconds, "images": len(dataset), "pixels": int(confmat.sum())}
 if args["mode"] == "analysis" and args["plots"]:
-    from segkit.analysis.report import write_plots
-    from segkit.metrics import segmentation_scores
+    from segkit.evaluation.analysis.report import write_plots
+    from segkit.evaluation.metrics import segmentation_scores
     start = perf_counter()
     write_plots(Path(tempfile.mkdtemp()), confmat, segmentation_scores(confmat), names, results)
     report["plot_seconds"] = perf_counter() - start

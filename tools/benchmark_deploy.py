@@ -29,10 +29,10 @@ import torch
 from benchmark import process_peak_gib  # tools/, the script's folder
 
 from segkit.data import VOCSegmentation, make_synthetic_voc
+from segkit.evaluation.metrics import ConfusionMatrix, segmentation_scores
 from segkit.export import EndToEnd, write_end_to_end_file
 from segkit.export.quantize import calibration_indices, quantize_int8
 from segkit.inference import load_inference_model
-from segkit.metrics import ConfusionMatrix, segmentation_scores
 from segkit.models import DeepLabV3Plus, fold_batchnorm
 
 RUNTIMES = ("pytorch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int8 dw-float")

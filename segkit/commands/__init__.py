@@ -16,7 +16,7 @@ and ``main(args)``, and the one routing table, :data:`COMMANDS`. Nothing in the 
     segkit --version
 
 ``--config`` takes a file, or the name of a config bundled with segkit when no such file exists
-(:mod:`segkit.config_files`). ``segkit --version`` and ``segkit configs`` answer without importing PyTorch
+(:mod:`segkit.commands.config_lookup`). ``segkit --version`` and ``segkit configs`` answer without importing PyTorch
 (a second, not ten).
 """
 
@@ -100,8 +100,9 @@ def version() -> str:
 
 
 def resolve_argv(argv: list[str]) -> list[str]:
-    """The command line with every ``--config``/``-c`` value resolved by :func:`segkit.config_files.resolve`."""
-    from ..config_files import resolve
+    """The command line with every ``--config``/``-c`` value resolved by
+    :func:`segkit.commands.config_lookup.resolve`."""
+    from .config_lookup import resolve
 
     out, expect_value = [], False
     for arg in argv:

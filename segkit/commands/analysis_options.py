@@ -1,12 +1,10 @@
 """``segkit eval``'s analysis options: where a model fails (docs/analysis.md). Their parser arguments, the
-:class:`~segkit.analysis.EvalAnalysis` they ask for (with one-line errors), and the files and lines they give."""
+:class:`~segkit.evaluation.analysis.EvalAnalysis` they ask for (with one-line errors), and the files and lines
+they give."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from ..io.disk import written_whole
-from ..metrics import segmentation_scores
 
 
 def add_analysis_options(p) -> None:
@@ -38,9 +36,9 @@ def add_analysis_options(p) -> None:
 
 
 def eval_analysis(p, cfg, datamodule, device):
-    """The :class:`~segkit.analysis.EvalAnalysis` that the options ask for; their errors in one line."""
-    from ..analysis import EvalAnalysis
-    from ..analysis.boundaries import BANDS
+    """The :class:`~segkit.evaluation.analysis.EvalAnalysis` that the options ask for; their errors in one line."""
+    from ..evaluation.analysis import EvalAnalysis
+    from ..evaluation.analysis.boundaries import BANDS
 
     if cfg.worst < 0:
         p.error(f"--worst must be 0 or more, got {cfg.worst}")
@@ -75,7 +73,9 @@ def eval_analysis(p, cfg, datamodule, device):
 def write_analysis(cfg, analysis, result: dict, confmat, void, dataset, datamodule) -> dict:
     """The per-image CSV, the plots and the worst panels that the options ask for; their paths go into
     ``result`` (the JSON). Returns {plot name: file} and the worst images' rows, for W&B."""
-    from ..analysis.report import write_plots, write_worst
+    from ..evaluation.analysis.report import write_plots, write_worst
+    from ..evaluation.metrics import segmentation_scores
+    from ..io.disk import written_whole
 
     outputs = {}
     if cfg.per_image:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import config_files
-from ..config_files import bundled_configs, description
+from . import config_lookup
+from .config_lookup import bundled_configs, description
 
 
 def main(args: list[str]) -> None:
@@ -39,14 +39,14 @@ def write_or_list(args: list[str]) -> None:
     configs = bundled_configs()
     if not configs:
         raise FileNotFoundError(
-            f"no configs in {config_files.CONFIG_DIR}: this installation of segkit is incomplete, reinstall it"
+            f"no configs in {config_lookup.CONFIG_DIR}: this installation of segkit is incomplete, reinstall it"
         )
     if cfg.name is None:
         width = max(map(len, configs)) + len(".yaml")
         for name, path in configs.items():
             print(f"{name + '.yaml':<{width}}  {description(path)}")
         print(
-            f"\n(in {config_files.CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file "
+            f"\n(in {config_lookup.CONFIG_DIR}; `segkit fit --config NAME.yaml` from any folder, where no file "
             "NAME.yaml is; `segkit configs NAME` writes a copy to edit)"
         )
         return

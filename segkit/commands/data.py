@@ -28,12 +28,16 @@ def main(args: list[str]) -> None:
 
 def check(args: list[str]) -> None:
     """``segkit data check --config FILE [--data.root DIR]``; exits 1 when a problem was found."""
+    from .options import config_datamodule, data_config_parser, wants_help
+
+    parser = data_config_parser(
+        "segkit data check", "Check every split of the configured data set.", help_only=wants_help(args)
+    )
+    cfg = parser.parse_args(args)
     from ..data.check import check
     from ..training.losses import enet_class_weights
-    from .options import config_datamodule, data_config_parser
 
-    parser = data_config_parser("segkit data check", "Check every split of the configured data set.")
-    datamodule = config_datamodule(parser, parser.parse_args(args))
+    datamodule = config_datamodule(parser, cfg)
     sys.exit(1 if check(datamodule, enet_class_weights) else 0)
 
 
@@ -41,14 +45,14 @@ def sbd(args: list[str]) -> None:
     """``segkit data sbd --sbd_root DIR --voc_root DIR``."""
     from jsonargparse import ArgumentParser
 
-    from ..data.sbd import convert_sbd
-
     parser = ArgumentParser(
         prog="segkit data sbd", description="Build SegmentationClassAug and train_aug.txt from SBD."
     )
     parser.add_argument("--sbd_root", required=True, help="the SBD release folder (holding benchmark_RELEASE/dataset)")
     parser.add_argument("--voc_root", required=True, help="the folder holding VOCdevkit/VOC2012")
     cfg = parser.parse_args(args)
+    from ..data.sbd import convert_sbd
+
     counts = convert_sbd(cfg.sbd_root, cfg.voc_root)
     print(
         f"train_aug.txt: {counts['train_aug']} images; SegmentationClassAug: {counts['written']} written, "
@@ -60,17 +64,15 @@ def synthetic(args: list[str]) -> None:
     """``segkit data synthetic [--kind folder|multiband|multilabel] [--root DIR]``: a demo set in a folder layout."""
     from jsonargparse import ArgumentParser
 
-    from ..data.synthetic import make_synthetic_folder, make_synthetic_multiband, make_synthetic_multilabel
-
     kinds = {
-        "folder": (make_synthetic_folder, 240, "images and their 0/255 masks (demo_folder.yaml)"),
+        "folder": ("make_synthetic_folder", 240, "images and their 0/255 masks (demo_folder.yaml)"),
         "multiband": (
-            make_synthetic_multiband,
+            "make_synthetic_multiband",
             160,
             "4-band 16-bit TIFFs (red, green, blue, near-infrared) and their class masks (demo_multiband.yaml)",
         ),
         "multilabel": (
-            make_synthetic_multilabel,
+            "make_synthetic_multilabel",
             200,
             "images and one 0/255 mask per class, overlapping (demo_multilabel.yaml)",
         ),
@@ -88,7 +90,10 @@ def synthetic(args: list[str]) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args(args)
+    from ..data import synthetic
+
     make, count, what = kinds[cfg.kind]
+    make = getattr(synthetic, make)
     count = cfg.num_images or count
     root = make(cfg.root or f"data/synthetic_{cfg.kind}", count, seed=cfg.seed)
     print(f"{count} {what} in {root / 'images'} and {root / 'masks'}")

@@ -15,25 +15,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..export import (
-    FORMATS,
-    OUTPUTS,
-    EndToEnd,
-    write_end_to_end_file,
-    write_logits_file,
-)
-from ..export.metadata import end_to_end_contract, logits_contract, metadata, write_metadata
-from ..export.writers import check_new, write_new
-from ..head import Head
-from ..inference import load_inference_model
-from .options import config_datamodule, model_parser
+from ..io.exported_metadata import FORMATS, OUTPUTS
+from .options import config_datamodule, model_parser, wants_help
 
 
-def parser():
+def parser(help_only: bool = False):
     from jsonargparse import ActionYesNo
 
     p = model_parser(
-        "segkit export", "Export a checkpoint to ONNX (end-to-end or logits, float or INT8) or TorchScript."
+        "segkit export",
+        "Export a checkpoint to ONNX (end-to-end or logits, float or INT8) or TorchScript.",
+        help_only=help_only,
     )
     p.add_argument("--output", type=str, required=True, help="file to write (never overwritten)")
     p.add_argument("--format", type=str, default="onnx", choices=FORMATS, help="onnx or torchscript (logits form)")
@@ -94,8 +86,15 @@ def check_options(p, cfg) -> None:
 
 
 def main(args: list[str]) -> None:
-    p = parser()
+    p = parser(help_only=wants_help(args))
     cfg = p.parse_args(args)
+    # imported once the options are read: --help answers without PyTorch
+    from ..export import EndToEnd, write_end_to_end_file, write_logits_file
+    from ..export.writers import check_new, write_new
+    from ..head import Head
+    from ..inference import load_inference_model
+    from ..io.exported_metadata import end_to_end_contract, logits_contract, metadata, write_metadata
+
     check_options(p, cfg)
     try:
         output = check_new(Path(cfg.output))

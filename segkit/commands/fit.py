@@ -19,7 +19,6 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins import CheckpointIO, LayerSync
 
-from ..config_files import config_sources
 from ..data import SegmentationDataModule
 from ..distributed import SyncBatchNormPlugin
 from ..io.disk import DiskFullError, free_bytes, is_disk_full, names_a_file
@@ -29,6 +28,7 @@ from ..training.console import MultiplyAddsSummary, quiet_lightning, step_progre
 from ..training.task import SegmentationTask
 from ..version import __version__
 from ..wandb import finish_runs, wandb_run
+from .config_lookup import config_sources
 
 
 def run_folder(trainer: Trainer) -> str:

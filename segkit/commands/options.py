@@ -10,27 +10,43 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..data import SegmentationDataModule
-
 # the sections of a segkit fit config that the data-only commands skip
 IGNORED_SECTIONS = ("seed_everything", "trainer", "model", "checkpoint", "optimizer", "lr_scheduler")
 
 
-def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",)):
-    """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest."""
+def wants_help(args: list[str]) -> bool:
+    """Whether the command line asks for help only (``-h``, ``--help``)."""
+    return any(a in ("-h", "--help") for a in args)
+
+
+# --data in a help-only parser, which imports neither PyTorch nor the data sets (help in a second, not ten)
+DATA_HELP = (
+    "the data set: the config's data section, a DataModule's class_path (VOCDataModule, "
+    "CityscapesDataModule, ADE20KDataModule, FolderDataModule, ...) and init_args; --data.KEY VALUE overrides "
+    "one, --data.help CLASS lists a class's options"
+)
+
+
+def data_config_parser(prog: str, description: str, ignore: tuple[str, ...] = ("ckpt_path",), help_only: bool = False):
+    """A parser that reads a segkit config's ``data`` section (``--data.*`` overrides work) and ignores the rest;
+    ``help_only``: one that only prints the help, ``--data`` described in a line instead of read from the
+    DataModule classes."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile, help="a segkit config (its data section is used)")
-    parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
+    if help_only:
+        parser.add_argument("--data", type=Any, default=None, help=DATA_HELP)
+    else:
+        from ..data import SegmentationDataModule
+
+        parser.add_subclass_arguments(SegmentationDataModule, "data", required=True)
     for other in IGNORED_SECTIONS + tuple(ignore):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here")
     return parser
 
 
-def config_datamodule(parser, cfg) -> SegmentationDataModule:
+def config_datamodule(parser, cfg):
     """The DataModule of a parsed config; nothing else is built (the trainer's logger would be, otherwise)."""
     cfg = cfg.clone()
     for section in IGNORED_SECTIONS:
@@ -38,9 +54,9 @@ def config_datamodule(parser, cfg) -> SegmentationDataModule:
     return parser.instantiate(cfg).data
 
 
-def model_parser(prog: str, description: str, ckpt_required: bool = True):
+def model_parser(prog: str, description: str, ckpt_required: bool = True, help_only: bool = False):
     """:func:`data_config_parser` with the checkpoint and the output stride to run it at."""
-    parser = data_config_parser(prog, description, ignore=())
+    parser = data_config_parser(prog, description, ignore=(), help_only=help_only)
     parser.add_argument(
         "--ckpt_path",
         type=str if ckpt_required else str | None,
@@ -74,7 +90,21 @@ def add_inference_options(parser) -> None:
         help="pad each image (bottom/right, mean pixel) to H W first, as the official evaluation "
         "does (its eval_crop_size: 513 513 for VOC, 1025 2049 for Cityscapes)",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device",
+        type=str | None,
+        default=None,
+        help="cuda, cuda:1, cpu, ... (default: cuda when available, else cpu)",
+    )
+
+
+def run_device(cfg) -> str:
+    """``--device``, or by default cuda when PyTorch sees a GPU, else cpu."""
+    if cfg.device is not None:
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def inference_settings(cfg) -> dict:
@@ -85,8 +115,6 @@ def inference_settings(cfg) -> dict:
 def add_memory_options(parser, max_pixels: bool = True) -> None:
     """The memory budget above which an image is predicted band by band, and (``max_pixels``) the
     decompression-bomb limit."""
-    from ..inference.memory import MAX_PIXELS
-
     parser.add_argument(
         "--memory_budget",
         type=str | None,
@@ -98,9 +126,10 @@ def add_memory_options(parser, max_pixels: bool = True) -> None:
         return
     parser.add_argument(
         "--max_pixels",
-        type=int,
-        default=MAX_PIXELS,
-        help="refuse images whose header claims more pixels, before decoding them",
+        type=int | None,
+        default=None,
+        help="refuse images whose header claims more pixels, before decoding them (default: 2^30, OpenCV's own "
+        "decoding limit)",
     )
 
 
@@ -108,7 +137,7 @@ def memory_budget(parser, cfg) -> int | None:
     """``--memory_budget`` in bytes (None: the default), or a parser error naming the option."""
     from ..inference.memory import parse_size
 
-    if cfg.get("max_pixels", 1) < 1:
+    if cfg.get("max_pixels") is not None and cfg.max_pixels < 1:
         parser.error(f"--max_pixels must be positive, got {cfg.max_pixels}")
     if cfg.memory_budget is None:
         return None

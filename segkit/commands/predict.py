@@ -28,8 +28,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..inference.image_files import find_images, output_paths, predict_folder
-from ..inference.video import VideoFrames, is_video, predict_video, video_outputs
 from .options import (
     add_inference_options,
     add_memory_options,
@@ -37,13 +35,15 @@ from .options import (
     inference_settings,
     memory_budget,
     model_parser,
+    run_device,
+    wants_help,
 )
 
 
-def parser():
+def parser(help_only: bool = False):
     from jsonargparse import ActionYesNo
 
-    p = model_parser("segkit predict", "Segment images, or a video, with a checkpoint.")
+    p = model_parser("segkit predict", "Segment images, or a video, with a checkpoint.", help_only=help_only)
     p.add_argument(
         "--input", type=str, required=True, help="an image folder, a glob pattern, one image, or a video file"
     )
@@ -79,10 +79,15 @@ def parser():
 
 
 def main(args: list[str]) -> None:
-    from ..data.transforms import eval_transform
-
-    p = parser()
+    p = parser(help_only=wants_help(args))
     cfg = p.parse_args(args)
+    # imported once the options are read: --help answers without PyTorch
+    from ..data.transforms import eval_transform
+    from ..inference.image_files import find_images, output_paths, predict_folder
+    from ..inference.memory import MAX_PIXELS
+    from ..inference.video import is_video
+
+    cfg.device = run_device(cfg)
     if cfg.batch_size < 1:
         p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
     budget = memory_budget(p, cfg)
@@ -115,7 +120,7 @@ def main(args: list[str]) -> None:
         cfg.device,
         cfg.confidence,
         budget,
-        cfg.max_pixels,
+        MAX_PIXELS if cfg.max_pixels is None else cfg.max_pixels,
         image_format.reader(),
         None if image_format.rgb else image_format.display,
         names,
@@ -146,6 +151,7 @@ def predict_video_file(p, cfg, datamodule) -> None:
     from tqdm import tqdm
 
     from ..data.transforms import eval_transform
+    from ..inference.video import VideoFrames, predict_video, video_outputs
 
     if cfg.every < 1:
         p.error(f"--every must be at least 1, got {cfg.every}")

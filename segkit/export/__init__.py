@@ -10,7 +10,7 @@ Two forms:
   ``(H, W)`` (a multi-label model's ``(K, H, W)`` masks at its thresholds; and/or ``probs``, ``logits``), with
   normalization, the evaluation padding, scales and flip inside the graph. ONNX.
 
-Batch norm is folded into the convolutions in both. Each file's metadata (:mod:`.metadata`) holds its
+Batch norm is folded into the convolutions in both. Each file's metadata (:mod:`segkit.io.exported_metadata`) holds its
 contract, classes, palette, mean/std, settings and the source checkpoint's SHA-256; :mod:`.quantize` makes an
 INT8 copy for CPUs.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .end_to_end import OUTPUTS, EndToEnd
-from .metadata import ModelFileError, read_metadata, sha256
-from .writers import FORMATS, export_onnx, export_torchscript, write_new
+from ..io.exported_metadata import FORMATS, OUTPUTS, ModelFileError, read_metadata, sha256
+from .end_to_end import EndToEnd
+from .writers import export_onnx, export_torchscript, write_new
 
 __all__ = [
     "FORMATS",

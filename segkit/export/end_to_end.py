@@ -20,8 +20,7 @@ from torch import nn
 
 from ..head import Head
 from ..inference.predict import predict_logits, predict_probs
-
-OUTPUTS = ("labels", "probs", "logits")
+from ..io.exported_metadata import OUTPUTS
 
 
 def labels_dtype(num_classes: int) -> torch.dtype:

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..evaluation.metrics import ConfusionMatrix, MultilabelCounts, multilabel_scores, segmentation_scores
 from ..inference import predict_labels
 from ..inference.exported import ExportedModel
-from ..metrics import ConfusionMatrix, MultilabelCounts, multilabel_scores, segmentation_scores
 
 
 def verify(

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..io.disk import DiskFullError, free_bytes, is_disk_full
-
-FORMATS = ("onnx", "torchscript")
+from ..io.exported_metadata import set_onnx_metadata
 
 
 def export_onnx(
@@ -66,15 +65,6 @@ def export_onnx(
                     d.dim_param = names[d.dim_param]
     set_onnx_metadata(proto, meta)
     onnx.save(proto, str(output))
-
-
-def set_onnx_metadata(proto, meta: dict) -> None:
-    """Stores ``meta`` as the ``segkit`` entry of the model's ``metadata_props`` (replacing an earlier one)."""
-    for i in reversed(range(len(proto.metadata_props))):
-        if proto.metadata_props[i].key == "segkit":
-            del proto.metadata_props[i]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "segkit", json.dumps(meta)
 
 
 def export_torchscript(module: nn.Module, example: torch.Tensor, output: Path, meta: dict) -> None:

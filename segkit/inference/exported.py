@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..export.metadata import ModelFileError, is_onnx_file, read_metadata, write_metadata
 from ..head import Head
+from ..io.exported_metadata import ModelFileError, is_onnx_file, read_metadata, write_metadata
 
 __all__ = ["ExportedModel", "ModelFileError", "read_metadata", "write_metadata"]
 

@@ -84,15 +84,17 @@ def tiled_labels(
     flip: bool = False,
     on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """The (H, W) uint8 class-index map (on the CPU) of :func:`tiled_probs` (the model's decision,
-    :meth:`~segkit.head.Head.decide`), the one full-size array it fills.
-    ``on_rows(y0, labels, probs)`` sees each final band, its (rows, W) labels and (K, rows, W) probabilities,
-    before the next band is computed."""
+    """The model's decision (:meth:`~segkit.head.Head.decide`; on the CPU) of :func:`tiled_probs`: the (H, W)
+    class-index map, or a multi-label model's (K, H, W) booleans, the one full-size array it fills.
+    ``on_rows(y0, labels, probs)`` sees each final band, its (rows, W) labels (multi-label: (K, rows, W)) and
+    (K, rows, W) probabilities, before the next band is computed."""
     head = Head.of(model)
-    labels = torch.empty((height, width), dtype=torch.uint8)
+    labels = None
     for y0, probs in tiled_probs(model, read, height, width, window, overlap, scales, flip):
         rows = head.decide(probs[None])[0].cpu()
-        labels[y0 : y0 + len(rows)] = rows
+        if labels is None:
+            labels = torch.empty((*rows.shape[:-2], height, width), dtype=rows.dtype)
+        labels[..., y0 : y0 + rows.shape[-2], :] = rows
         if on_rows is not None:
             on_rows(y0, rows, probs)
     return labels

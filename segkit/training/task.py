@@ -21,8 +21,14 @@ from torch import nn
 
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
+from ..evaluation.metrics import (
+    ConfusionMatrix,
+    MultilabelCounts,
+    format_iou_table,
+    multilabel_scores,
+    segmentation_scores,
+)
 from ..head import Head
-from ..metrics import ConfusionMatrix, MultilabelCounts, format_iou_table, multilabel_scores, segmentation_scores
 from ..models import DeepLabV3Plus
 from .checkpoints import LossWatch
 from .losses import SegmentationLoss, enet_class_weights
@@ -38,7 +44,7 @@ class SegmentationTask(L.LightningModule):
         in_channels: input bands (linked from the DataModule by the CLI; 3 for RGB).
         multilabel: overlapping labels (linked from the DataModule by the CLI): one sigmoid per class, masks
             (B, K, H, W) of 0, 1 and 255, the loss ``binary_cross_entropy`` by default, per-class IoU from each
-            class's binary counts (:class:`~segkit.metrics.MultilabelCounts`) at the thresholds
+            class's binary counts (:class:`~segkit.evaluation.metrics.MultilabelCounts`) at the thresholds
             :attr:`thresholds` (0.5 each; ``segkit eval --tune_thresholds`` chooses them).
         head: ``softmax`` (one output per class; single-label masks) or ``sigmoid``: for two classes, one output
             (the foreground's probability, binary cross-entropy by default); for multilabel masks, one per class.
@@ -160,7 +166,8 @@ class SegmentationTask(L.LightningModule):
         self.val_confmat, self.test_confmat = counts(num_classes), counts(num_classes)
         self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
         # sigmoid heads decide where a probability is above its threshold: one per class of a multilabel model,
-        # one for the foreground of a binary one (segkit eval --tune_thresholds chooses them, segkit.thresholds)
+        # one for the foreground of a binary one (segkit eval --tune_thresholds chooses them,
+        # segkit.evaluation.thresholds)
         self.thresholds = [0.5] * (1 if head == "sigmoid" and not multilabel else num_classes)
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .head import threshold_tensor
+from ..head import Head, threshold_tensor
 
 BINS = 100
 EDGES = [e / BINS for e in range(1, BINS)]  # the thresholds 0.01 .. 0.99 that tuning chooses among
@@ -112,3 +112,14 @@ def binary_target(mask: torch.Tensor) -> torch.Tensor:
     target = torch.full_like(mask, 255)
     target[mask == 0], target[mask == 1] = 0, 1
     return target[None]
+
+
+def tuned_probabilities(head: Head, probs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a sigmoid head's thresholds act on, as :meth:`ThresholdHistograms.update` takes it: a binary head's
+    (1, H, W) foreground probabilities against its 0/1 ground truth (:func:`binary_target`), a multi-label head's
+    (K, H, W) probabilities against its (K, H, W) masks."""
+    if head.mode == "binary":
+        return probs[1:], binary_target(mask)
+    if head.mode == "multilabel":
+        return probs, mask
+    raise ValueError("a multiclass head takes the most probable class: it has no thresholds to tune")

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+# the file formats of the logits form, and what the end-to-end form can return
+FORMATS = ("onnx", "torchscript")
+OUTPUTS = ("labels", "probs", "logits")
+
 FORMAT = "segkit DeepLabV3+"
 
 
@@ -201,8 +205,6 @@ def write_metadata(path: str | Path, meta: dict) -> None:
     if is_onnx_file(path):
         import onnx
 
-        from .writers import set_onnx_metadata
-
         proto = onnx.load(str(path))
         set_onnx_metadata(proto, meta)
         onnx.save(proto, str(path))
@@ -211,6 +213,15 @@ def write_metadata(path: str | Path, meta: dict) -> None:
 
         module = torch.jit.load(str(path))
         torch.jit.save(module, str(path), _extra_files={"segkit.json": json.dumps(meta)})
+
+
+def set_onnx_metadata(proto, meta: dict) -> None:
+    """Stores ``meta`` as the ``segkit`` entry of the model's ``metadata_props`` (replacing an earlier one)."""
+    for i in reversed(range(len(proto.metadata_props))):
+        if proto.metadata_props[i].key == "segkit":
+            del proto.metadata_props[i]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "segkit", json.dumps(meta)
 
 
 def is_onnx_file(path: Path) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import distributed
+from ... import distributed
 from ..metrics import confusion_counts
 
 

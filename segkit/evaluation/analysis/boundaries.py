@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from ..data.base import IGNORE_INDEX
+from ...data.base import IGNORE_INDEX
 from ..metrics import confusion_counts, segmentation_scores
 
 BANDS = {"void": "void outlines of the ground truth", "boundaries": "class boundaries of the ground truth"}
@@ -61,7 +61,7 @@ def boundary_distance(target: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class TrimapScores(Metric):
-    """One (K, K) confusion matrix (and void counts, as :class:`~segkit.metrics.ConfusionMatrix`) per band
+    """One (K, K) confusion matrix (and void counts, as :class:`~segkit.evaluation.metrics.ConfusionMatrix`) per band
     width, over the labelled pixels within that distance of the band's seeds (``band``: "void" or
     "boundaries", see the module doc)."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
 # an installed wheel holds them inside the package; a source checkout (and its editable install) at its top level
 CONFIG_DIR = _PACKAGE / "configs" if (_PACKAGE / "configs").is_dir() else _PACKAGE.parent / "configs"
 
@@ -72,7 +72,7 @@ def resolve(value: str) -> str:
 def config_sources(paths) -> list[str]:
     """One line per config file a run read: the bundled ones by name (and the segkit version that shipped them),
     the others by absolute path. For the header of the run's saved ``config.yaml``."""
-    from .version import __version__
+    from ..version import __version__
 
     lines = []
     for path in paths or []:

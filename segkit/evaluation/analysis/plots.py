@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..data.base import IGNORE_INDEX
-from ..data.visualize import colorize
-from ..io.disk import written_whole
+from ...data.base import IGNORE_INDEX
+from ...data.visualize import colorize
+from ...io.disk import written_whole
 
 # the error map's colours: right, wrong, and pixels without ground truth (void)
 ERROR_COLOURS = {"correct": (46, 160, 67), "wrong": (220, 38, 38), "ignored (void)": (200, 200, 200)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from ..head import Head
+
 
 class ConfusionMatrix(Metric):
     """(num_classes, num_classes) int64 matrix, rows = ground truth, columns = prediction.
@@ -165,3 +167,19 @@ def multilabel_scores(counts: torch.Tensor) -> dict[str, torch.Tensor | float]:
         "fwIoU": float((freq[union > 0] * iou[union > 0]).sum()),
         "num_pixels": int(c[0].sum()) if len(c) else 0,  # pixels labelled for the first class
     }
+
+
+def head_counts(head: Head, **kwargs) -> Metric:
+    """What a head's decisions are counted in: a single-label head's (multiclass, binary) K x K confusion matrix;
+    a multi-label head's per-class (K, 4) counts, since a pixel may belong to several classes and no confusion
+    between classes is defined."""
+    if head.mode == "multilabel":
+        return MultilabelCounts(head.num_classes, **kwargs)
+    return ConfusionMatrix(head.num_classes, **kwargs)
+
+
+def head_scores(head: Head, counts: torch.Tensor, void: torch.Tensor | None = None) -> dict[str, torch.Tensor | float]:
+    """The scores (:func:`segmentation_scores`' keys) of :func:`head_counts`' counts."""
+    if head.mode == "multilabel":
+        return multilabel_scores(counts)
+    return segmentation_scores(counts, void)
