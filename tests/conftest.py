@@ -3,13 +3,39 @@ checkpoints, the official graph's outputs, small filesystems, and W&B offline in
 
 import os
 import subprocess
+from pathlib import Path
 
-import lightning as L
-import pytest
-import torch
-from helpers import REPO, python, randomize_batchnorm
+# pytest-xdist's workers run side by side on the cores: one thread each, their subprocesses too (two PyTorch
+# processes that each use every core slow each other down many times over)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import lightning as L  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from helpers import REPO, python, randomize_batchnorm  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The file or folder ``name`` that ``build(path)`` writes, built once per test session and shared by every
+    pytest-xdist worker (the first to ask builds it, under a file lock; the others wait and read it): the
+    trained models, exported files and official graphs that several test files use cost seconds each."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    target = root / "built_once" / name
+    target.parent.mkdir(exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not target.exists():
+            partial = target.with_name(f"{name}.partial")
+            build(partial)
+            partial.rename(target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +55,14 @@ def official(tmp_path_factory):
     next to it the graph's inputs and logits at 513 and 320 px (odd and even), output strides 16 and 8
     (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). Each graph runs once per session, in a
     TensorFlow process of its own, when a test first asks for it (most need Xception-41 alone)."""
-    root = tmp_path_factory.mktemp("official")
 
     def reference(arch: str) -> str:
-        if not (root / arch / "model.ckpt.index").exists():
+        def build(folder: Path) -> None:
             depth = arch.removeprefix("xception")
-            python(REPO / "tests" / "official_tf.py", root, depth, "513,320", "16,8", cwd=root, check=True)
-        return str(root / arch / "model.ckpt")
+            python(REPO / "tests" / "official_tf.py", folder, depth, "513,320", "16,8", cwd=folder.parent, check=True)
+
+        # official_tf.py writes ROOT/xception<depth>/model.ckpt and the graph's outputs beside it
+        return str(built_once(tmp_path_factory, f"official_{arch}", build) / arch / "model.ckpt")
 
     return reference
 
@@ -49,23 +76,23 @@ def checkpoint(tiny_voc, tmp_path_factory):
     from segkit.data import VOCDataModule
     from segkit.training.task import SegmentationTask
 
-    tmp = tmp_path_factory.mktemp("checkpoint")
-    L.seed_everything(0)
-    task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
-    trainer = L.Trainer(
-        max_steps=15,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp,
-        enable_checkpointing=False,
-    )
-    trainer.fit(task, VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=0))
-    ckpt = tmp / "model.ckpt"
-    trainer.save_checkpoint(ckpt)
-    return ckpt
+    def build(path: Path) -> None:
+        L.seed_everything(0)
+        task = SegmentationTask(num_classes=21, encoder="xception_tiny", decoder_channels=32, lr=0.05)
+        trainer = L.Trainer(
+            max_steps=15,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            default_root_dir=tmp_path_factory.mktemp("checkpoint"),
+            enable_checkpointing=False,
+        )
+        trainer.fit(task, VOCDataModule(root=str(tiny_voc), batch_size=4, crop_size=48, num_workers=0))
+        trainer.save_checkpoint(path)
+
+    return built_once(tmp_path_factory, "checkpoint.ckpt", build)
 
 
 @pytest.fixture(scope="session")
@@ -73,13 +100,14 @@ def random_bn_checkpoint(checkpoint, tmp_path_factory):
     """:func:`checkpoint` with random batch-norm statistics and scales, so that folding them is tested."""
     from segkit.training.task import SegmentationTask
 
-    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
-    task.load_state_dict(data["state_dict"])
-    data["state_dict"] = randomize_batchnorm(task).state_dict()
-    path = tmp_path_factory.mktemp("random_bn") / "model.ckpt"
-    torch.save(data, path)
-    return path
+    def build(path: Path) -> None:
+        data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
+        task.load_state_dict(data["state_dict"])
+        data["state_dict"] = randomize_batchnorm(task).state_dict()
+        torch.save(data, path)
+
+    return built_once(tmp_path_factory, "random_bn.ckpt", build)
 
 
 @pytest.fixture(autouse=True)
@@ -139,20 +167,21 @@ def varied_checkpoint(random_bn_checkpoint, photos, clip, tmp_path_factory):
     from segkit.data.transforms import eval_transform
     from segkit.training.task import SegmentationTask
 
-    data = torch.load(random_bn_checkpoint, map_location="cpu", weights_only=False)
-    task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
-    task.load_state_dict(data["state_dict"])
-    task.eval()
-    transform = eval_transform((0.5,) * 3, (0.5,) * 3)
-    pictures = [read_image(f) for f in sorted(photos.glob("*.png"))] + decoded_frames(clip)[0][:1]
-    images = [transform(image=picture)["image"][None] for picture in pictures]
-    shares = set_varied_classifier(task.model, images, VARIED_SETTINGS)
-    # every group holds pixels of this machine's own floats (2% of each image or more; 7.8% to 41% measured)
-    assert min(min(s) for s in shares) >= 0.02, shares
-    data["state_dict"] = task.state_dict()
-    path = tmp_path_factory.mktemp("varied") / "model.ckpt"
-    torch.save(data, path)
-    return path
+    def build(path: Path) -> None:
+        data = torch.load(random_bn_checkpoint, map_location="cpu", weights_only=False)
+        task = SegmentationTask(**{**data["hyper_parameters"], "pretrained": None})
+        task.load_state_dict(data["state_dict"])
+        task.eval()
+        transform = eval_transform((0.5,) * 3, (0.5,) * 3)
+        pictures = [read_image(f) for f in sorted(photos.glob("*.png"))] + decoded_frames(clip)[0][:1]
+        images = [transform(image=picture)["image"][None] for picture in pictures]
+        shares = set_varied_classifier(task.model, images, VARIED_SETTINGS)
+        # every group holds pixels of this machine's own floats (2% of each image or more; 7.8% to 41% measured)
+        assert min(min(s) for s in shares) >= 0.02, shares
+        data["state_dict"] = task.state_dict()
+        torch.save(data, path)
+
+    return built_once(tmp_path_factory, "varied.ckpt", build)
 
 
 @pytest.fixture(scope="session")
@@ -160,16 +189,17 @@ def end_to_end_onnx(varied_checkpoint, tmp_path_factory):
     """``segkit export --end_to_end`` of :func:`varied_checkpoint` (one scale, labels out)."""
     from segkit.commands import main
 
-    path = tmp_path_factory.mktemp("end_to_end") / "deeplab.onnx"
-    config = str(REPO / "configs" / "voc.yaml")
-    try:
-        main(
-            ["export", "--config", config, "--ckpt_path", str(varied_checkpoint), "--end_to_end", "--output", str(path)]
-        )
-    except SystemExit as e:
-        assert not e.code, e.code
-    assert path.is_file()
-    return path
+    def build(path: Path) -> None:
+        config = str(REPO / "configs" / "voc.yaml")
+        try:
+            main(
+                ["export", "--config", config, "--ckpt_path", str(varied_checkpoint), "--end_to_end"]
+                + ["--output", str(path)]
+            )
+        except SystemExit as e:
+            assert not e.code, e.code
+
+    return built_once(tmp_path_factory, "deeplab.onnx", build)
 
 
 def _mounted(folder, size: str):
