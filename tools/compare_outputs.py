@@ -145,7 +145,11 @@ def main() -> None:
         problem = "missing" if not b.exists() else same_file(a, b, roots)
         differences += problem is not None
         print(f"{'same' if problem is None else 'DIFFERS':8} {a.relative_to(outputs['baseline'])}: {problem or ''}")
-    extra = [p for p in outputs["current"].rglob("*") if p.is_file() and not (outputs["baseline"] / p.relative_to(outputs["current"])).exists()]
+    extra = [
+        p
+        for p in outputs["current"].rglob("*")
+        if p.is_file() and not (outputs["baseline"] / p.relative_to(outputs["current"])).exists()
+    ]
     for p in extra:
         differences += 1
         print(f"{'DIFFERS':8} {p.relative_to(outputs['current'])}: only in the current checkout")
