@@ -1,6 +1,7 @@
 """Fixtures: tiny synthetic data sets in the real on-disk layouts (written by segkit itself), briefly trained
 checkpoints, the official graph's outputs, small filesystems, and W&B offline in every test. Helpers: helpers.py."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import lightning as L  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from helpers import REPO, python, randomize_batchnorm  # noqa: E402
+from helpers import CONFIGS, REPO, python, randomize_batchnorm  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -222,3 +223,81 @@ def tiny_disk(tmp_path):
     """A 64 KB tmpfs, as :func:`small_disk`."""
     yield _mounted(tmp_path / "tiny", "64k")
     subprocess.run(["umount", str(tmp_path / "tiny")], check=True)
+
+
+def _segkit_in_process(*argv) -> str:
+    """``segkit ARGV`` in this process (a session fixture has no capsys), which must succeed; its standard output."""
+    import contextlib
+    import io
+
+    from segkit.commands import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main([str(a) for a in argv])
+        except SystemExit as e:
+            assert not e.code, f"segkit {' '.join(map(str, argv))}: {e.code}"
+    return out.getvalue()
+
+
+QUICK_FIT = (
+    "--trainer.max_steps",
+    "12",
+    "--trainer.val_check_interval",
+    "12",
+    "--trainer.enable_progress_bar",
+    "false",
+)
+
+
+class HeadRun:
+    """A tiny model of one head trained once per session (12 steps, decoder width 32, on 24 synthetic images of 64
+    to 80 px): its data folder, the config arguments that read it, its best checkpoint, and the checkpoint with
+    thresholds tuned by ``segkit eval --tune_thresholds`` on the validation split, with what that command printed
+    and recorded (``tuned_out``, ``tuned_json``)."""
+
+    def __init__(self, root: Path, args: list) -> None:
+        self.root, self.args = root, args
+        self.data = root / "data"
+        self.checkpoint = next((root / "runs").rglob("best-*.ckpt"))
+        self.tuned = root / "tuned.ckpt"
+        self.tuned_out = (root / "tuned.txt").read_text()
+        self.tuned_json = json.loads((root / "tuned.json").read_text())
+
+
+def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: tuple) -> HeadRun:
+    def args_for(root: Path) -> list:
+        return ["--config", CONFIGS / config, "--data.root", root / "data", "--data.crop_size", "64"] + [
+            "--data.val_fraction", "0.25", "--model.decoder_channels", "32", *extra
+        ]  # fmt: skip
+
+    def build(root: Path) -> None:
+        make_data(root / "data", num_images=24, size_range=(64, 80), seed=0)
+        runs = ("--trainer.default_root_dir", root / "runs", "--trainer.logger.init_args.save_dir", root / "runs")
+        _segkit_in_process("fit", *args_for(root), *QUICK_FIT, *runs)
+        best = next((root / "runs").rglob("best-*.ckpt"))
+        tuning = ("--tune_thresholds", root / "tuned.ckpt", "--json", root / "tuned.json")
+        out = _segkit_in_process("eval", *args_for(root), "--ckpt_path", best, "--device", "cpu", *tuning)
+        (root / "tuned.txt").write_text(out)
+
+    # the paths inside the config arguments are the shared folder's, the same for every worker
+    root = built_once(tmp_path_factory, name, build)
+    return HeadRun(root, args_for(root))
+
+
+@pytest.fixture(scope="session")
+def multilabel_run(tmp_path_factory) -> HeadRun:
+    """:class:`HeadRun` of a multi-label model (demo_multilabel.yaml: buildings, roads, flood water)."""
+    from segkit.data.synthetic import make_synthetic_multilabel
+
+    return _head_run(tmp_path_factory, "multilabel_run", make_synthetic_multilabel, "demo_multilabel.yaml", ())
+
+
+@pytest.fixture(scope="session")
+def binary_run(tmp_path_factory) -> HeadRun:
+    """:class:`HeadRun` of a binary sigmoid model (demo_folder.yaml with ``model.head: sigmoid``)."""
+    from segkit.data.synthetic import make_synthetic_folder
+
+    extra = ("--model.head", "sigmoid", "--model.class_weights", "null", "--model.loss", "{binary_cross_entropy: 1.0}")
+    return _head_run(tmp_path_factory, "binary_run", make_synthetic_folder, "demo_folder.yaml", extra)

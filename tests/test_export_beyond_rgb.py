@@ -13,7 +13,7 @@ from PIL import Image
 
 from segkit import Segmenter
 from segkit.data.bands import read_bands
-from segkit.data.synthetic import make_synthetic_multiband, make_synthetic_multilabel
+from segkit.data.synthetic import make_synthetic_multiband
 from segkit.inference.exported import ExportedModel, read_metadata
 
 QUICK_FIT = [
@@ -72,12 +72,8 @@ def test_multiband_model_exports_taking_its_16_bit_bands(tmp_path, capsys):
     assert ours["mIoU"] == pytest.approx(theirs["mIoU"], abs=1e-4)
 
 
-def test_multilabel_model_exports_deciding_at_its_tuned_thresholds(tmp_path, capsys):
-    data = make_synthetic_multilabel(tmp_path / "data", num_images=24, size_range=(64, 80), seed=0)
-    args = _small("demo_multilabel.yaml", data)
-    ckpt = _fit(capsys, tmp_path, args)
-    tuned = tmp_path / "tuned.ckpt"
-    segkit_here(capsys, "eval", *args, "--ckpt_path", ckpt, "--device", "cpu", "--tune_thresholds", tuned)
+def test_multilabel_model_exports_deciding_at_its_tuned_thresholds(multilabel_run, tmp_path, capsys):
+    args, data, tuned = multilabel_run.args, multilabel_run.data, multilabel_run.tuned
     thresholds = Segmenter(tuned).thresholds
     assert any(t != 0.5 for t in thresholds)  # so that the file must carry them to agree
 

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, one_thread, run_here, segkit_here, segkit_torchrun
+from helpers import one_thread, run_here, segkit_here, segkit_torchrun
 from PIL import Image
 from torchmetrics.classification import MultilabelJaccardIndex
 
 from segkit.data import FolderDataModule
-from segkit.data.synthetic import make_synthetic_multilabel
 from segkit.evaluation.metrics import MultilabelCounts, multilabel_scores
 from segkit.evaluation.thresholds import EDGES, ThresholdHistograms, best_thresholds
 from segkit.head import Head
@@ -172,68 +171,47 @@ def test_tuned_ious_are_those_of_deciding_at_the_thresholds_on_the_bin_edges():
     assert multilabel_scores(counts.compute())["per_class_iou"].tolist() == ious
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(folder, config arguments, checkpoint): a tiny multilabel model after 12 steps on 24 synthetic images."""
-    from segkit.commands import main
-
-    root = tmp_path_factory.mktemp("multilabel")
-    data = make_synthetic_multilabel(root / "data", num_images=24, size_range=(64, 80), seed=0)
-    args = [
-        "--config",
-        CONFIGS / "demo_multilabel.yaml",
-        "--data.root",
-        data,
-        "--data.crop_size",
-        "64",
-        "--data.val_fraction",
-        "0.25",
-    ]
-    fit = ["--trainer.max_steps", "12", "--trainer.val_check_interval", "12", "--trainer.enable_progress_bar", "false"]
-    runs = ["--trainer.default_root_dir", root / "runs", "--trainer.logger.init_args.save_dir", root / "runs"]
-    main([str(a) for a in ("fit", *args, *fit, *runs)])
-    return root, args, next((root / "runs").rglob("best-*.ckpt"))
-
-
-def test_eval_tunes_thresholds_into_a_new_checkpoint_that_predict_uses(trained, capsys):
-    root, args, ckpt = trained
-    tuned = root / "tuned.ckpt"
-    evaluate = ("eval", *args, "--ckpt_path", ckpt, "--device", "cpu")
-    out = segkit_here(capsys, *evaluate, "--tune_thresholds", tuned, "--json", root / "e.json")
-    found = json.loads((root / "e.json").read_text())["tuned"]
-    assert tuned.is_file() and "written with the model to" in out
-    again = run_here(capsys, *evaluate, "--tune_thresholds", tuned)
+def test_eval_tunes_thresholds_into_a_new_checkpoint_that_predict_uses(multilabel_run, capsys, tmp_path):
+    """The session's multi-label model, tuned by ``segkit eval --tune_thresholds`` (conftest.HeadRun): the new
+    checkpoint's eval recounts the tuned IoU, and predict writes its decisions."""
+    run, args = multilabel_run, multilabel_run.args
+    found = run.tuned_json["tuned"]
+    assert run.tuned.is_file() and "written with the model to" in run.tuned_out
+    assert found["checkpoint"].endswith("tuned.ckpt") and set(found["thresholds"]) == set(CLASSES)
+    evaluate = ("eval", *args, "--ckpt_path", run.checkpoint, "--device", "cpu")
+    again = run_here(capsys, *evaluate, "--tune_thresholds", run.tuned)
     assert again.returncode != 0 and "exists: segkit writes a new checkpoint and replaces nothing" in again.stderr
 
-    segkit_here(capsys, "eval", *args, "--ckpt_path", tuned, "--device", "cpu", "--json", root / "t.json")
-    rescored = json.loads((root / "t.json").read_text())
+    segkit_here(capsys, "eval", *args, "--ckpt_path", run.tuned, "--device", "cpu", "--json", tmp_path / "t.json")
+    rescored = json.loads((tmp_path / "t.json").read_text())
     assert rescored["thresholds"] == found["thresholds"]
     assert rescored["mIoU"] == found["mIoU"]  # the tuned IoU, recounted: the same decisions, pixel for pixel
 
-    image = sorted((Path(args[3]) / "images").iterdir())[0]
-    segkit_here(capsys, "predict", *args, "--ckpt_path", tuned, "--input", image, "--output", root / "pred")
+    image = sorted((run.data / "images").iterdir())[0]
+    segkit_here(capsys, "predict", *args, "--ckpt_path", run.tuned, "--input", image, "--output", tmp_path / "pred")
     from segkit import Segmenter
 
-    decided = Segmenter(tuned)(image)
+    decided = Segmenter(run.tuned)(image)
     assert decided.shape[0] == 3 and decided.dtype == bool
     for k, name in enumerate(CLASSES):
-        written = np.asarray(Image.open(root / "pred" / f"{image.stem}_{name}.png")) > 0
+        written = np.asarray(Image.open(tmp_path / "pred" / f"{image.stem}_{name}.png")) > 0
         assert np.array_equal(written, decided[k])
-    assert (root / "pred" / f"{image.stem}_overlay.jpg").is_file()
+    assert (tmp_path / "pred" / f"{image.stem}_overlay.jpg").is_file()
 
 
-def test_predict_tiles_an_image_above_the_budget_as_the_sliding_window_does(trained, capsys, tmp_path):
+def test_predict_tiles_an_image_above_the_budget_as_the_sliding_window_does(multilabel_run, capsys, tmp_path):
     """A 900 x 700 mosaic of the set's images does not fit a 40 MB budget whole: predict says so and tiles it;
     its class masks and overlay equal the in-memory --window prediction's."""
-    root, args, ckpt = trained
-    tiles = [Image.open(p).convert("RGB").resize((100, 100)) for p in sorted((Path(args[3]) / "images").iterdir())]
+    args = multilabel_run.args
+    tiles = [
+        Image.open(p).convert("RGB").resize((100, 100)) for p in sorted((multilabel_run.data / "images").iterdir())
+    ]
     big = tmp_path / "big.png"
     mosaic = Image.new("RGB", (900, 700))
     for i in range(63):
         mosaic.paste(tiles[i % len(tiles)], (100 * (i % 9), 100 * (i // 9)))
     mosaic.save(big)
-    tuned = tmp_path / "tuned.ckpt"  # thresholds at which the 12-step model finds each class somewhere
-    segkit_here(capsys, "eval", *args, "--ckpt_path", ckpt, "--device", "cpu", "--tune_thresholds", tuned)
+    tuned = multilabel_run.tuned  # thresholds at which the 12-step model finds each class somewhere
     common = ("predict", *args, "--ckpt_path", tuned, "--input", big, "--window", "128")
     tiled = run_here(capsys, *common, "--output", tmp_path / "tiled", "--memory_budget", "40MB")
     assert tiled.returncode == 0 and "band by band" in tiled.stdout, tiled.stdout[-1500:] + tiled.stderr[-1500:]
@@ -249,8 +227,8 @@ def test_predict_tiles_an_image_above_the_budget_as_the_sliding_window_does(trai
 
 
 @pytest.mark.slow
-def test_one_and_two_processes_give_the_same_multilabel_scores(trained, capsys, tmp_path):
-    _, args, ckpt = trained
+def test_one_and_two_processes_give_the_same_multilabel_scores(multilabel_run, capsys, tmp_path):
+    args, ckpt = multilabel_run.args, multilabel_run.checkpoint
     common = ("eval", *args, "--data.num_workers", "0", "--ckpt_path", ckpt, "--device", "cpu")
     with one_thread():  # one process, this one, with the arithmetic of the two
         segkit_here(capsys, *common, "--json", tmp_path / "one.json")

@@ -12,7 +12,7 @@ from segkit.commands import predict
 from segkit.commands.options import inference_settings
 from segkit.data.palette import voc_palette
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform
-from segkit.inference import predict_probs
+from segkit.inference import InferenceSettings, predict_probs
 from segkit.inference.image_files import find_images
 
 
@@ -151,7 +151,8 @@ def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_pat
     assert (np.array(Image.open(out / "x.png")) == want).mean() >= 0.999
     # the options reach predict_probs as segkit eval passes them (the model above predicts one class here,
     # so the labels alone would not show a lost --window)
-    cfg = predict.parser().parse_args(
+    p = predict.parser()
+    cfg = p.parse_args(
         [
             "--config",
             str(CONFIGS / "voc.yaml"),
@@ -174,10 +175,4 @@ def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_pat
             "600",
         ]
     )
-    assert inference_settings(cfg) == {
-        "scales": [0.5, 1.0],
-        "flip": True,
-        "window": 48,
-        "overlap": 0.25,
-        "pad_to": [513, 600],
-    }
+    assert inference_settings(p, cfg) == InferenceSettings((0.5, 1.0), True, 48, 0.25, (513, 600))

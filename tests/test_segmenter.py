@@ -48,7 +48,7 @@ def test_checkpoint_equals_segkit_predict(tta, varied_checkpoint, photos, tmp_pa
     # the two copies of the first image run as one batch of two, predict runs it alone: other kernels, so ties
     # within float rounding may go either way
     x = segment.transform(image=read_image(files[0]))["image"][None]
-    probs = predict_probs(segment.model, x, **segment.settings)[0]
+    probs = predict_probs(segment.model, x, **segment.settings.options())[0]
     assert_labels_but_ties(want[0], probs)
     assert_labels_but_ties(got[0], probs)
     assert_labels_but_ties(got[3], probs)
@@ -60,7 +60,7 @@ def test_exported_file_equals_its_checkpoint(varied_checkpoint, end_to_end_onnx,
     ours, theirs = Segmenter(end_to_end_onnx)(images), Segmenter(varied_checkpoint)(images)
     for a, b in zip(ours, theirs):
         assert a.shape == b.shape and (a == b).mean() >= 0.9999
-    assert Segmenter(end_to_end_onnx).settings["scales"] == [1.0]
+    assert Segmenter(end_to_end_onnx).settings.scales == (1.0,)
 
 
 def test_arrays_are_converted_as_files_are_read(varied_checkpoint, photos, tmp_path):

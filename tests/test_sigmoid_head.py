@@ -8,10 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, run_here, segkit_here
+from helpers import run_here, segkit_here
 from PIL import Image
 
-from segkit.data.synthetic import make_synthetic_folder
 from segkit.evaluation.metrics import ConfusionMatrix, segmentation_scores
 from segkit.evaluation.thresholds import (
     EDGES,
@@ -118,27 +117,16 @@ def test_tuned_binary_threshold_is_that_of_highest_recounted_miou():
     assert 0.3 <= threshold < 0.5 and miou(threshold) > miou(0.5)
 
 
-def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(tmp_path, capsys):
-    """A tiny sigmoid-head model (12 steps): eval --tune_thresholds writes a new checkpoint whose eval recounts
-    the tuned mIoU, and whose labels are the untuned model's probability above the threshold."""
-    data = make_synthetic_folder(tmp_path / "data", num_images=24, size_range=(64, 80), seed=0)
-    args = [
-        "--config", CONFIGS / "demo_folder.yaml", "--data.root", data, "--data.crop_size", "64",
-        "--data.val_fraction", "0.25", "--model.head", "sigmoid", "--model.class_weights", "null",
-        "--model.loss", "{binary_cross_entropy: 1.0}", "--model.decoder_channels", "32",
-    ]  # fmt: skip
-    fit = ["--trainer.max_steps", "12", "--trainer.val_check_interval", "12", "--trainer.enable_progress_bar", "false"]
-    runs = ["--trainer.default_root_dir", tmp_path / "runs", "--trainer.logger.init_args.save_dir", tmp_path / "runs"]
-    segkit_here(capsys, "fit", *args, *fit, *runs)
-    ckpt = next((tmp_path / "runs").rglob("best-*.ckpt"))
-    tuned = tmp_path / "tuned.ckpt"
-    evaluate = ("eval", *args, "--ckpt_path", ckpt, "--device", "cpu")
-    out = segkit_here(capsys, *evaluate, "--tune_thresholds", tuned, "--json", tmp_path / "e.json")
-    found = json.loads((tmp_path / "e.json").read_text())["tuned"]
+def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(binary_run, tmp_path, capsys):
+    """The session's sigmoid-head model (conftest.HeadRun), tuned by ``eval --tune_thresholds``: the new
+    checkpoint's eval recounts the tuned mIoU, and its labels are the untuned model's probability above the
+    threshold, in predict, Segmenter and both exported forms."""
+    args, data, ckpt, tuned = binary_run.args, binary_run.data, binary_run.checkpoint, binary_run.tuned
+    found = binary_run.tuned_json["tuned"]
     threshold = found["thresholds"]["object"]
-    assert (
-        tuned.is_file() and "threshold of highest mIoU" in out and torch.load(tuned)["segkit_thresholds"] == [threshold]
-    )
+    assert "threshold of highest mIoU" in binary_run.tuned_out
+    assert torch.load(tuned)["segkit_thresholds"] == [threshold]
+    evaluate = ("eval", *args, "--ckpt_path", ckpt, "--device", "cpu")
     again = run_here(capsys, *evaluate, "--tune_thresholds", tuned)
     assert again.returncode != 0 and "exists: segkit writes a new checkpoint" in again.stderr
     refused = run_here(capsys, "eval", *args, "--predictions", tmp_path, "--tune_thresholds", tmp_path / "x.ckpt")

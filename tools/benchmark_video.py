@@ -71,15 +71,16 @@ else:
 transform, palette, work = eval_transform((0.5,) * 3, (0.5,) * 3), voc_palette(), Path(args["work"])
 files = find_images(str(work / "frames"))
 out = Path(tempfile.mkdtemp())
-predict_folder(model, files[:2], out / "warm", transform, palette, batch_size=args["batch_size"], num_workers=0)
+predict_folder(model, files[:2], out / "warm", transform=transform, palette=palette, batch_size=args["batch_size"],
+               num_workers=0)
 start = perf_counter()
 if args["mode"] == "images":
-    predict_folder(model, files, out / "images", transform, palette, batch_size=args["batch_size"],
-                   num_workers=args["num_workers"])
+    predict_folder(model, files, out / "images", transform=transform, palette=palette,
+                   batch_size=args["batch_size"], num_workers=args["num_workers"])
     frames = len(files)
 else:
-    result = predict_video(model, VideoFrames(work / "clip.mp4"), out / "video", transform, palette,
-                           batch_size=args["batch_size"], masks=args["masks"])
+    result = predict_video(model, VideoFrames(work / "clip.mp4"), out / "video", transform=transform,
+                           palette=palette, batch_size=args["batch_size"], masks=args["masks"])
     frames = result.frames_written
 print(json.dumps({"seconds": perf_counter() - start, "frames": frames}))
 """

@@ -258,7 +258,8 @@ def checkpoint_source(p, cfg, datamodule, device, tuned: Path | None):
             p.error(f"--tune_thresholds: {error}")
     budget = memory_budget(p, cfg) or default_budget(device)
     # each image is normalized by the predictor, whole or window by window when tiled
-    predictor = CheckpointPredictor(model, inference_settings(cfg), budget, datamodule.eval_transform())
+    settings = inference_settings(p, cfg)
+    predictor = CheckpointPredictor(model, settings, memory_budget=budget, transform=datamodule.eval_transform())
     settings = {"scales": list(cfg.scales), "flip": cfg.flip, "output_stride": model.output_stride}
     settings |= {"pad_to": cfg.pad_to, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
     return predictor, settings, head, tuning

@@ -160,7 +160,9 @@ def main(args: list[str]) -> None:
 
             dataset = datamodule.split_dataset(cfg.split)
             transform = datamodule.eval_transform()
-            meta["verification"] = verify(path, model, dataset, settings_of(meta), transform, cfg.split)
+            meta["verification"] = verify(
+                path, model, dataset, settings=settings_of(meta), transform=transform, split=cfg.split
+            )
             write_metadata(path, meta)
 
     write_new(output, write)
@@ -175,10 +177,11 @@ def main(args: list[str]) -> None:
         )
 
 
-def settings_of(meta: dict) -> dict:
-    """The file's baked-in test-time settings as keyword arguments of :func:`segkit.inference.predict_labels`."""
-    s = meta["settings"]
-    return {"scales": s["scales"], "flip": s["flip"], "pad_to": s["pad_to"]}
+def settings_of(meta: dict):
+    """The file's baked-in test-time settings, as the checkpoint's model runs them to compare."""
+    from ..inference import InferenceSettings
+
+    return InferenceSettings.of(meta["settings"])
 
 
 def quantize(float_file: Path, output: Path, datamodule, cfg) -> dict:

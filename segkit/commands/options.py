@@ -107,9 +107,15 @@ def run_device(cfg) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def inference_settings(cfg) -> dict:
-    """The parsed test-time augmentation as keyword arguments of :func:`segkit.inference.predict_probs`."""
-    return {"scales": cfg.scales, "flip": cfg.flip, "window": cfg.window, "overlap": cfg.overlap, "pad_to": cfg.pad_to}
+def inference_settings(parser, cfg):
+    """The parsed test-time options as :class:`~segkit.inference.InferenceSettings`; a bad value is a parser error
+    naming it."""
+    from ..inference.settings import InferenceSettings
+
+    try:
+        return InferenceSettings(tuple(cfg.scales), cfg.flip, cfg.window, cfg.overlap, cfg.pad_to)
+    except ValueError as e:
+        parser.error(f"--{str(e).split(' ', 1)[0]}: {e}")
 
 
 def add_memory_options(parser, max_pixels: bool = True) -> None:

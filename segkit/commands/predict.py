@@ -91,6 +91,7 @@ def main(args: list[str]) -> None:
     if cfg.batch_size < 1:
         p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
     budget = memory_budget(p, cfg)
+    settings = inference_settings(p, cfg)
     datamodule = config_datamodule(p, cfg)
     if is_video(cfg.input) or cfg.fps is not None:
         predict_video_file(p, cfg, datamodule)
@@ -112,18 +113,18 @@ def main(args: list[str]) -> None:
         model,
         files,
         output,
-        eval_transform(image_format.mean, image_format.std, image_format.pixel_max),
-        datamodule.palette,
-        inference_settings(cfg),
-        cfg.batch_size,
-        cfg.num_workers,
-        cfg.device,
-        cfg.confidence,
-        budget,
-        MAX_PIXELS if cfg.max_pixels is None else cfg.max_pixels,
-        image_format.reader(),
-        None if image_format.rgb else image_format.display,
-        names,
+        transform=eval_transform(image_format.mean, image_format.std, image_format.pixel_max),
+        palette=datamodule.palette,
+        settings=settings,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        device=cfg.device,
+        confidence=cfg.confidence,
+        memory_budget=budget,
+        max_pixels=MAX_PIXELS if cfg.max_pixels is None else cfg.max_pixels,
+        read=image_format.reader(),
+        display=None if image_format.rgb else image_format.display,
+        class_names=names,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:
@@ -153,6 +154,7 @@ def predict_video_file(p, cfg, datamodule) -> None:
     from ..data.transforms import eval_transform
     from ..inference.video import VideoFrames, predict_video, video_outputs
 
+    settings = inference_settings(p, cfg)
     if cfg.every < 1:
         p.error(f"--every must be at least 1, got {cfg.every}")
     if cfg.fps is not None and cfg.fps <= 0:
@@ -175,14 +177,14 @@ def predict_video_file(p, cfg, datamodule) -> None:
             model,
             frames,
             output,
-            eval_transform(image_format.mean, image_format.std),
-            datamodule.palette,
-            inference_settings(cfg),
-            cfg.batch_size,
-            cfg.device,
-            cfg.every,
-            cfg.masks,
-            bar.update,
+            transform=eval_transform(image_format.mean, image_format.std),
+            palette=datamodule.palette,
+            settings=settings,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            every=cfg.every,
+            masks=cfg.masks,
+            progress=bar.update,
         )
     masks = (
         f" and {result.frames_written} masks to {video_outputs(output, frames.source, True)[1]}" if cfg.masks else ""

@@ -9,25 +9,26 @@ import torch
 from ..head import Head
 from ..inference import label_maps, predict_probs
 from ..inference.memory import MemoryPlan, ModelFootprint
+from ..inference.settings import InferenceSettings
 from ..inference.tiled import tiled_labels
 
 
 class CheckpointPredictor:
-    """A checkpoint's model (eval mode, on the device) with test-time augmentation ``settings`` (keyword
-    arguments of :func:`segkit.inference.predict_probs`) on a (1, 3, H, W) batch: raw uint8 pixels that
-    ``transform`` (the eval transform) normalizes, or without one a batch already normalized.
+    """A checkpoint's model (eval mode, on the device) with its test-time ``settings`` on a (1, C, H, W) batch:
+    raw pixels that ``transform`` (the eval transform) normalizes, or without one a batch already normalized.
 
     With a ``memory_budget`` (bytes), an image whose probabilities would need more is predicted band by band
-    (:mod:`segkit.inference.tiled`, in ``settings["window"]`` or 513 px windows)."""
+    (:mod:`segkit.inference.tiled`, in the settings' window or 513 px windows)."""
 
     def __init__(
         self,
         model: torch.nn.Module,
-        settings: dict | None = None,
+        settings: InferenceSettings | None = None,
+        *,
         memory_budget: int | None = None,
         transform=None,
     ) -> None:
-        self.model, self.settings, self.transform = model.eval(), settings or {}, transform
+        self.model, self.settings, self.transform = model.eval(), settings or InferenceSettings(), transform
         parameter = next(model.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.plan = None
@@ -47,7 +48,7 @@ class CheckpointPredictor:
         ``y0`` (all rows at once, or band by band when the image is tiled)."""
         h, w = image.shape[-2:]
         if self.plan is None or not self.plan.tiled(h, w):
-            probs = predict_probs(self.model, self._normalized(image), **self.settings)[0]
+            probs = predict_probs(self.model, self._normalized(image), **self.settings.options())[0]
             if on_probs is not None:
                 on_probs(0, probs)
             return label_maps(Head.of(self.model), probs[None])[0]

@@ -2,5 +2,14 @@
 (:mod:`.predict`) and segmenting files of images (:mod:`.image_files`)."""
 
 from .predict import label_maps, load_inference_model, predict_labels, predict_probs, scaled_size, sliding_logits
+from .settings import InferenceSettings
 
-__all__ = ["label_maps", "load_inference_model", "predict_labels", "predict_probs", "scaled_size", "sliding_logits"]
+__all__ = [
+    "InferenceSettings",
+    "label_maps",
+    "load_inference_model",
+    "predict_labels",
+    "predict_probs",
+    "scaled_size",
+    "sliding_logits",
+]

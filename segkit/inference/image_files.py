@@ -36,6 +36,7 @@ from ..head import Head
 from ..io.disk import written_whole
 from .memory import MAX_PIXELS, MemoryPlan, ModelFootprint, default_budget
 from .predict import label_maps, predict_probs
+from .settings import InferenceSettings
 from .tiled import tiled_labels, tiled_probs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -311,9 +312,10 @@ def predict_folder(
     model: torch.nn.Module,
     files: list[Path],
     output: Path,
+    *,
     transform,
     palette: np.ndarray,
-    settings: dict | None = None,
+    settings: InferenceSettings | None = None,
     batch_size: int = 4,
     num_workers: int = 2,
     device: str = "cpu",
@@ -326,7 +328,7 @@ def predict_folder(
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
-    ``settings``: test-time augmentation, the keyword arguments of :func:`segkit.inference.predict_probs`.
+    ``settings``: the test-time passes, windows and padding.
     ``confidence``: also the confidence and entropy maps of the probabilities the masks come from.
     ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
@@ -336,11 +338,10 @@ def predict_folder(
     :func:`save_tiled_multilabel_prediction`).
     """
     model = model.to(device).eval()
-    settings = settings or {}
+    settings = settings or InferenceSettings()
     output.mkdir(parents=True, exist_ok=True)
-    plan = MemoryPlan(
-        ModelFootprint.measure(model), settings, memory_budget or default_budget(device), confidence, max_pixels
-    )
+    budget = memory_budget or default_budget(device)
+    plan = MemoryPlan(ModelFootprint.measure(model), settings, budget, confidence=confidence, max_pixels=max_pixels)
     sizes = [header_size(f) for f in files]
     order, failed = plan.admit(files, sizes)
     tiled = frozenset(n for n, i in enumerate(order) if plan.tiled(*sizes[i]))
@@ -350,7 +351,7 @@ def predict_folder(
     pending: list[dict] = []
 
     def flush() -> None:
-        probs = predict_probs(model, torch.stack([s["input"] for s in pending]).to(device), **settings)
+        probs = predict_probs(model, torch.stack([s["input"] for s in pending]).to(device), **settings.options())
         paths = [dataset.files[s["index"]] for s in pending]
         pictures = [show(s["image"]) for s in pending]
         _save_batch(output, paths, pictures, probs, palette, confidence, class_names, Head.of(model))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..io.disk import human
+from .settings import InferenceSettings
 
 # The probe counts the tensors that modules take and give; functional ops between them and the kernels'
 # own buffers are not seen. Measured peak resident memory of a forward pass was 1.25-1.34x the probe's count
@@ -179,27 +180,27 @@ class ModelFootprint:
 
 class MemoryPlan:
     """Which images are predicted whole and which band by band (:mod:`.tiled`), for a model's ``footprint``,
-    its test-time augmentation ``settings`` (keyword arguments of :func:`~segkit.inference.predict_probs`) and
-    a memory ``budget`` in bytes; which are refused (``max_pixels``, or too large even tiled)."""
+    its test-time ``settings`` and a memory ``budget`` in bytes; which are refused (``max_pixels``, or too large
+    even tiled)."""
 
     def __init__(
         self,
         footprint: ModelFootprint,
-        settings: dict,
+        settings: InferenceSettings,
         budget: int,
+        *,
         confidence: bool = False,
         max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.footprint = footprint
         self.settings, self.budget, self.confidence, self.max_pixels = settings, budget, confidence, max_pixels
-        self.window = settings.get("window") or DEFAULT_TILE
+        self.window = settings.window or DEFAULT_TILE
 
     @property
     def tile_options(self) -> dict:
         """The keyword arguments of :func:`~segkit.inference.tiled.tiled_probs` for a tiled image: the window,
         the overlap and the test-time augmentation of ``settings``."""
-        options = {k: self.settings[k] for k in ("overlap", "scales", "flip") if k in self.settings}
-        return {"window": self.window, **options}
+        return self.settings.tile_options(self.window)
 
     def refusal(self, name, height: int, width: int) -> str | None:
         """Why the image cannot be predicted within the limits (one line), or None."""
@@ -243,15 +244,11 @@ class MemoryPlan:
 
     def _whole_bytes(self, height: int, width: int) -> int:
         s = self.settings
-        return self.footprint.whole_image_bytes(
-            height, width, s.get("scales", (1.0,)), s.get("flip", False), s.get("window")
-        )
+        return self.footprint.whole_image_bytes(height, width, s.scales, s.flip, s.window)
 
     def _tiled_bytes(self, height: int, width: int) -> int:
         s = self.settings
-        return self.footprint.tiled_bytes(
-            height, width, self.window, s.get("scales", (1.0,)), s.get("flip", False), self.confidence
-        )
+        return self.footprint.tiled_bytes(height, width, self.window, s.scales, s.flip, self.confidence)
 
 
 def human_pixels(height: int, width: int) -> str:

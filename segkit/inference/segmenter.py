@@ -23,6 +23,7 @@ from ..data.transforms import eval_transform
 from ..io.torch_files import read_checkpoint
 from .exported import ExportedModel
 from .predict import checkpoint_model, predict_labels
+from .settings import InferenceSettings
 
 __all__ = ["Segmenter"]
 
@@ -60,6 +61,7 @@ class Segmenter:
         self,
         model: str | Path,
         device: str = "cpu",
+        *,
         scales: Sequence[float] | None = None,
         flip: bool | None = None,
         pad_to: Sequence[int] | None = None,
@@ -87,7 +89,7 @@ class Segmenter:
                     f"{path} has its test-time settings baked in ({', '.join(f'{k} {baked.get(k)}' for k in differ)});"
                     " export it again with the settings you want, or give the checkpoint"
                 )
-            self.settings = baked
+            self.settings = InferenceSettings.of(baked)
         else:
             checkpoint = read_checkpoint(path)
             record = checkpoint.get("segkit_data")
@@ -101,13 +103,7 @@ class Segmenter:
             self.thresholds = self.model.thresholds if self.model.multilabel else None
             self.format = ImageFormat.from_record(record)
             self.transform = eval_transform(self.format.mean, self.format.std, self.format.pixel_max)
-            self.settings = {
-                "scales": list(scales or [1.0]),
-                "flip": bool(flip),
-                "pad_to": pad_to,
-                "window": window,
-                "overlap": overlap,
-            }
+            self.settings = InferenceSettings(tuple(scales or [1.0]), bool(flip), window, overlap, pad_to)
         self.class_names = list(record["class_names"])
         self.palette = np.asarray(record["palette"], np.uint8)
         self.mean, self.std = tuple(record["mean"]), tuple(record["std"])
@@ -160,4 +156,6 @@ class Segmenter:
             labels = self.exported.labels(batch)
             return [m.astype(bool) for m in labels] if self.exported.multilabel else labels
         x = torch.stack([self.transform(image=im)["image"] for im in batch]).to(self.device)
-        return [p.cpu().numpy() for p in predict_labels(self.model, x, **self.settings)]  # multi-label: (K, H, W)
+        return [
+            p.cpu().numpy() for p in predict_labels(self.model, x, **self.settings.options())
+        ]  # multi-label: (K, H, W)

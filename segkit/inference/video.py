@@ -28,6 +28,7 @@ from ..head import Head
 from ..io.disk import DiskFullError, free_bytes, written_whole
 from .image_files import IMAGE_SUFFIXES
 from .predict import label_maps, predict_probs
+from .settings import InferenceSettings
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
@@ -185,7 +186,9 @@ def _segment(model, decoded: queue.Queue, encoded: queue.Queue, settings, batch_
         end = item is _END or isinstance(item, Exception)
         if batch and (end or len(batch) == batch_size):
             inputs = torch.stack([b[2] for b in batch]).to(device)
-            for (index, frame, _), labels in zip(batch, label_maps(head, predict_probs(model, inputs, **settings))):
+            for (index, frame, _), labels in zip(
+                batch, label_maps(head, predict_probs(model, inputs, **settings.options()))
+            ):
                 encoded.put((index, frame, labels.cpu().numpy()))
                 written += 1
             if progress is not None:
@@ -206,9 +209,10 @@ def predict_video(
     model: torch.nn.Module,
     frames: VideoFrames,
     output: Path,
+    *,
     transform,
     palette: np.ndarray,
-    settings: dict | None = None,
+    settings: InferenceSettings | None = None,
     batch_size: int = 4,
     device: str = "cpu",
     every: int = 1,
@@ -234,7 +238,9 @@ def predict_video(
     reader.start()
     encoder.start()
     try:
-        written, failure = _segment(model, decoded, encoded, settings or {}, batch_size, device, progress, errors)
+        written, failure = _segment(
+            model, decoded, encoded, settings or InferenceSettings(), batch_size, device, progress, errors
+        )
     finally:
         stop.set()
         encoded.put(_END)
