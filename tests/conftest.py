@@ -15,7 +15,7 @@ import lightning as L  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from helpers import CONFIGS, REPO, python, randomize_batchnorm  # noqa: E402
+from helpers import CONFIGS, REPO, cli, python, randomize_batchnorm  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -266,18 +266,17 @@ class HeadRun:
         self.tuned_json = json.loads((root / "tuned.json").read_text())
 
 
-def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: tuple) -> HeadRun:
+def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list) -> HeadRun:
     def args_for(root: Path) -> list:
-        return ["--config", CONFIGS / config, "--data.root", root / "data", "--data.crop_size", "64"] + [
-            "--data.val_fraction", "0.25", "--model.decoder_channels", "32", *extra
-        ]  # fmt: skip
+        data = {"data__root": root / "data", "data__crop_size": 64, "data__val_fraction": 0.25}
+        return cli(config=CONFIGS / config, **data, model__decoder_channels=32) + list(extra)
 
     def build(root: Path) -> None:
         make_data(root / "data", num_images=24, size_range=(64, 80), seed=0)
-        runs = ("--trainer.default_root_dir", root / "runs", "--trainer.logger.init_args.save_dir", root / "runs")
+        runs = cli(trainer__default_root_dir=root / "runs", trainer__logger__init_args__save_dir=root / "runs")
         _segkit_in_process("fit", *args_for(root), *QUICK_FIT, *runs)
         best = next((root / "runs").rglob("best-*.ckpt"))
-        tuning = ("--tune_thresholds", root / "tuned.ckpt", "--json", root / "tuned.json")
+        tuning = cli(tune_thresholds=root / "tuned.ckpt", json=root / "tuned.json")
         out = _segkit_in_process("eval", *args_for(root), "--ckpt_path", best, "--device", "cpu", *tuning)
         (root / "tuned.txt").write_text(out)
 
@@ -291,7 +290,7 @@ def multilabel_run(tmp_path_factory) -> HeadRun:
     """:class:`HeadRun` of a multi-label model (demo_multilabel.yaml: buildings, roads, flood water)."""
     from segkit.data.synthetic import make_synthetic_multilabel
 
-    return _head_run(tmp_path_factory, "multilabel_run", make_synthetic_multilabel, "demo_multilabel.yaml", ())
+    return _head_run(tmp_path_factory, "multilabel_run", make_synthetic_multilabel, "demo_multilabel.yaml", [])
 
 
 @pytest.fixture(scope="session")
@@ -299,5 +298,5 @@ def binary_run(tmp_path_factory) -> HeadRun:
     """:class:`HeadRun` of a binary sigmoid model (demo_folder.yaml with ``model.head: sigmoid``)."""
     from segkit.data.synthetic import make_synthetic_folder
 
-    extra = ("--model.head", "sigmoid", "--model.class_weights", "null", "--model.loss", "{binary_cross_entropy: 1.0}")
+    extra = cli(model__head="sigmoid", model__class_weights="null", model__loss="{binary_cross_entropy: 1.0}")
     return _head_run(tmp_path_factory, "binary_run", make_synthetic_folder, "demo_folder.yaml", extra)

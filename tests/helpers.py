@@ -58,6 +58,26 @@ def segkit_torchrun(*argv, port: int, cwd, processes: int = 2):
     return python(*args, *argv, cwd=cwd, threads=1)
 
 
+def cli(*words, **options) -> list[str]:
+    """A segkit command line from keywords, instead of a long literal list:
+    ``cli("eval", config=CONFIGS / "voc.yaml", data__root=root, scales=[0.5, 1.0], flip=True)`` is
+    ``["eval", "--config", ".../voc.yaml", "--data.root", "...", "--scales", "0.5", "1.0", "--flip"]``. A double
+    underscore is a dot; True gives the bare flag, None leaves the option out; a list or tuple gives its values
+    one after another; everything else its ``str``."""
+    argv = [str(w) for w in words]
+    for key, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("__", ".")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list | tuple):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def run_here(capsys, *argv, cwd=None) -> subprocess.CompletedProcess:
     """``segkit ARGV`` in this process, as :func:`segkit` runs it in a subprocess: the exit status, standard output
     and standard error (a message given to sys.exit there, as Python prints it), in the folder ``cwd``; without

@@ -8,7 +8,7 @@ dropped, and the rest of the band moves up. Neither the image's logits nor its p
 whole: the memory is that of the band and of one window.
 
 With one pass (scale 1, no flip) the windows' logits are averaged and then turned into probabilities, exactly
-as the in-memory sliding window does (equal results, tests/test_tiled.py). With several scales or flips, the
+as the in-memory sliding window does (equal results, tests/inference/test_tiled.py). With several scales or flips, the
 test-time augmentation runs on each window (:func:`~segkit.inference.predict_probs` of the window) and the
 windows' probabilities are averaged.
 """

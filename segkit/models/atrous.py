@@ -6,7 +6,7 @@ a layer whose input has been downsampled ``r`` times in the original network, wi
 stride, gets dilation ``r / output_stride``. A strided layer whose input is still at the output stride keeps
 its dilation and loses its stride. The result computes the original network's features at every position of
 the finer grid, so its features taken every ``32 / output_stride`` pixels are the original ones
-(tests/test_atrous.py). segmentation-models-pytorch's ``make_dilated`` does this for its own encoders, stage by
+(tests/models/test_atrous.py). segmentation-models-pytorch's ``make_dilated`` does this for its own encoders, stage by
 stage; this does it for any encoder, such as timm's original Xception (``legacy_xception``), whose constructor
 takes no output stride: the reductions are measured on a probe image, layer by layer.
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, assert_official, segkit_here
+from helpers import CONFIGS, assert_official, cli, segkit_here
 
 from segkit.commands import main
 from segkit.data.base import read_label_png
@@ -15,16 +15,7 @@ from segkit.inference import load_inference_model
 
 
 def _config(tiny_voc):
-    return (
-        "--config",
-        CONFIGS / "voc.yaml",
-        "--data.root",
-        tiny_voc,
-        "--model.encoder",
-        "xception41",
-        "--data.num_workers",
-        "0",
-    )
+    return cli(config=CONFIGS / "voc.yaml", data__root=tiny_voc, model__encoder="xception41", data__num_workers=0)
 
 
 @pytest.mark.slow

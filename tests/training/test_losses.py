@@ -30,7 +30,7 @@ def _loss_and_grad(loss, logits, target):
     return value.detach(), logits.grad
 
 
-SINGLE_LABEL = [n for n in LOSS_NAMES if n != "binary_cross_entropy"]  # that one: tests/test_multilabel.py
+SINGLE_LABEL = [n for n in LOSS_NAMES if n != "binary_cross_entropy"]  # that one: tests/e2e/test_multilabel.py
 
 
 @pytest.mark.parametrize("name", SINGLE_LABEL)

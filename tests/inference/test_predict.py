@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, run_here, trained_module
+from helpers import CONFIGS, cli, run_here, trained_module
 from PIL import Image
 
 from segkit.commands import predict
@@ -153,26 +153,16 @@ def test_predict_multi_scale_flip_window_and_names(random_bn_checkpoint, tmp_pat
     # so the labels alone would not show a lost --window)
     p = predict.parser()
     cfg = p.parse_args(
-        [
-            "--config",
-            str(CONFIGS / "voc.yaml"),
-            "--ckpt_path",
-            "m.ckpt",
-            "--input",
-            "x",
-            "--output",
-            "y",
-            "--scales",
-            "0.5",
-            "1.0",
-            "--flip",
-            "--window",
-            "48",
-            "--overlap",
-            "0.25",
-            "--pad_to",
-            "513",
-            "600",
-        ]
+        cli(
+            config=CONFIGS / "voc.yaml",
+            ckpt_path="m.ckpt",
+            input="x",
+            output="y",
+            scales=[0.5, 1.0],
+            flip=True,
+            window=48,
+            overlap=0.25,
+            pad_to=[513, 600],
+        )
     )
     assert inference_settings(p, cfg) == InferenceSettings((0.5, 1.0), True, 48, 0.25, (513, 600))
