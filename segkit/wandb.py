@@ -37,7 +37,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from .data.base import IGNORE_INDEX
 from .data.visualize import confusion_heatmap
-from .evaluation.metrics import segmentation_scores
+from .evaluation.metrics import head_scores
 from .head import Head
 from .inference import label_maps
 
@@ -314,7 +314,9 @@ def analysis_summary(prefix: str, result: dict) -> dict:
 def log_eval(
     project: str | None,
     run_id: str | None,
-    confmat: torch.Tensor,
+    *,
+    head: Head,
+    counts: torch.Tensor,
     void: torch.Tensor | None,
     class_names,
     settings: dict,
@@ -323,8 +325,10 @@ def log_eval(
     outputs: dict | None = None,
 ) -> None:
     """``segkit eval``'s results (``eval/...``: table, chart, confusion matrix, sample predictions, scores in the
-    summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run). ``outputs``:
-    the analysis's plot files (``eval/plots/<name>``) and worst images (the table ``eval/worst``)."""
+    summary) to a new run in ``project`` or to the existing run ``run_id`` (e.g. the training run), for every
+    head: ``counts`` are :func:`~segkit.evaluation.evaluate`'s (a multi-label model's per-class counts have no
+    confusion matrix; its samples show one mask layer per class). ``outputs``: the analysis's plot files
+    (``eval/plots/<name>``) and worst images (the table ``eval/worst``)."""
     import wandb
 
     reason = offline_reason()
@@ -336,7 +340,8 @@ def log_eval(
         mode="offline" if reason else None,
         config={"eval": settings},
     )
-    run.log(panels("eval", confmat, segmentation_scores(confmat, void), class_names, samples))
+    confmat = None if head.mode == "multilabel" else counts
+    run.log(panels("eval", confmat, head_scores(head, counts, void), class_names, samples))
     if outputs:
         run.log(analysis_panels("eval", outputs))
     run.summary.update({f"eval/{k}": result[k] for k in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")})

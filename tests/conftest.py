@@ -261,12 +261,12 @@ class HeadRun:
         self.root, self.args = root, args
         self.data = root / "data"
         self.checkpoint = next((root / "runs").rglob("best-*.ckpt"))
-        self.tuned = root / "tuned.ckpt"
-        self.tuned_out = (root / "tuned.txt").read_text()
-        self.tuned_json = json.loads((root / "tuned.json").read_text())
+        self.tuned = root / "tuned.ckpt"  # a sigmoid head's; a softmax head has no thresholds to tune
+        self.tuned_out = (root / "tuned.txt").read_text() if self.tuned.exists() else None
+        self.tuned_json = json.loads((root / "tuned.json").read_text()) if self.tuned.exists() else None
 
 
-def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list) -> HeadRun:
+def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list, tune: bool = True) -> HeadRun:
     def args_for(root: Path) -> list:
         data = {"data__root": root / "data", "data__crop_size": 64, "data__val_fraction": 0.25}
         return cli(config=CONFIGS / config, **data, model__decoder_channels=32) + list(extra)
@@ -275,6 +275,8 @@ def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list) 
         make_data(root / "data", num_images=24, size_range=(64, 80), seed=0)
         runs = cli(trainer__default_root_dir=root / "runs", trainer__logger__init_args__save_dir=root / "runs")
         _segkit_in_process("fit", *args_for(root), *QUICK_FIT, *runs)
+        if not tune:
+            return
         best = next((root / "runs").rglob("best-*.ckpt"))
         tuning = cli(tune_thresholds=root / "tuned.ckpt", json=root / "tuned.json")
         out = _segkit_in_process("eval", *args_for(root), "--ckpt_path", best, "--device", "cpu", *tuning)
@@ -300,3 +302,24 @@ def binary_run(tmp_path_factory) -> HeadRun:
 
     extra = cli(model__head="sigmoid", model__class_weights="null", model__loss="{binary_cross_entropy: 1.0}")
     return _head_run(tmp_path_factory, "binary_run", make_synthetic_folder, "demo_folder.yaml", extra)
+
+
+@pytest.fixture(scope="session")
+def multiclass_run(tmp_path_factory) -> HeadRun:
+    """:class:`HeadRun` of a softmax model on the data of :func:`binary_run` (demo_folder.yaml), not tuned."""
+    from segkit.data.synthetic import make_synthetic_folder
+
+    return _head_run(tmp_path_factory, "multiclass_run", make_synthetic_folder, "demo_folder.yaml", [], tune=False)
+
+
+HEADS = ("multiclass", "binary", "multilabel")
+
+
+@pytest.fixture(params=HEADS)
+def head_run(request) -> HeadRun:
+    """Each head's :class:`HeadRun` in turn (softmax, binary sigmoid at its tuned threshold, multi-label at its
+    tuned thresholds): a test that takes it runs for every head."""
+    run = request.getfixturevalue(f"{request.param}_run")
+    run.head = request.param
+    run.model = run.checkpoint if request.param == "multiclass" else run.tuned
+    return run

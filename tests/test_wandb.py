@@ -409,3 +409,23 @@ def test_dashboard_of_a_folder_data_set(tmp_path):
     assert len(names) == 3 and names <= set(held_out)
     labels = json.dumps(run["config"]["_wandb"]["mask/class_labels"])
     assert '"object"' in labels and '"aeroplane"' not in labels
+
+
+def test_eval_logs_every_head(head_run, tmp_path):
+    """segkit eval's W&B logging for each head: the scores in the summary, the IoU table, sample predictions (a
+    multi-label model's with one mask layer per class), and the confusion matrix of single-label heads only."""
+    proc = _eval(
+        *head_run.args, "--ckpt_path", head_run.model, "--device", "cpu", "--wandb_project", "segkit-eval",
+        "--wandb_images", "2", "--json", tmp_path / "s.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    run = read_run(run_dir)
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert run["summary"]["eval/mIoU"] == pytest.approx(scores["mIoU"])
+    assert {k: run["summary"][f"eval/IoU/{k}"] for k in scores["per_class_iou"]} == pytest.approx(
+        scores["per_class_iou"], nan_ok=True
+    )
+    logged = {k for h in run["history"] for k in h}
+    assert "eval/iou_table" in logged and ("eval/confusion" in logged) == (head_run.head != "multilabel")
+    assert len([k for k in logged if k.startswith("eval/prediction/")]) == 2  # names may hold folders

@@ -133,7 +133,7 @@ def main(args: list[str]) -> None:
         if tuning is not None:
             print(tuning.text)
         if cfg.wandb_project or cfg.wandb_run_id:
-            log_wandb(cfg, datamodule, dataset, predictor, counts, void, settings, result, outputs)
+            log_wandb(cfg, datamodule, dataset, predictor, head, counts, void, settings, result, outputs)
     distributed.leave()
     sys.exit(0)
 
@@ -153,11 +153,6 @@ def check_sources(p, cfg, datamodule) -> Path | None:
         unscored = [f"--{o}" for o in ("predictions", "save_predictions", "confusion", *ANALYSIS_OPTIONS) if cfg[o]]
         if unscored:
             p.error(f"{' '.join(unscored)}: {UNSCORED_MULTILABEL}")
-        if cfg.wandb_project or cfg.wandb_run_id:
-            p.error(
-                "--wandb_project/--wandb_run_id: W&B's masks show one class per pixel; a multi-label model's "
-                "pixels may have several (log its --json instead)"
-            )
     if cfg.tune_thresholds is None:
         return None
     if Path(cfg.tune_thresholds).exists():
@@ -184,7 +179,7 @@ def model_heading(cfg, num_images: int, settings: dict, head, class_names) -> st
     )
 
 
-def log_wandb(cfg, datamodule, dataset, predictor, confmat, void, settings: dict, result: dict, outputs) -> None:
+def log_wandb(cfg, datamodule, dataset, predictor, head, counts, void, settings: dict, result: dict, outputs) -> None:
     """The results (and sample predictions) to the W&B run of ``--wandb_project`` or ``--wandb_run_id``."""
     from ..wandb import log_eval
 
@@ -192,13 +187,14 @@ def log_wandb(cfg, datamodule, dataset, predictor, confmat, void, settings: dict
     log_eval(
         cfg.wandb_project,
         cfg.wandb_run_id,
-        confmat,
-        void,
-        datamodule.class_names,
-        settings,
-        result,
-        samples,
-        outputs,
+        head=head,
+        counts=counts,
+        void=void,
+        class_names=datamodule.class_names,
+        settings=settings,
+        result=result,
+        samples=samples,
+        outputs=outputs,
     )
 
 

@@ -7,7 +7,8 @@
 For every image ``<stem>.png`` (class indices, a palette PNG coloured like the data set's masks) and
 ``<stem>_overlay.jpg`` (the image blended with the colour mask) are written at the image's own resolution;
 ``--confidence`` adds ``<stem>_confidence.png`` and ``<stem>_entropy.png``, 16-bit maps of the top class
-probability and of the entropy over log(classes), from the probabilities the mask comes from.
+probability and of the entropy over log(classes), from the probabilities the mask comes from (a multi-label
+model: ``<stem>_<class>_confidence.png``, each class's probability). The files: :mod:`segkit.inference.outputs`.
 The config's data section gives the class names and the colours; the checkpoint's record of its data (segkit
 fit writes it) the bands read, their normalization and the bands shown in the overlay. Images of the same size
 are batched together (sorted by size first), so each prediction equals that of the image alone; an image
@@ -62,7 +63,8 @@ def parser(help_only: bool = False):
         action=ActionYesNo,
         default=False,
         help="also write <stem>_confidence.png and <stem>_entropy.png (16-bit: top class probability and "
-        "entropy / log(classes), times 65535)",
+        "entropy / log(classes), times 65535); a multi-label model: <stem>_<class>_confidence.png, each class's "
+        "probability",
     )
     p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
     p.add_argument(
@@ -83,8 +85,9 @@ def main(args: list[str]) -> None:
     cfg = p.parse_args(args)
     # imported once the options are read: --help answers without PyTorch
     from ..data.transforms import eval_transform
-    from ..inference.image_files import find_images, output_paths, predict_folder
+    from ..inference.image_files import find_images, predict_folder
     from ..inference.memory import MAX_PIXELS
+    from ..inference.outputs import output_paths
     from ..inference.video import is_video
 
     cfg.device = run_device(cfg)
@@ -99,8 +102,6 @@ def main(args: list[str]) -> None:
     files = find_images(cfg.input)
     output = Path(cfg.output)
     names = list(datamodule.class_names) if datamodule.multilabel else None
-    if names is not None and cfg.confidence:
-        p.error("--confidence maps are for single-label models; a multilabel model writes one mask per class")
     existing = [p for f in files for p in output_paths(output, f, cfg.confidence, names) if p.exists()]
     if existing and not cfg.overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
@@ -167,8 +168,6 @@ def predict_video_file(p, cfg, datamodule) -> None:
     if existing and not cfg.overwrite:
         sys.exit(f"segkit predict: {existing[0]} already exists; choose another --output or pass --overwrite")
     model, image_format = checkpoint_and_format(cfg, datamodule)
-    if datamodule.multilabel:
-        sys.exit("segkit predict: videos are predicted with single-label models; give a multilabel model images")
     if not image_format.rgb:
         sys.exit(f"segkit predict: the model reads {image_format.in_channels} band(s), video frames are RGB")
     total = -(-frames.count // cfg.every) if frames.count > 0 else None
@@ -185,6 +184,7 @@ def predict_video_file(p, cfg, datamodule) -> None:
             every=cfg.every,
             masks=cfg.masks,
             progress=bar.update,
+            class_names=list(datamodule.class_names) if datamodule.multilabel else None,
         )
     masks = (
         f" and {result.frames_written} masks to {video_outputs(output, frames.source, True)[1]}" if cfg.masks else ""

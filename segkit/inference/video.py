@@ -27,6 +27,7 @@ from ..data.visualize import overlay
 from ..head import Head
 from ..io.disk import DiskFullError, free_bytes, written_whole
 from .image_files import IMAGE_SUFFIXES
+from .outputs import multilabel_overlay, write_mask
 from .predict import label_maps, predict_probs
 from .settings import InferenceSettings
 
@@ -159,16 +160,27 @@ class _VideoFile:
         self.writer.release()
 
 
-def _consume(writer: _VideoFile, masks: Path | None, mask_name, palette, jobs: queue.Queue, errors: list) -> None:
-    """Blends and encodes the frames from ``jobs`` in order (and writes their masks) until _END."""
+def _consume(
+    writer: _VideoFile, masks: Path | None, mask_name, palette, class_names, jobs: queue.Queue, errors: list
+) -> None:
+    """Blends and encodes the frames from ``jobs`` in order (and writes their masks) until _END. A multi-label
+    model's frames (``class_names``) are blended with the mean colour of each pixel's classes, and each class
+    is a mask of its own, ``<frame>_<class>.png`` (0/255), as ``segkit predict`` writes images."""
     while (job := jobs.get()) is not _END:
         if errors:
             continue  # drain the queue so that the producer side never blocks
         index, frame, labels = job
         try:
-            blended = overlay(frame, labels, palette)
+            multilabel = class_names is not None
+            blended = multilabel_overlay(frame, labels, palette) if multilabel else overlay(frame, labels, palette)
             writer.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR, dst=blended))
-            if masks is not None:
+            if masks is None:
+                continue
+            if multilabel:
+                for name, mask in zip(class_names, labels):
+                    file = masks / f"{mask_name(index)}_{name}.png"
+                    written_whole(file, partial(write_mask, file, mask))
+            else:
                 file = masks / f"{mask_name(index)}.png"
                 written_whole(file, partial(write_label_png, file, labels, palette))
         except Exception as e:  # noqa: BLE001 - handed to the main thread, which raises it
@@ -218,10 +230,11 @@ def predict_video(
     every: int = 1,
     masks: bool = False,
     progress=None,
+    class_names: list[str] | None = None,
 ) -> VideoResult:
     """Writes the overlay video of ``frames`` (every ``every``-th frame, at the frame rate divided by
-    ``every``) and with ``masks`` one mask PNG per frame, into ``output``. A video that ends early is finished
-    with the frames read, and the result says so."""
+    ``every``) and with ``masks`` one mask PNG per frame (a multi-label model, ``class_names``: one per frame and
+    class), into ``output``. A video that ends early is finished with the frames read, and the result says so."""
     model = model.to(device).eval()
     paths = video_outputs(output, frames.source, masks)
     output.mkdir(parents=True, exist_ok=True)
@@ -232,7 +245,7 @@ def predict_video(
     reader = threading.Thread(target=_produce, args=(frames, every, transform, decoded, stop), daemon=True)
     encoder = threading.Thread(
         target=_consume,
-        args=(writer, paths[1] if masks else None, frames.mask_name, palette, encoded, errors),
+        args=(writer, paths[1] if masks else None, frames.mask_name, palette, class_names, encoded, errors),
         daemon=True,
     )
     reader.start()

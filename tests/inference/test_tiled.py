@@ -15,8 +15,9 @@ from torch import nn
 
 from segkit.data.transforms import XCEPTION_MEAN, XCEPTION_STD, eval_transform
 from segkit.inference import load_inference_model, predict_probs
-from segkit.inference.image_files import confidence_maps, header_size
+from segkit.inference.image_files import header_size
 from segkit.inference.memory import ACTIVATION_SAFETY, ModelFootprint, activation_bytes_per_pixel, parse_size
+from segkit.inference.outputs import confidence_maps
 from segkit.inference.tiled import tiled_probs
 from segkit.models import DeepLabV3Plus
 

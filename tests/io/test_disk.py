@@ -78,13 +78,13 @@ def test_fit_on_a_full_disk_warns_first_and_stops_in_one_line(tiny_voc, small_di
 
 
 def test_predict_on_a_full_disk_names_the_file_and_removes_it(tiny_voc, checkpoint, tmp_path, capsys, monkeypatch):
-    from segkit.inference import image_files
+    from segkit.inference import outputs
 
     def overlay_on_a_full_disk(path, *args):
         path.write_bytes(b"\xff\xd8 half a JPEG")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(image_files, "save_overlay", overlay_on_a_full_disk)
+    monkeypatch.setattr(outputs, "_write_encoded", overlay_on_a_full_disk)
     image = next((tiny_voc / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))
     args = ["--config", CONFIGS / "voc.yaml", "--ckpt_path", checkpoint, "--input", image, "--device", "cpu"]
     proc = run_here(capsys, "predict", *args, "--output", tmp_path / "out", "--num_workers", "0", cwd=tmp_path)
