@@ -11,7 +11,7 @@
   - ``val/confusion``: the confusion matrix normalized by ground-truth pixels (rows), as an image;
   - ``val/prediction/<image name>``: a fixed set of validation images (chosen by ``seed``), each with its
     ground-truth and predicted masks and the class names, for W&B's mask overlay and per-class toggles (a
-    multi-label model's: one mask layer per class, :func:`multilabel_mask_image`);
+    multi-label model's: one mask layer per class, :func:`mask_image`);
   - ``best/val_mIoU`` and ``best/step`` in the run summary.
 
   Scalars (``train/loss``, ``train/lr``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``) are logged by
@@ -148,50 +148,40 @@ def iou_table(class_names, scores: dict):
     return wandb.Table(columns=["class", "IoU", "accuracy"], data=rows)
 
 
-def mask_image(
-    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, class_names, caption: str, max_side: int = 640
-):
-    """A ``wandb.Image`` with ground-truth and prediction masks (class labels, 255 as "ignored"), downsized so
-    that its longer side is at most ``max_side``."""
-    import wandb
-
-    scale = min(1.0, max_side / max(image.shape[:2]))
-    if scale < 1.0:
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        pred = cv2.resize(pred, size, interpolation=cv2.INTER_NEAREST)
-        truth = None if truth is None else cv2.resize(truth, size, interpolation=cv2.INTER_NEAREST)
-    labels = {i: name for i, name in enumerate(class_names)} | {IGNORE_INDEX: "ignored"}
-    masks = {"prediction": {"mask_data": pred, "class_labels": labels}}
-    if truth is not None:
-        masks["ground_truth"] = {"mask_data": truth, "class_labels": labels}
-    return wandb.Image(image, masks=masks, caption=caption)
-
-
 MULTILABEL_AGREEMENT = {1: "predicted, labelled", 2: "predicted only", 3: "labelled only", IGNORE_INDEX: "ignored"}
 
 
-def multilabel_mask_image(
-    image: np.ndarray, truth: np.ndarray, decided: np.ndarray, class_names, caption: str, max_side: int = 640
+def mask_image(
+    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, class_names, caption: str, max_side: int = 640
 ):
-    """A ``wandb.Image`` of a multi-label model's prediction: one mask layer per class (toggled apart in W&B),
-    1 where the class is predicted and labelled present, 2 predicted only, 3 labelled only, 255 where the
-    class is not labelled. ``truth``: (H, W, K) of 0, 1 and 255; ``decided``: (K, H, W) booleans."""
+    """A ``wandb.Image`` of one prediction, for every head, downsized so that its longer side is at most
+    ``max_side``. A single-label model's ``pred`` (H, W) and ``truth`` are two mask layers of class indices (255:
+    "ignored"). A multi-label model's ``pred`` (K, H, W) booleans against ``truth`` (H, W, K) of 0, 1 and 255 is
+    one layer per class (toggled apart in W&B): 1 where the class is predicted and labelled present, 2 predicted
+    only, 3 labelled only, 255 where the class is not labelled."""
     import wandb
 
-    layers = {}
-    for k, name in enumerate(class_names):
-        label, pred = truth[..., k], decided[k]
-        agreement = np.where(pred, np.where(label == 1, 1, 2), np.where(label == 1, 3, 0)).astype(np.uint8)
-        agreement[label == IGNORE_INDEX] = IGNORE_INDEX
-        layers[name] = agreement
+    if pred.ndim == 3:
+        layers = {
+            name: (_agreement(truth[..., k], pred[k]), MULTILABEL_AGREEMENT) for k, name in enumerate(class_names)
+        }
+    else:
+        labels = {i: name for i, name in enumerate(class_names)} | {IGNORE_INDEX: "ignored"}
+        layers = {"prediction": (pred, labels)} | ({} if truth is None else {"ground_truth": (truth, labels)})
     scale = min(1.0, max_side / max(image.shape[:2]))
     if scale < 1.0:
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        layers = {n: cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) for n, m in layers.items()}
-    masks = {n: {"mask_data": m, "class_labels": MULTILABEL_AGREEMENT} for n, m in layers.items()}
+        layers = {n: (cv2.resize(m, size, interpolation=cv2.INTER_NEAREST), names) for n, (m, names) in layers.items()}
+    masks = {n: {"mask_data": m, "class_labels": names} for n, (m, names) in layers.items()}
     return wandb.Image(image, masks=masks, caption=caption)
+
+
+def _agreement(label: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """One class's layer: 1 predicted and labelled, 2 predicted only, 3 labelled only, 255 not labelled."""
+    agreement = np.where(pred, np.where(label == 1, 1, 2), np.where(label == 1, 3, 0)).astype(np.uint8)
+    agreement[label == IGNORE_INDEX] = IGNORE_INDEX
+    return agreement
 
 
 def sample_indices(length: int, num: int, seed: int) -> list[int]:
@@ -232,8 +222,7 @@ def panels(prefix: str, confmat: torch.Tensor, scores: dict, class_names, sample
     if confmat is not None:  # overlapping labels have per-class counts, no confusion between classes
         log[f"{prefix}/confusion"] = wandb.Image(confusion_heatmap(confmat), caption="rows: ground truth, normalized")
     for image, truth, pred, name in samples:  # one panel per image (W&B lays out lists of equal-size images)
-        show = multilabel_mask_image if pred.ndim == 3 else mask_image  # (K, H, W): a multi-label model's
-        log[f"{prefix}/prediction/{name}"] = show(image, truth, pred, class_names, name)
+        log[f"{prefix}/prediction/{name}"] = mask_image(image, truth, pred, class_names, name)
     return log
 
 

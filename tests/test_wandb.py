@@ -186,11 +186,11 @@ def test_multilabel_samples_show_each_class_as_a_layer_of_agreement():
     import torch
 
     from segkit.training.task import SegmentationTask
-    from segkit.wandb import multilabel_mask_image, predict_samples
+    from segkit.wandb import mask_image, predict_samples
 
     truth = np.stack([np.array([[1, 0], [1, 0]]), np.array([[0, 0], [1, 255]])], -1).astype(np.uint8)  # (H, W, K)
     decided = np.array([[[True, False], [False, True]], [[True, True], [False, True]]])  # (K, H, W)
-    image = multilabel_mask_image(np.zeros((2, 2, 3), np.uint8), truth, decided, ["road", "flooded"], "x")
+    image = mask_image(np.zeros((2, 2, 3), np.uint8), truth, decided, ["road", "flooded"], "x")
     assert list(image._masks) == ["road", "flooded"]
     road, flooded = (image._masks[n]._val["mask_data"] for n in ("road", "flooded"))
     assert road.tolist() == [[1, 0], [3, 2]]  # hit, nothing; missed, false alarm
