@@ -107,37 +107,47 @@ def main(args: list[str]) -> None:
     k = datamodule.num_classes
     if cfg.end_to_end:
         module = EndToEnd(
-            model, datamodule.mean, datamodule.std, cfg.scales, cfg.flip, cfg.pad_to, cfg.outputs, cfg.batch, pixel_max
+            model,
+            datamodule.mean,
+            datamodule.std,
+            scales=cfg.scales,
+            flip=cfg.flip,
+            pad_to=cfg.pad_to,
+            outputs=cfg.outputs,
+            batched=cfg.batch,
+            pixel_max=pixel_max,
         )
         contract = end_to_end_contract(
             k,
             module.outputs,
-            cfg.batch,
-            str(module.labels_dtype).removeprefix("torch."),
-            model.in_channels,
-            str(module.pixel_dtype).removeprefix("torch."),
-            model.multilabel,
+            batched=cfg.batch,
+            labels_dtype=str(module.labels_dtype).removeprefix("torch."),
+            in_channels=model.in_channels,
+            pixel_dtype=str(module.pixel_dtype).removeprefix("torch."),
+            multilabel=model.multilabel,
         )
         settings = {"scales": module.scales, "flip": cfg.flip, "pad_to": cfg.pad_to}
     else:
         dynamic = cfg.format == "torchscript" or not cfg.static
-        contract = logits_contract(k, dynamic, model.in_channels, pixel_max, Head.of(model).mode)
+        contract = logits_contract(
+            k, dynamic=dynamic, in_channels=model.in_channels, pixel_max=pixel_max, head=Head.of(model).mode
+        )
         settings = {"scales": [1.0], "flip": False, "pad_to": None}
     settings["output_stride"] = model.output_stride
     encoder = getattr(model.encoder, "arch", None) or getattr(model.encoder, "name", type(model.encoder).__name__)
     meta = metadata(
         "end_to_end" if cfg.end_to_end else "logits",
         contract,
-        datamodule.class_names,
-        datamodule.palette,
-        datamodule.mean,
-        datamodule.std,
-        settings,
-        cfg.ckpt_path,
-        encoder,
-        record,
-        getattr(model, "thresholds", None),
-        Head.of(model).mode,
+        class_names=datamodule.class_names,
+        palette=datamodule.palette,
+        mean=datamodule.mean,
+        std=datamodule.std,
+        settings=settings,
+        checkpoint=cfg.ckpt_path,
+        encoder=encoder,
+        image=record,
+        thresholds=getattr(model, "thresholds", None),
+        head=Head.of(model).mode,
     )
 
     def write_float(path: Path) -> None:

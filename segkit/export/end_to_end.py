@@ -45,6 +45,7 @@ class EndToEnd(nn.Module):
         model: nn.Module,
         mean: Sequence[float],
         std: Sequence[float],
+        *,
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         pad_to: Sequence[int] | None = None,

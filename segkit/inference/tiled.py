@@ -34,6 +34,7 @@ def tiled_probs(
     read: RegionReader,
     height: int,
     width: int,
+    *,
     window: int,
     overlap: float = 1 / 3,
     scales: Sequence[float] = (1.0,),
@@ -78,6 +79,7 @@ def tiled_labels(
     read: RegionReader,
     height: int,
     width: int,
+    *,
     window: int,
     overlap: float = 1 / 3,
     scales: Sequence[float] = (1.0,),
@@ -90,7 +92,7 @@ def tiled_labels(
     (K, rows, W) probabilities, before the next band is computed."""
     head = Head.of(model)
     labels = None
-    for y0, probs in tiled_probs(model, read, height, width, window, overlap, scales, flip):
+    for y0, probs in tiled_probs(model, read, height, width, window=window, overlap=overlap, scales=scales, flip=flip):
         rows = head.decide(probs[None])[0].cpu()
         if labels is None:
             labels = torch.empty((*rows.shape[:-2], height, width), dtype=rows.dtype)

@@ -42,7 +42,7 @@ DECISIONS = {
 
 
 def logits_contract(
-    num_classes: int, dynamic: bool = True, in_channels: int = 3, pixel_max: int = 255, head: str = "multiclass"
+    num_classes: int, *, dynamic: bool = True, in_channels: int = 3, pixel_max: int = 255, head: str = "multiclass"
 ) -> dict:
     """The float-in, logits-out form of a model with ``head`` (:data:`segkit.head.MODES`)."""
     n, h, w = ("batch", "height", "width") if dynamic else (1, "H", "W")
@@ -72,6 +72,7 @@ def logits_contract(
 def end_to_end_contract(
     num_classes: int,
     outputs: Sequence[str],
+    *,
     batched: bool,
     labels_dtype: str,
     in_channels: int = 3,
@@ -113,6 +114,7 @@ def end_to_end_contract(
 def metadata(
     form: str,
     contract: dict,
+    *,
     class_names: Sequence[str],
     palette: np.ndarray,
     mean: Sequence[float],

@@ -37,7 +37,7 @@ class CountingModel(nn.Module):
 def _tiled(model, image, window, **tta):
     h, w = image.shape[-2:]
     read = lambda y0, y1, x0, x1: image[..., y0:y1, x0:x1]  # noqa: E731
-    bands = list(tiled_probs(model, read, h, w, window, **tta))
+    bands = list(tiled_probs(model, read, h, w, window=window, **tta))
     starts = [y0 for y0, _ in bands]
     assert starts == sorted(starts) and starts[0] == 0
     assert [y0 + p.shape[1] for y0, p in bands[:-1]] == starts[1:]  # every row once, in order
@@ -59,7 +59,7 @@ def test_one_pass_equals_the_in_memory_sliding_window(size):
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     assert_labels_but_ties(got.argmax(0), want)  # the same sums in another order
     read = lambda y0, y1, x0, x1: image[..., y0:y1, x0:x1]  # noqa: E731
-    chunks = list(tiled_probs(model, read, *size, 96, chunk_bytes=6 * 4 * size[1] * 5))  # 5 rows at a time
+    chunks = list(tiled_probs(model, read, *size, window=96, chunk_bytes=6 * 4 * size[1] * 5))  # 5 rows at a time
     assert max(p.shape[1] for _, p in chunks) == 5 and len(chunks) >= size[0] // 5
     torch.testing.assert_close(torch.cat([p for _, p in chunks], 1), got, atol=1e-7, rtol=0)
 
