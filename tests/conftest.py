@@ -53,17 +53,21 @@ def tiny_voc(tmp_path_factory):
 def official(tmp_path_factory):
     """``official(arch)``: the prefix of a checkpoint of the official DeepLabV3+ graph (tests/official_tf.py, run
     by TensorFlow in a subprocess) with random weights and batch-norm statistics, for ``xception41/65/71``;
-    next to it the graph's inputs and logits at 513 and 320 px (odd and even), output strides 16 and 8
-    (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW). Each graph runs once per session, in a
-    TensorFlow process of its own, when a test first asks for it (most need Xception-41 alone)."""
+    next to it the graph's inputs and logits at 513 px, output stride 16, and with ``every_size`` also at 320 px
+    (odd and even) and output stride 8 (``image_<size>.npy``, ``logits_<size>_os<stride>.npy``, NCHW), and the
+    official evaluation's probabilities (``eval_probs.npy``). Each graph runs once per session, in a TensorFlow
+    process of its own, when a test first asks for it (the default set needs Xception-41 at 513 px alone)."""
 
-    def reference(arch: str) -> str:
+    def reference(arch: str, every_size: bool = False) -> str:
+        sizes, strides = ("513,320", "16,8") if every_size else ("513", "16")
+
         def build(folder: Path) -> None:
             depth = arch.removeprefix("xception")
-            python(REPO / "tests" / "official_tf.py", folder, depth, "513,320", "16,8", cwd=folder.parent, check=True)
+            python(REPO / "tests" / "official_tf.py", folder, depth, sizes, strides, cwd=folder.parent, check=True)
 
         # official_tf.py writes ROOT/xception<depth>/model.ckpt and the graph's outputs beside it
-        return str(built_once(tmp_path_factory, f"official_{arch}", build) / arch / "model.ckpt")
+        name = f"official_{arch}" + ("_every_size" if every_size else "")
+        return str(built_once(tmp_path_factory, name, build) / arch / "model.ckpt")
 
     return reference
 
@@ -252,18 +256,20 @@ QUICK_FIT = (
 
 
 class HeadRun:
-    """A tiny model of one head trained once per session (12 steps, decoder width 32, on 24 synthetic images of 64
-    to 80 px): its data folder, the config arguments that read it, its best checkpoint, and the checkpoint with
-    thresholds tuned by ``segkit eval --tune_thresholds`` on the validation split, with what that command printed
-    and recorded (``tuned_out``, ``tuned_json``)."""
+    """A tiny model of one ``head`` trained once per session (12 steps, decoder width 32, on 24 synthetic images of
+    64 to 80 px): its data folder, the config arguments that read it, its best checkpoint, and for a sigmoid head
+    the checkpoint with thresholds tuned by ``segkit eval --tune_thresholds`` on the validation split, with what
+    that command printed and recorded (``tuned_out``, ``tuned_json``); ``model``: the tuned checkpoint where
+    there is one, else the best."""
 
-    def __init__(self, root: Path, args: list) -> None:
-        self.root, self.args = root, args
+    def __init__(self, root: Path, args: list, head: str) -> None:
+        self.root, self.args, self.head = root, args, head
         self.data = root / "data"
         self.checkpoint = next((root / "runs").rglob("best-*.ckpt"))
         self.tuned = root / "tuned.ckpt"  # a sigmoid head's; a softmax head has no thresholds to tune
         self.tuned_out = (root / "tuned.txt").read_text() if self.tuned.exists() else None
         self.tuned_json = json.loads((root / "tuned.json").read_text()) if self.tuned.exists() else None
+        self.model = self.tuned if self.tuned.exists() else self.checkpoint  # what the per-head tests run
 
 
 def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list, tune: bool = True) -> HeadRun:
@@ -284,7 +290,7 @@ def _head_run(tmp_path_factory, name: str, make_data, config: str, extra: list, 
 
     # the paths inside the config arguments are the shared folder's, the same for every worker
     root = built_once(tmp_path_factory, name, build)
-    return HeadRun(root, args_for(root))
+    return HeadRun(root, args_for(root), name.removesuffix("_run"))
 
 
 @pytest.fixture(scope="session")
@@ -319,7 +325,4 @@ HEADS = ("multiclass", "binary", "multilabel")
 def head_run(request) -> HeadRun:
     """Each head's :class:`HeadRun` in turn (softmax, binary sigmoid at its tuned threshold, multi-label at its
     tuned thresholds): a test that takes it runs for every head."""
-    run = request.getfixturevalue(f"{request.param}_run")
-    run.head = request.param
-    run.model = run.checkpoint if request.param == "multiclass" else run.tuned
-    return run
+    return request.getfixturevalue(f"{request.param}_run")

@@ -411,11 +411,14 @@ def test_dashboard_of_a_folder_data_set(tmp_path):
     assert '"object"' in labels and '"aeroplane"' not in labels
 
 
-def test_eval_logs_every_head(head_run, tmp_path):
-    """segkit eval's W&B logging for each head: the scores in the summary, the IoU table, sample predictions (a
-    multi-label model's with one mask layer per class), and the confusion matrix of single-label heads only."""
+@pytest.mark.parametrize("head", ["binary", "multilabel"])
+def test_eval_logs_every_head(head, request, tmp_path):
+    """segkit eval's W&B logging for the sigmoid heads (the softmax head's: the two tests above): the scores in
+    the summary, the IoU table, sample predictions (a multi-label model's with one mask layer per class), and
+    the confusion matrix of single-label heads only."""
+    run = request.getfixturevalue(f"{head}_run")
     proc = _eval(
-        *head_run.args, "--ckpt_path", head_run.model, "--device", "cpu", "--wandb_project", "segkit-eval",
+        *run.args, "--ckpt_path", run.tuned, "--device", "cpu", "--wandb_project", "segkit-eval",
         "--wandb_images", "2", "--json", tmp_path / "s.json", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -427,5 +430,5 @@ def test_eval_logs_every_head(head_run, tmp_path):
         scores["per_class_iou"], nan_ok=True
     )
     logged = {k for h in run["history"] for k in h}
-    assert "eval/iou_table" in logged and ("eval/confusion" in logged) == (head_run.head != "multilabel")
+    assert "eval/iou_table" in logged and ("eval/confusion" in logged) == (head != "multilabel")
     assert len([k for k in logged if k.startswith("eval/prediction/")]) == 2  # names may hold folders

@@ -16,7 +16,7 @@ from segkit.models import DeepLabV3Plus, fold_batchnorm
 from segkit.models.official import CheckpointError, convert_tf_checkpoint, encoder_names, head_names
 
 ARCHS = ("xception41", "xception65", "xception71")
-SIZES = (513, 320)  # odd and even, as the official graph ran in the `official` fixture
+SIZES = (513, 320)  # odd and even, as the official graph ran in the `official` fixture (every_size)
 # variable counts of the official graphs with the VOC head, measured by building them (issue facts)
 OFFICIAL_COUNTS = {"xception41": 492, "xception65": 732, "xception71": 802}
 
@@ -30,7 +30,7 @@ def converted_model(prefix: str, arch: str, output_stride: int = 16, num_classes
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_converted_checkpoint_gives_the_official_logits(arch, official):
-    prefix = official(arch)
+    prefix = official(arch, every_size=True)
     root = prefix.rsplit("/", 1)[0]
     names = TFCheckpoint(prefix).names
     assert len(names) == OFFICIAL_COUNTS[arch] + 2  # the model, global_step and one optimizer slot

@@ -20,7 +20,7 @@ def _config(tiny_voc):
 
 @pytest.mark.slow
 def test_convert_then_validate_eval_predict_export(official, tiny_voc, tmp_path, capsys):
-    prefix = official("xception41")
+    prefix = official("xception41", every_size=True)
     root = prefix.rsplit("/", 1)[0]
     config = _config(tiny_voc)
     ckpt = tmp_path / "xception41.ckpt"
