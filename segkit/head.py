@@ -75,6 +75,12 @@ class Head:
         """The model's output channels: one logit for a binary head, one per class otherwise."""
         return 1 if self.mode == "binary" else self.num_classes
 
+    @property
+    def default_loss(self) -> str:
+        """The training loss when the config names none (:mod:`segkit.training.losses`): the cross-entropy of the
+        softmax, or the binary cross-entropy of each sigmoid."""
+        return "cross_entropy" if self.mode == "multiclass" else "binary_cross_entropy"
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, outputs, H, W) logits -> (B, K, H, W) class probabilities."""
         if self.mode == "binary":

@@ -21,13 +21,7 @@ from torch import nn
 
 from ..data.base import IGNORE_INDEX
 from ..distributed import CPUSyncBatchNorm
-from ..evaluation.metrics import (
-    ConfusionMatrix,
-    MultilabelCounts,
-    format_iou_table,
-    multilabel_scores,
-    segmentation_scores,
-)
+from ..evaluation.metrics import format_iou_table, head_counts, head_scores
 from ..head import Head
 from ..models import DeepLabV3Plus
 from .checkpoints import LossWatch
@@ -162,8 +156,8 @@ class SegmentationTask(L.LightningModule):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train()  # with freeze_bn, batch norm in eval mode from the start (Lightning keeps modules' modes)
-        counts = MultilabelCounts if multilabel else ConfusionMatrix
-        self.val_confmat, self.test_confmat = counts(num_classes), counts(num_classes)
+        kind = Head.of(self.model)  # what the outputs mean: their count, the default loss, the counts
+        self.val_confmat, self.test_confmat = head_counts(kind), head_counts(kind)
         self.last_val: tuple[torch.Tensor, dict] | None = None  # (confusion matrix, scores) of the last validation
         # sigmoid heads decide where a probability is above its threshold: one per class of a multilabel model,
         # one for the foreground of a binary one (segkit eval --tune_thresholds chooses them,
@@ -172,12 +166,11 @@ class SegmentationTask(L.LightningModule):
         self._step_seed: int | None = None  # see on_train_batch_start
         self._loss_watch = LossWatch()
         self.sigmoid = head == "sigmoid"  # one sigmoid per output: multilabel masks, or one output for 2 classes
-        default = "binary_cross_entropy" if self.sigmoid else "cross_entropy"
-        terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {default: 1.0})
+        terms = {loss: 1.0} if isinstance(loss, str) else dict(loss or {kind.default_loss: 1.0})
         fixed = None if class_weights is None or class_weights == "auto" else torch.tensor(class_weights)
         self.criterion = SegmentationLoss(
             terms,
-            1 if binary else num_classes,
+            kind.outputs,
             fixed,
             label_smoothing,
             top_k_percent_pixels,
@@ -370,9 +363,10 @@ class SegmentationTask(L.LightningModule):
             return [d[:, :h, :w] for d, (h, w) in zip(decided, batch["size"].tolist())]
         return [d[:h, :w] for d, (h, w) in zip(self.decide(self(batch["image"])), batch["size"].tolist())]
 
-    def _log_scores(self, metric: ConfusionMatrix, prefix: str) -> None:
+    def _log_scores(self, metric, prefix: str) -> None:
+        """Logs and prints the scores of ``metric`` (:func:`~segkit.evaluation.metrics.head_counts`) and resets it."""
         confmat = metric.compute()  # summed over all processes
-        scores = multilabel_scores(confmat) if self.hparams.multilabel else segmentation_scores(confmat)
+        scores = head_scores(self.head, confmat)
         metric.reset()
         if prefix == "val":
             self.last_val = (confmat.cpu(), scores)  # for callbacks (the W&B dashboard)

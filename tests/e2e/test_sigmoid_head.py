@@ -175,3 +175,21 @@ def test_eval_tunes_the_binary_threshold_that_eval_predict_and_segmenter_use(bin
 def test_bad_heads_fail_in_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SegmentationTask(encoder="xception_tiny", decoder_channels=32, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mode", "outputs", "loss"),
+    [
+        ({"num_classes": 3}, "multiclass", 3, "cross_entropy"),
+        ({"num_classes": 2, "head": "sigmoid", "class_weights": None}, "binary", 1, "binary_cross_entropy"),
+        ({"num_classes": 3, "head": "sigmoid", "multilabel": True}, "multilabel", 3, "binary_cross_entropy"),
+    ],
+)
+def test_the_head_gives_the_output_count_the_default_loss_and_the_counts(kwargs, mode, outputs, loss):
+    task = SegmentationTask(encoder="xception_tiny", decoder_channels=32, **kwargs)
+    head = Head.of(task.model)
+    assert (head.mode, head.outputs, head.default_loss) == (mode, outputs, loss)
+    assert task.model.eval()(torch.zeros(1, 3, 32, 32)).shape[1] == outputs
+    assert task.criterion.weights == {loss: 1.0}
+    counts = task.val_confmat.compute()
+    assert counts.shape == ((3, 4) if mode == "multilabel" else (kwargs["num_classes"],) * 2)
