@@ -64,18 +64,13 @@ def synthetic(args: list[str]) -> None:
     """``segkit data synthetic [--kind folder|multiband|multilabel] [--root DIR]``: a demo set in a folder layout."""
     from jsonargparse import ArgumentParser
 
-    kinds = {
-        "folder": ("make_synthetic_folder", 240, "images and their 0/255 masks (demo_folder.yaml)"),
+    kinds = {  # kind: default image count, what segkit.data.synthetic.make_synthetic_<kind> writes
+        "folder": (240, "images and their 0/255 masks (demo_folder.yaml)"),
         "multiband": (
-            "make_synthetic_multiband",
             160,
             "4-band 16-bit TIFFs (red, green, blue, near-infrared) and their class masks (demo_multiband.yaml)",
         ),
-        "multilabel": (
-            "make_synthetic_multilabel",
-            200,
-            "images and one 0/255 mask per class, overlapping (demo_multilabel.yaml)",
-        ),
+        "multilabel": (200, "images and one 0/255 mask per class, overlapping (demo_multilabel.yaml)"),
     }
     parser = ArgumentParser(
         prog="segkit data synthetic",
@@ -90,10 +85,10 @@ def synthetic(args: list[str]) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args(args)
-    from ..data import synthetic
+    from ..data import synthetic as demo_sets
 
-    make, count, what = kinds[cfg.kind]
-    make = getattr(synthetic, make)
+    count, what = kinds[cfg.kind]
+    make = getattr(demo_sets, f"make_synthetic_{cfg.kind}")
     count = cfg.num_images or count
     root = make(cfg.root or f"data/synthetic_{cfg.kind}", count, seed=cfg.seed)
     print(f"{count} {what} in {root / 'images'} and {root / 'masks'}")

@@ -2,8 +2,8 @@
 
 One set of int64 counts over every pixel of the split, labels at full resolution (never resized): the confusion
 matrix of a single-label head, the per-class counts of a multi-label one. Under ``torchrun`` each process scores
-its own images and the counts are summed. Prediction files are named,
-encoded and read back as the config's DataModule declares (``datamodule.prediction_files``).
+its own images and the counts are summed. Prediction files are named, encoded and read back as the config's
+DataModule declares (``datamodule.prediction_files``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from ..io.disk import written_whole
 from .analysis import EvalAnalysis
 from .metrics import ConfusionMatrix, head_counts, head_scores
 from .thresholds import ThresholdHistograms, tuned_probabilities
+
+# the per-image, boundary and calibration measures and the prediction files count one class per pixel
+UNSCORED_MULTILABEL = (
+    "prediction files, --confusion and the analysis options count one class per pixel; a multi-label model's "
+    "pixels may have several, and it is scored per class (IoU of each class's mask)"
+)
 
 
 def evaluate(
@@ -79,13 +85,6 @@ def evaluate(
                 save_predictions / f"{batch['name'][0]}_overlay.jpg", _picture(dataset, index), labels, palette
             )
     return metric.compute().cpu()  # summed over processes
-
-
-# the per-image, boundary and calibration measures and the prediction files count one class per pixel
-UNSCORED_MULTILABEL = (
-    "prediction files, --confusion and the analysis options count one class per pixel; a multi-label model's "
-    "pixels may have several, and it is scored per class (IoU of each class's mask)"
-)
 
 
 def _picture(dataset, index: int) -> np.ndarray:

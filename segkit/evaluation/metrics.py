@@ -1,7 +1,8 @@
-"""Segmentation metrics from one confusion matrix accumulated over a whole split.
+"""Segmentation metrics from counts accumulated over a whole split: one confusion matrix of a single-label head,
+per-class counts of a multi-label one (:func:`head_counts`, :func:`head_scores`).
 
-As the Pascal VOC and Cityscapes benchmarks do, IoU is computed per class from the confusion matrix summed
-over every pixel of every image (and across processes), never averaged over batches or images. A class
+As the Pascal VOC and Cityscapes benchmarks do, IoU is computed per class from the counts summed over every
+pixel of every image (and across processes), never averaged over batches or images. A class
 absent from both the ground truth and the predictions has no IoU (NaN) and is left out of the mean.
 """
 
