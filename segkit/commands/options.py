@@ -115,7 +115,7 @@ def inference_settings(parser, cfg):
     try:
         return InferenceSettings(tuple(cfg.scales), cfg.flip, cfg.window, cfg.overlap, cfg.pad_to)
     except ValueError as e:
-        parser.error(f"--{str(e).split(' ', 1)[0]}: {e}")
+        parser.error(f"--{e}")  # InferenceSettings names the field first: "--window must be at least 1 pixel, ..."
 
 
 def add_memory_options(parser, max_pixels: bool = True) -> None:
