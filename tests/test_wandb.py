@@ -414,12 +414,13 @@ def test_dashboard_of_a_folder_data_set(tmp_path):
 @pytest.mark.parametrize("head", ["binary", "multilabel"])
 def test_eval_logs_every_head(head, request, tmp_path):
     """segkit eval's W&B logging for the sigmoid heads (the softmax head's: the two tests above): the scores in
-    the summary, the IoU table, sample predictions (a multi-label model's with one mask layer per class), and
-    the confusion matrix of single-label heads only."""
+    the summary, the IoU table, sample predictions (a multi-label model's with one mask layer per class), the
+    confusion matrix of single-label heads only, and the analysis's figures, plots and worst images."""
     run = request.getfixturevalue(f"{head}_run")
     proc = _eval(
         *run.args, "--ckpt_path", run.tuned, "--device", "cpu", "--wandb_project", "segkit-eval",
-        "--wandb_images", "2", "--json", tmp_path / "s.json", cwd=tmp_path,
+        "--wandb_images", "2", "--json", tmp_path / "s.json", "--trimap", "3", "--calibration",
+        "--output_dir", tmp_path / "analysis", "--worst", "1", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
@@ -429,6 +430,9 @@ def test_eval_logs_every_head(head, request, tmp_path):
     assert {k: run["summary"][f"eval/IoU/{k}"] for k in scores["per_class_iou"]} == pytest.approx(
         scores["per_class_iou"], nan_ok=True
     )
+    assert run["summary"]["eval/trimap_mIoU/3px"] == pytest.approx(scores["trimap"]["mIoU"]["3"])
+    assert run["summary"]["eval/ECE"] == pytest.approx(scores["calibration"]["ECE"])
     logged = {k for h in run["history"] for k in h}
     assert "eval/iou_table" in logged and ("eval/confusion" in logged) == (head != "multilabel")
+    assert {"eval/worst", "eval/plots/trimap", "eval/plots/reliability"} <= logged
     assert len([k for k in logged if k.startswith("eval/prediction/")]) == 2  # names may hold folders

@@ -59,6 +59,7 @@ def eval_analysis(p, cfg, datamodule, device):
         p.error(f"--output_dir {cfg.output_dir} is not empty: choose a new folder (nothing in it is replaced)")
     return EvalAnalysis(
         datamodule.num_classes,
+        multilabel=datamodule.multilabel,
         per_image=cfg.per_image is not None,
         worst=cfg.worst,
         trimap_widths=cfg.trimap or (),
@@ -70,11 +71,12 @@ def eval_analysis(p, cfg, datamodule, device):
     )
 
 
-def write_analysis(cfg, analysis, result: dict, confmat, void, dataset, datamodule) -> dict:
+def write_analysis(cfg, analysis, result: dict, head, counts, void, dataset, datamodule) -> dict:
     """The per-image CSV, the plots and the worst panels that the options ask for; their paths go into
-    ``result`` (the JSON). Returns {plot name: file} and the worst images' rows, for W&B."""
+    ``result`` (the JSON). ``counts``: ``head``'s counts. Returns {plot name: file} and the worst images' rows,
+    for W&B."""
     from ..evaluation.analysis.report import write_plots, write_worst
-    from ..evaluation.metrics import segmentation_scores
+    from ..evaluation.metrics import head_scores
     from ..io.disk import written_whole
 
     outputs = {}
@@ -84,8 +86,8 @@ def write_analysis(cfg, analysis, result: dict, confmat, void, dataset, datamodu
         result["per_image_csv"] = str(cfg.per_image)
     if cfg.output_dir:
         folder = Path(cfg.output_dir)
-        scores = segmentation_scores(confmat, void)
-        plots = write_plots(folder, confmat, scores, datamodule.class_names, result)
+        confmat = None if head.mode == "multilabel" else counts
+        plots = write_plots(folder, confmat, head_scores(head, counts, void), datamodule.class_names, result)
         result["plots"] = {name: str(path) for name, path in plots.items()}
         outputs["plots"] = plots
     if cfg.worst:

@@ -28,9 +28,6 @@ from .options import (
     wants_help,
 )
 
-# the analysis options, refused for a multi-label model (UNSCORED_MULTILABEL says why)
-ANALYSIS_OPTIONS = ("per_image", "worst", "trimap", "boundary_iou", "calibration", "output_dir")
-
 
 def parser(help_only: bool = False):
     p = model_parser(
@@ -128,7 +125,7 @@ def main(args: list[str]) -> None:
         result = scores_json(head, counts, datamodule.class_names, settings, void) | found
         if tuning is not None:
             result["tuned"] = tuning.write(list(datamodule.class_names))
-        outputs = write_analysis(cfg, analysis, result, counts, void, dataset, datamodule)
+        outputs = write_analysis(cfg, analysis, result, head, counts, void, dataset, datamodule)
         report(head, counts, void, datamodule.class_names, result, heading, cfg)
         if tuning is not None:
             print(tuning.text)
@@ -150,7 +147,7 @@ def check_sources(p, cfg, datamodule) -> Path | None:
             "(score prediction files)"
         )
     if datamodule.multilabel:
-        unscored = [f"--{o}" for o in ("predictions", "save_predictions", "confusion", *ANALYSIS_OPTIONS) if cfg[o]]
+        unscored = [f"--{o}" for o in ("predictions", "save_predictions", "confusion") if cfg[o]]
         if unscored:
             p.error(f"{' '.join(unscored)}: {UNSCORED_MULTILABEL}")
     if cfg.tune_thresholds is None:

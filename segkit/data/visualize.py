@@ -35,6 +35,15 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "vo
     return np.where(keep, image, blended.round()).astype(np.uint8)
 
 
+def multilabel_overlay(image: np.ndarray, decided: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``image`` with each pixel blended half and half with the mean colour of the classes present
+    there (``decided``: (K, H, W) booleans); pixels of no class are left as they are."""
+    colours = np.asarray(palette, np.float32)[: len(decided)]
+    count = decided.sum(0)
+    mean = np.einsum("khw,kc->hwc", decided.astype(np.float32), colours) / np.maximum(count, 1)[..., None]
+    return np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
+
+
 def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, palette: np.ndarray | str = "voc") -> None:
     """The overlay of ``mask`` on ``image`` as a JPEG (quality 90)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -27,10 +27,10 @@ from .analysis import EvalAnalysis
 from .metrics import ConfusionMatrix, head_counts, head_scores
 from .thresholds import ThresholdHistograms, tuned_probabilities
 
-# the per-image, boundary and calibration measures and the prediction files count one class per pixel
+# prediction files and the confusion matrix hold one class per pixel
 UNSCORED_MULTILABEL = (
-    "prediction files, --confusion and the analysis options count one class per pixel; a multi-label model's "
-    "pixels may have several, and it is scored per class (IoU of each class's mask)"
+    "prediction files and the confusion matrix hold one class per pixel; a multi-label model's pixels may have "
+    "several, and it is scored per class (IoU of each class's mask)"
 )
 
 
@@ -55,13 +55,16 @@ def evaluate(
     :class:`ExportedPredictor`; the dataset gives what it takes (raw pixels, or normalized ones for a
     :class:`CheckpointPredictor` without a transform). With ``save_predictions``, each prediction is written
     there as ``files`` declares, with a colour overlay. ``analysis`` sees every image's prediction (and its class
-    probabilities when it needs them); ``histograms`` (the threshold tuning of a sigmoid head,
-    :mod:`segkit.evaluation.thresholds`) the probabilities its thresholds act on, at every labelled pixel. Under
-    ``torchrun`` each process takes its own images (no image twice, none dropped) and the counts are summed
-    across processes.
+    probabilities when it needs them; a multi-label head's per class); ``histograms`` (the threshold tuning of a
+    sigmoid head, :mod:`segkit.evaluation.thresholds`) the probabilities its thresholds act on, at every labelled
+    pixel. Under ``torchrun`` each process takes its own images (no image twice, none dropped) and the counts are
+    summed across processes.
     """
-    if head.mode == "multilabel" and (save_predictions is not None or analysis is not None):
+    if head.mode == "multilabel" and save_predictions is not None:
         raise ValueError(UNSCORED_MULTILABEL)
+    if analysis is not None and analysis.multilabel != (head.mode == "multilabel"):
+        kind = "multi-label decisions" if analysis.multilabel else "single-label maps"
+        raise ValueError(f"the analysis measures {kind}; the model's head is {head.mode}")
     metric = head_counts(head).to(device)
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, sampler=eval_sampler(dataset))
     if save_predictions is not None:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from ..data.base import write_label_png
-from ..data.visualize import overlay
+from ..data.visualize import multilabel_overlay, overlay
 from ..head import Head
 from ..io.disk import written_whole
 
@@ -58,15 +58,6 @@ def confidence_maps(probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def _uint16(values: torch.Tensor) -> np.ndarray:
     """Values in [0, 1] as uint16 (value / 65535)."""
     return (values.clamp(0, 1) * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
-
-
-def multilabel_overlay(image: np.ndarray, decided: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """RGB uint8 ``image`` with each pixel blended half and half with the mean colour of the classes present
-    there (``decided``: (K, H, W) booleans); pixels of no class are left as they are."""
-    colours = np.asarray(palette, np.float32)[: len(decided)]
-    count = decided.sum(0)
-    mean = np.einsum("khw,kc->hwc", decided.astype(np.float32), colours) / np.maximum(count, 1)[..., None]
-    return np.where(count[..., None] > 0, 0.5 * image + 0.5 * mean, image).round().astype(np.uint8)
 
 
 class ImageOutputs:

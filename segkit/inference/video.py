@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from ..data.base import read_image, write_label_png
-from ..data.visualize import overlay
+from ..data.visualize import multilabel_overlay, overlay
 from ..head import Head
 from ..io.disk import DiskFullError, free_bytes, written_whole
 from .image_files import IMAGE_SUFFIXES
-from .outputs import multilabel_overlay, write_mask
+from .outputs import write_mask
 from .predict import label_maps, predict_probs
 from .settings import InferenceSettings
 

@@ -4,6 +4,7 @@ what a command writes with an independent computation: the model's own probabili
 head's decision (Segmenter), or the same command run another way (whole and band by band, checkpoint and
 exported file)."""
 
+import csv
 import json
 
 import numpy as np
@@ -147,17 +148,32 @@ def test_eval_scores_the_checkpoint_its_exported_file_and_band_by_band_alike(hea
 
 
 def test_eval_analysis_options_per_head(head_run, tmp_path, capsys):
-    """The analysis options score single-label heads (the binary one as its two classes); a multi-label model's
-    pixels may have several classes, which these measures count one of, and eval says so in one line."""
+    """Every analysis option, for every head: single-label heads on their class map (the binary one as its two
+    classes), a multi-label head per class. The per-image CSV's counts sum to the split's per-class IoU in the
+    JSON; the worst images' panels and the plots are written (no confusion matrix for a multi-label head)."""
+    out = tmp_path / "analysis"
     argv = cli("eval", *head_run.args, ckpt_path=head_run.model, device="cpu", per_image=tmp_path / "rows.csv")
     argv += cli(trimap=[2, 5], boundary_iou=True, calibration=True, json=tmp_path / "s.json")
-    proc = run_here(capsys, *argv)
-    if head_run.head == "multilabel":
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 2, proc.stderr
-        assert "count one class per pixel" in proc.stderr and "--per_image" in proc.stderr
-        return
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    segkit_here(capsys, *argv, *cli(worst=2, output_dir=out))
     result = json.loads((tmp_path / "s.json").read_text())
-    assert {"trimap", "boundary_iou", "calibration"} <= set(result)
-    rows = (tmp_path / "rows.csv").read_text().splitlines()
-    assert len(rows) == 1 + result["num_images"]
+    names = list(result["per_class_iou"])
+    with open(tmp_path / "rows.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result["num_images"]
+    for name, iou in result["per_class_iou"].items():
+        intersection = sum(int(row[f"intersection/{name}"]) for row in rows)
+        union = sum(int(row[f"union/{name}"]) for row in rows)
+        assert (iou is None and union == 0) or iou == pytest.approx(intersection / union, abs=1e-12)
+    assert set(result["boundary_iou"]["per_class"]) == set(names)
+    assert set(result["trimap"]["mIoU"]) == {"2", "5"}
+    assert 0 <= result["calibration"]["ECE"] <= 1 and result["calibration"]["pixels"] > 0
+    assert len(list((out / "worst").glob("*.png"))) == 2
+    plots = {p.name for p in out.glob("*.png")}
+    expected = {"per_class_iou.png", "trimap.png", "reliability.png"}
+    if head_run.head == "multilabel":
+        assert plots == expected
+        assert set(result["trimap"]["per_class"]) == set(result["calibration"]["per_class"]) == set(names)
+        mean = np.nanmean([np.nan if v is None else v for v in result["boundary_iou"]["per_class"].values()])
+        assert result["boundary_iou"]["mean"] == pytest.approx(mean)
+    else:
+        assert plots == expected | {"confusion_matrix.png"}

@@ -12,6 +12,7 @@ from scipy import ndimage
 from segkit.evaluation.analysis import (
     BoundaryIoU,
     CalibrationError,
+    EvalAnalysis,
     PerImageScores,
     TrimapScores,
     boundary_distance,
@@ -193,8 +194,6 @@ def test_per_image_counts_sum_to_the_confusion_matrix():
 
 
 def test_eval_analysis_results_can_be_read_twice():
-    from segkit.evaluation.analysis import EvalAnalysis
-
     analysis = EvalAnalysis(2, per_image=True, trimap_widths=(2,), boundary_ratio=0.02, calibration_bins=5)
     truth, pred = square(), square(left=22)
     probs = torch.from_numpy(np.stack([pred == 0, pred == 1]).astype(np.float32))
@@ -202,3 +201,54 @@ def test_eval_analysis_results_can_be_read_twice():
     first = analysis.compute(["bg", "square"])
     assert first["boundary_iou"]["per_class"]["square"] == 0.5
     assert analysis.compute(["bg", "square"]) == first
+
+
+def multilabel(*maps: np.ndarray) -> torch.Tensor:
+    """(K, H, W) from each class's (H, W) map."""
+    return torch.from_numpy(np.stack(maps).astype(np.uint8))
+
+
+def test_a_multilabel_head_is_measured_per_class_by_hand():
+    """Class a: the square shifted by 2 px (Boundary IoU 0.5, mask IoU 1520 / 1680, 160 wrong pixels, as above);
+    class b: a square predicted exactly (1.0). Each class is its own mask against its own ground truth."""
+    truth = multilabel(square(), square(top=70, left=60, side=20))
+    pred = multilabel(square(left=22), square(top=70, left=60, side=20)).bool()
+    analysis = EvalAnalysis(2, multilabel=True, per_image=True, boundary_ratio=0.02)
+    analysis.update(0, "im", pred, truth)
+    got = analysis.compute(["a", "b"])
+    assert got["boundary_iou"]["per_class"] == {"a": 0.5, "b": 1.0} and got["boundary_iou"]["mean"] == 0.75
+    (row,) = analysis.per_image.rows
+    assert row.intersection.tolist() == [1520, 400] and row.union.tolist() == [1680, 400]
+    assert row.miou == pytest.approx((1520 / 1680 + 1) / 2)
+    assert row.labelled == 2 * 100 * 100 and row.pixel_accuracy == pytest.approx(1 - 160 / 20000)
+
+
+def test_a_multilabel_trimap_by_hand():
+    """6 x 30, class a right of x = 15 and predicted nowhere, class b left of it and predicted everywhere; the
+    band around each class's outline holds w columns on each side: class a's IoU there is 0, class b's 0.5."""
+    a = np.zeros((6, 30), np.uint8)
+    a[:, 15:] = 1
+    truth, pred = multilabel(a, 1 - a), multilabel(np.zeros_like(a), np.ones_like(a)).bool()
+    analysis = EvalAnalysis(2, multilabel=True, trimap_widths=(2, 5), trimap_band="boundaries")
+    analysis.update(0, "im", pred, truth)
+    got = analysis.compute(["a", "b"])["trimap"]
+    assert got["per_class"] == {"a": {"2": 0.0, "5": 0.0}, "b": {"2": 0.5, "5": 0.5}}
+    assert got["mIoU"] == {"2": 0.25, "5": 0.25}
+    assert got["pixels"] == {"2": 2 * 6 * 4, "5": 2 * 6 * 10}
+
+
+def test_multilabel_calibration_by_hand():
+    """Each (pixel, class) decision's confidence is max(p, 1 - p), right where p > 0.5 matches the label; 2 bins,
+    (0, 0.5] and (0.5, 1]; class a's last pixel is not labelled."""
+    probs = torch.tensor([[0.9, 0.2, 0.6, 0.5], [0.3, 0.95, 0.5, 0.8]]).reshape(2, 1, 4)
+    truth = torch.tensor([[1, 0, 0, 255], [0, 1, 1, 0]], dtype=torch.uint8).reshape(2, 1, 4)
+    analysis = EvalAnalysis(2, multilabel=True, calibration_bins=2)
+    analysis.update(0, "im", probs > 0.5, truth, probs)
+    got = analysis.compute(["a", "b"])["calibration"]
+    # a: 0.9 right, 0.8 right, 0.6 wrong; b: 0.7 right, 0.95 right, 0.5 wrong (first bin), 0.8 wrong
+    assert got["reliability"]["count"] == [1, 6] and got["pixels"] == 7
+    assert got["ECE"] == pytest.approx((0.5 + abs(4 - 4.75)) / 7)
+    assert got["per_class"]["a"]["ECE"] == pytest.approx(abs(2 - 2.3) / 3)
+    assert got["per_class"]["b"]["ECE"] == pytest.approx((0.5 + abs(2 - 2.45)) / 4)
+    nll_a = -(math.log(0.9) + math.log(0.8) + math.log(0.4)) / 3
+    assert got["per_class"]["a"]["NLL"] == pytest.approx(nll_a, rel=1e-6)

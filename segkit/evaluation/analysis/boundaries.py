@@ -103,6 +103,13 @@ class TrimapScores(Metric):
             "pixels": {str(w): s["num_pixels"] for w, s in zip(self.widths, scores)},
         }
 
+    def class_iou(self) -> torch.Tensor:
+        """(widths, K) IoU of each class within each band (NaN for a class without pixels there), from the counts
+        summed over processes as :meth:`compute` sums them."""
+        with self.sync_context(should_sync=self.sync_on_compute):
+            scores = [segmentation_scores(cm.cpu(), void.cpu()) for cm, void in zip(self.confmat, self.void)]
+        return torch.stack([s["per_class_iou"] for s in scores])
+
 
 def boundary_width(height: int, width: int, dilation_ratio: float) -> int:
     """The official ``dilation``: ``dilation_ratio`` of the image diagonal, rounded, at least 1 pixel."""

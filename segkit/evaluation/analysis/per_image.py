@@ -1,5 +1,8 @@
 """Per-image scores: each image's own intersection and union counts per class, kept so that any per-image or
-per-class figure can be recomputed from them (their sums over the images are the split's counts, exactly).
+per-class figure can be recomputed from them (their sums over the images are the split's counts, exactly). A
+multi-label head's class counts are those of its mask against the class's ground truth (true positives, and
+true positives, false positives and false negatives), its labelled and correct counts its (pixel, class)
+decisions, as :func:`~segkit.evaluation.metrics.multilabel_scores` counts them over the split.
 
 mmsegmentation and the benchmarks report one confusion matrix over the split; a model improver also asks which
 images fail. An image's mIoU is the mean IoU over the classes present in its ground truth or its prediction (on
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from ... import distributed
-from ..metrics import confusion_counts
+from ..metrics import confusion_counts, multilabel_counts
 
 
 @dataclass
@@ -42,9 +45,23 @@ class ImageScores:
         return float((self.intersection[present] / self.union[present]).mean()) if present.any() else math.nan
 
 
-def image_scores(index: int, name: str, pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> ImageScores:
+def image_scores(
+    index: int, name: str, pred: torch.Tensor, target: torch.Tensor, num_classes: int, multilabel: bool = False
+) -> ImageScores:
     """The counts of one (H, W) prediction against its (H, W) ground truth, as the split's confusion matrix
-    counts them (ignored pixels left out; a prediction outside the classes is a miss for the true class)."""
+    counts them (ignored pixels left out; a prediction outside the classes is a miss for the true class); with
+    ``multilabel``, of (K, H, W) decisions against (K, H, W) targets of 0, 1 and 255, as the split's per-class
+    counts count them."""
+    if multilabel:
+        tp, fp, fn, tn = multilabel_counts(pred[None], target[None]).cpu().numpy().T
+        return ImageScores(
+            index=index,
+            name=name,
+            labelled=int((tp + fp + fn + tn).sum()),
+            correct=int((tp + tn).sum()),
+            intersection=tp,
+            union=tp + fp + fn,
+        )
     confmat, void = confusion_counts(pred, target, num_classes)
     confmat, void = confmat.cpu().numpy(), void.cpu().numpy()
     tp = np.diag(confmat)
@@ -62,15 +79,15 @@ def image_scores(index: int, name: str, pred: torch.Tensor, target: torch.Tensor
 class PerImageScores:
     """The rows of every image of a split, and the predictions of the ``keep`` worst ones (lowest image mIoU,
     ties broken by the image's position in the split, so that the choice is the same on any number of
-    processes)."""
+    processes). ``multilabel``: the predictions are a multi-label head's (K, H, W) decisions."""
 
-    def __init__(self, num_classes: int, keep: int = 0) -> None:
-        self.num_classes, self.keep = num_classes, keep
+    def __init__(self, num_classes: int, keep: int = 0, multilabel: bool = False) -> None:
+        self.num_classes, self.keep, self.multilabel = num_classes, keep, multilabel
         self.rows: list[ImageScores] = []
         self._worst: list[tuple[float, int, np.ndarray]] = []  # heap of (-mIoU, -index, prediction)
 
     def update(self, index: int, name: str, pred: torch.Tensor, target: torch.Tensor) -> ImageScores:
-        row = image_scores(index, name, pred, target, self.num_classes)
+        row = image_scores(index, name, pred, target, self.num_classes, self.multilabel)
         self.rows.append(row)
         if self.keep and not math.isnan(row.miou):
             item = (-row.miou, -index, pred.cpu().numpy())
@@ -107,7 +124,8 @@ class PerImageScores:
 
     def write_csv(self, path: Path, class_names) -> None:
         """One row per image: name, labelled pixels, pixel accuracy, mIoU, then ``intersection/<class>`` and
-        ``union/<class>`` for every class (integers)."""
+        ``union/<class>`` for every class (integers). A multi-label head's labelled pixels are its labelled
+        (pixel, class) decisions, its pixel accuracy the share of them that are right."""
         header = ["image", "labelled_pixels", "pixel_accuracy", "mIoU"]
         header += [f"intersection/{n}" for n in class_names] + [f"union/{n}" for n in class_names]
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ...data.base import IGNORE_INDEX
-from ...data.visualize import colorize
+from ...data.visualize import colorize, multilabel_overlay
 from ...io.disk import written_whole
 
 # the error map's colours: right, wrong, and pixels without ground truth (void)
@@ -129,24 +129,38 @@ def reliability_figure(calibration: dict) -> Figure:
 
 
 def error_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: correct, wrong and ignored pixels in :data:`ERROR_COLOURS`."""
+    """(H, W, 3) uint8: correct, wrong and ignored pixels in :data:`ERROR_COLOURS`. A multi-label head's (K, H, W)
+    pixel is wrong where one of its labelled classes is, ignored where none is labelled."""
     correct, wrong, ignored = (np.array(c, np.uint8) for c in ERROR_COLOURS.values())
-    out = np.where((pred == truth)[..., None], correct, wrong)
-    return np.where((truth == IGNORE_INDEX)[..., None], ignored, out).astype(np.uint8)
+    labelled = truth != IGNORE_INDEX
+    if truth.ndim == 3:
+        right = ((pred.astype(np.uint8) == truth) | ~labelled).all(0)
+        labelled = labelled.any(0)
+    else:
+        right = pred == truth
+    out = np.where(right[..., None], correct, wrong)
+    return np.where(~labelled[..., None], ignored, out).astype(np.uint8)
 
 
 def image_panel(image, truth, pred, palette, class_names, title: str) -> Figure:
-    """image | ground truth | prediction | errors, side by side, with the legend of the classes present."""
+    """image | ground truth | prediction | errors, side by side, with the legend of the classes present.
+    ``truth`` and ``pred``: (H, W) class indices, or a multi-label head's (K, H, W) targets (0, 1, 255) and
+    decisions, drawn as the image blended with the mean colour of the classes present at each pixel."""
     palette = colorize(np.arange(256)[None], palette)[0]  # (256, 3), from a name too
-    h, w = truth.shape
+    h, w = truth.shape[-2:]
+    if truth.ndim == 3:
+        pictures = tuple(multilabel_overlay(image, m, palette) for m in (truth == 1, pred.astype(bool)))
+        present = [k for k in range(len(truth)) if (truth[k] == 1).any() or pred[k].any()]
+    else:
+        pictures = (colorize(truth, palette), colorize(pred, palette))
+        present = sorted(set(np.unique(truth).tolist()) | set(np.unique(pred).tolist()))
     fig = Figure(figsize=(4 * 3.2, 3.2 * h / w + 0.8))
     axes = fig.subplots(1, 4)
-    tiles = (image, colorize(truth, palette), colorize(pred, palette), error_map(truth, pred))
+    tiles = (image, *pictures, error_map(truth, pred))
     for ax, tile, name in zip(axes, tiles, ("image", "ground truth", "prediction", "errors")):
         ax.imshow(tile, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    present = sorted(set(np.unique(truth).tolist()) | set(np.unique(pred).tolist()))
     handles = [Patch(color=palette[c] / 255, label=class_names[c]) for c in present if c < len(class_names)]
     handles += [Patch(color=np.array(c) / 255, label=n) for n, c in ERROR_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)

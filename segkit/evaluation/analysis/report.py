@@ -10,15 +10,15 @@ from .per_image import PerImageScores
 
 
 def write_plots(folder: Path, confmat, scores: dict, class_names, results: dict) -> dict[str, Path]:
-    """``confusion_matrix.png``, ``per_class_iou.png``, and ``trimap.png`` and ``reliability.png`` when those
-    were measured; returns {plot name: file}."""
-    written = {
-        "confusion_matrix": plots.save(plots.confusion_figure(confmat, class_names), folder / "confusion_matrix.png"),
-        "per_class_iou": plots.save(
-            plots.iou_figure(scores["per_class_iou"].tolist(), class_names, scores["mIoU"]),
-            folder / "per_class_iou.png",
-        ),
-    }
+    """``confusion_matrix.png`` (not for a multi-label head: ``confmat`` None, no confusion between its classes is
+    defined), ``per_class_iou.png``, and ``trimap.png`` and ``reliability.png`` when those were measured;
+    returns {plot name: file}."""
+    written = {}
+    if confmat is not None:
+        figure = plots.confusion_figure(confmat, class_names)
+        written["confusion_matrix"] = plots.save(figure, folder / "confusion_matrix.png")
+    figure = plots.iou_figure(scores["per_class_iou"].tolist(), class_names, scores["mIoU"])
+    written["per_class_iou"] = plots.save(figure, folder / "per_class_iou.png")
     if "trimap" in results:
         written["trimap"] = plots.save(plots.trimap_figure(results["trimap"], scores["mIoU"]), folder / "trimap.png")
     if "calibration" in results:
@@ -32,6 +32,8 @@ def write_worst(folder: Path, per_image: PerImageScores, dataset, palette, class
     rows = []
     for rank, (row, pred) in enumerate(per_image.worst(), 1):
         image, truth = dataset.load(row.index)
+        if per_image.multilabel:
+            truth = truth.transpose(2, 0, 1)  # (H, W, K) masks as the (K, H, W) decisions
         if getattr(dataset, "display", None) is not None:
             image = dataset.display(image)  # the RGB picture of other bands
         title = f"#{rank} {row.name}: mIoU {100 * row.miou:.1f}%, pixel accuracy {100 * row.pixel_accuracy:.1f}%"
