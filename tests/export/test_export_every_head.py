@@ -1,0 +1,55 @@
+"""Every export form for every head: the end-to-end ONNX file, the logits form as ONNX and as TorchScript, and the
+INT8 end-to-end file of a softmax model, a binary sigmoid model at its tuned threshold and a multi-label model at its
+tuned thresholds (the session's tiny models, conftest.HeadRun), each compared with the checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import cli, segkit_here
+from PIL import Image
+
+from segkit import Segmenter
+from segkit.head import Head
+from segkit.inference import predict_probs
+from segkit.inference.exported import ExportedModel
+
+# each export form: its options, and whether the file decides at the checkpoint's float precision
+EXPORT_FORMS = {
+    "end_to_end": (cli(end_to_end=True, outputs=["labels", "probs"]), True),
+    "logits_onnx": ([], True),
+    "logits_torchscript": (cli(format="torchscript"), True),
+    "int8_end_to_end": (
+        cli(end_to_end=True, outputs=["labels", "probs"], quantize="int8", calibration_images=4),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("form", EXPORT_FORMS)
+def test_every_export_form_decides_as_the_head(head_run, form, tmp_path, capsys):
+    """Each export form of each head: the file records the head and its thresholds, its decisions are the head's
+    decision on its own probabilities, and a float file's decisions are the checkpoint's (Segmenter) but for
+    pixels where float rounding tips a close call; an INT8 file's probabilities stay near the checkpoint's."""
+    options, is_float = EXPORT_FORMS[form]
+    path = tmp_path / ("model.pt" if form == "logits_torchscript" else "model.onnx")
+    segkit_here(capsys, *cli("export", *head_run.args, ckpt_path=head_run.model, output=path), *options)
+    exported = ExportedModel(path)
+    checkpoint = Segmenter(head_run.model, batch_size=1)
+    head = Head.of(checkpoint.model)
+    assert exported.head == head
+    for image in sorted((head_run.data / "images").rglob("*.jpg"))[:2]:
+        pixels = np.asarray(Image.open(image).convert("RGB"))
+        labels, probs = exported.labels([pixels])[0], exported.probs([pixels])[0]
+        decided = head.decide(torch.from_numpy(probs)[None])[0].numpy()
+        assert np.array_equal(labels, decided.astype(labels.dtype))
+        want = _probabilities(checkpoint, pixels)
+        # float32 in another summation order: ~1e-7 seen; 8-bit activations: ~2e-3 seen on these models
+        assert np.abs(probs - want).max() < (1e-5 if is_float else 0.05)
+        if is_float:
+            assert (labels.astype(bool) == np.asarray(checkpoint(image)).astype(bool)).mean() >= 0.999
+
+
+def _probabilities(segmenter: Segmenter, picture: np.ndarray) -> np.ndarray:
+    """The (K, H, W) class probabilities of ``picture`` as inference computes them (one scale)."""
+    x = segmenter.transform(image=picture)["image"][None]
+    return predict_probs(segmenter.model, x)[0].numpy()
