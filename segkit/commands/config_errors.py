@@ -69,6 +69,7 @@ def describe(message: str, argv: list[str]) -> str:
     if problem.startswith("Does not validate against any of the") and given:
         problem = f"{given.group(1)} is not an accepted value"
     problem = re.sub(r"<class '([\w.]+)'>", r"\1", problem).replace("Expected a ", "expected ")
+    problem = re.sub(r"expected typing\.Literal\[(.*)\]", r"must be one of \1", problem)
     return f"{key}: {problem.replace('. Got value: ', ', got ')} ({where(key, argv)})"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from ..io.exported_metadata import FORMATS, OUTPUTS
 from .options import config_datamodule, model_parser, wants_help
@@ -28,7 +29,7 @@ def parser(help_only: bool = False):
         help_only=help_only,
     )
     p.add_argument("--output", type=str, required=True, help="file to write (never overwritten)")
-    p.add_argument("--format", type=str, default="onnx", choices=FORMATS, help="onnx or torchscript (logits form)")
+    p.add_argument("--format", type=Literal[FORMATS], default="onnx", help="onnx or torchscript (logits form)")
     p.add_argument(
         "--end_to_end",
         action=ActionYesNo,
@@ -51,16 +52,13 @@ def parser(help_only: bool = False):
         metavar=("H", "W"),
         help="end-to-end: pad to H W first, as segkit eval",
     )
-    p.add_argument(
-        "--quantize", type=str | None, default=None, choices=["int8", None], help="int8: static INT8 for CPUs"
-    )
+    p.add_argument("--quantize", type=Literal["int8"] | None, default=None, help="int8: static INT8 for CPUs")
     p.add_argument("--calibration_images", type=int, default=100, help="training images that calibrate INT8")
     p.add_argument(
         "--keep_float",
-        type=str,
+        type=Literal["depthwise"],
         nargs="*",
         default=[],
-        choices=["depthwise"],
         help="INT8: leave these convolutions float",
     )
     p.add_argument(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CONFIGS, REPO, print_config, python
+from helpers import CONFIGS, REPO, print_config, python, run_here
 
 from segkit import __version__
 from segkit.commands import main as segkit_main
@@ -162,6 +162,7 @@ def test_help_of_every_command_but_fit_imports_no_pytorch(tmp_path):
     assert out.endswith("imported: []\n"), out[-300:]
     for command in ("eval", "predict", "export", "convert"):
         assert f"usage: segkit {command}" in out
+    assert "<function" not in out and "lambda" not in out  # choices are listed as such
 
 
 @pytest.mark.parametrize("command", ["eval", "predict", "export", "convert"])
@@ -282,3 +283,9 @@ def python_in(interpreter, code: str, cwd, env=None) -> str:
     proc = _run([interpreter, "-c", code], cwd, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+def test_a_value_outside_the_choices_names_them_in_one_line(capsys):
+    assert run_here(capsys, "export", "--ckpt_path", "x", "--output", "y", "--format", "bad").stderr.splitlines()[
+        0
+    ] == ("segkit export: format: must be one of 'onnx', 'torchscript', got bad (on the command line)")
