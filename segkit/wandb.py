@@ -209,6 +209,30 @@ def predict_samples(
     return out
 
 
+def eval_samples(dataset, count: int, *, predictor=None, files=None) -> list:
+    """(picture, ground truth, prediction, name) of ``count`` images of ``dataset`` chosen by seed 0 for ``segkit
+    eval``'s run: predicted by its ``predictor`` (an :class:`~segkit.evaluation.ExportedPredictor` or
+    :class:`~segkit.evaluation.CheckpointPredictor`), or read from prediction files (``files``: the data set's
+    :class:`~segkit.data.predictions.PredictionFiles` and their folder); the picture is RGB (the dataset's
+    display bands of other images)."""
+    display = getattr(dataset, "display", None) or (lambda image: image)
+    indices = sample_indices(len(dataset), count, 0)
+    if predictor is None:
+        prediction_files, folder = files
+        paths = prediction_files.match(dataset.ids, folder)
+        loaded = [dataset.load(i) for i in indices]
+        return [
+            (display(image), truth, prediction_files.read(paths[i], dataset.num_classes), dataset.samples[i].name)
+            for i, (image, truth) in zip(indices, loaded)
+        ]
+    samples = []
+    for i in indices:
+        image, truth = dataset.load(i)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]  # as the raw dataset gives them
+        samples.append((display(image), truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
+    return samples
+
+
 def panels(prefix: str, confmat: torch.Tensor, scores: dict, class_names, samples: list) -> dict:
     """The per-class IoU table and bar chart, the confusion matrix and the sample predictions, as
     ``<prefix>/iou_table``, ``<prefix>/iou_bar``, ``<prefix>/confusion`` and ``<prefix>/prediction/<name>``."""

@@ -15,7 +15,7 @@ import lightning as L  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from helpers import CONFIGS, REPO, cli, python, randomize_batchnorm  # noqa: E402
+from helpers import CONFIGS, EXPORT_FORMS, REPO, cli, python, randomize_batchnorm  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -326,3 +326,21 @@ def head_run(request) -> HeadRun:
     """Each head's :class:`HeadRun` in turn (softmax, binary sigmoid at its tuned threshold, multi-label at its
     tuned thresholds): a test that takes it runs for every head."""
     return request.getfixturevalue(f"{request.param}_run")
+
+
+@pytest.fixture(scope="session")
+def head_export(tmp_path_factory):
+    """``head_export(run, form)``: the file of ``segkit export`` of a :class:`HeadRun`'s model in one of
+    :data:`EXPORT_FORMS`, built once per session per head and form."""
+
+    def exported(run: HeadRun, form: str) -> Path:
+        name = "model.pt" if form == "logits_torchscript" else "model.onnx"
+
+        def build(folder: Path) -> None:
+            folder.mkdir()
+            options = EXPORT_FORMS[form][0]
+            _segkit_in_process("export", *run.args, "--ckpt_path", run.model, "--output", folder / name, *options)
+
+        return built_once(tmp_path_factory, f"{run.head}_{form}", build) / name
+
+    return exported

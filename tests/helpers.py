@@ -189,3 +189,15 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+# each export form: its options, and whether the file runs at the checkpoint's float precision
+EXPORT_FORMS = {
+    "end_to_end": (cli(end_to_end=True, outputs=["labels", "probs"]), True),
+    "logits_onnx": ([], True),
+    "logits_torchscript": (cli(format="torchscript"), True),
+    "int8_end_to_end": (
+        cli(end_to_end=True, outputs=["labels", "probs"], quantize="int8", calibration_images=4),
+        False,
+    ),
+}

@@ -411,14 +411,14 @@ def test_dashboard_of_a_folder_data_set(tmp_path):
     assert '"object"' in labels and '"aeroplane"' not in labels
 
 
-@pytest.mark.parametrize("head", ["binary", "multilabel"])
-def test_eval_logs_every_head(head, request, tmp_path):
-    """segkit eval's W&B logging for the sigmoid heads (the softmax head's: the two tests above): the scores in
-    the summary, the IoU table, sample predictions (a multi-label model's with one mask layer per class), the
-    confusion matrix of single-label heads only, and the analysis's figures, plots and worst images."""
-    run = request.getfixturevalue(f"{head}_run")
+def test_eval_logs_every_head(head_run, tmp_path):
+    """segkit eval's W&B logging for every head (the softmax head's new and existing runs also: the two tests
+    above): the scores in the summary, the IoU table, sample predictions (a multi-label model's with one mask
+    layer per class), the confusion matrix of single-label heads only, and the analysis's figures, plots and
+    worst images."""
+    head, run = head_run.head, head_run
     proc = _eval(
-        *run.args, "--ckpt_path", run.tuned, "--device", "cpu", "--wandb_project", "segkit-eval",
+        *run.args, "--ckpt_path", run.model, "--device", "cpu", "--wandb_project", "segkit-eval",
         "--wandb_images", "2", "--json", tmp_path / "s.json", "--trimap", "3", "--calibration",
         "--output_dir", tmp_path / "analysis", "--worst", "1", cwd=tmp_path,
     )  # fmt: skip
@@ -436,3 +436,27 @@ def test_eval_logs_every_head(head, request, tmp_path):
     assert "eval/iou_table" in logged and ("eval/confusion" in logged) == (head != "multilabel")
     assert {"eval/worst", "eval/plots/trimap", "eval/plots/reliability"} <= logged
     assert len([k for k in logged if k.startswith("eval/prediction/")]) == 2  # names may hold folders
+
+
+def test_eval_samples_of_prediction_files_are_those_files(tiny_voc, tmp_path):
+    """segkit eval --predictions logs samples read from the files: each the file's labels beside its ground truth
+    (files written here from a known map), the same seed-0 images as a model's samples."""
+    import numpy as np
+
+    from segkit.data import VOCDataModule
+    from segkit.wandb import eval_samples, sample_indices
+
+    dataset = VOCDataModule(root=str(tiny_voc)).split_dataset("val")
+    files = VOCDataModule(root=str(tiny_voc)).prediction_files
+    written = {}
+    for i, sample in enumerate(dataset.samples):
+        labels = np.full(dataset.load(i)[1].shape, i, np.uint8)  # image i predicted as class i everywhere
+        files.write(tmp_path, sample.name, labels)
+        written[sample.name] = labels
+    samples = eval_samples(dataset, 2, files=(files, tmp_path))
+    indices = sample_indices(len(dataset), 2, 0)
+    assert [name for *_, name in samples] == [dataset.samples[i].name for i in indices]
+    for (picture, truth, pred, name), i in zip(samples, indices):
+        image, want_truth = dataset.load(i)
+        assert np.array_equal(picture, image) and np.array_equal(truth, want_truth)
+        assert np.array_equal(pred, written[name])

@@ -178,9 +178,10 @@ def model_heading(cfg, num_images: int, settings: dict, head, class_names) -> st
 
 def log_wandb(cfg, datamodule, dataset, predictor, head, counts, void, settings: dict, result: dict, outputs) -> None:
     """The results (and sample predictions) to the W&B run of ``--wandb_project`` or ``--wandb_run_id``."""
-    from ..wandb import log_eval
+    from ..wandb import eval_samples, log_eval
 
-    samples = wandb_samples(cfg, dataset, predictor, datamodule.prediction_files, datamodule.num_classes)
+    files = None if cfg.predictions is None else (datamodule.prediction_files, Path(cfg.predictions))
+    samples = eval_samples(dataset, cfg.wandb_images, predictor=predictor, files=files)
     log_eval(
         cfg.wandb_project,
         cfg.wandb_run_id,
@@ -256,31 +257,6 @@ def checkpoint_source(p, cfg, datamodule, device, tuned: Path | None):
     settings = {"scales": list(cfg.scales), "flip": cfg.flip, "output_stride": model.output_stride}
     settings |= {"pad_to": cfg.pad_to, "window": cfg.window, "checkpoint": str(cfg.ckpt_path)}
     return predictor, settings, head, tuning
-
-
-def wandb_samples(cfg, dataset, predictor, files, num_classes: int) -> list:
-    """(picture, ground truth, prediction, name) of ``cfg.wandb_images`` images chosen by seed 0: predicted by
-    the evaluation's ``predictor``, or read from the prediction files (``predictor`` None); the picture is RGB
-    (the dataset's display bands of other images)."""
-    import torch
-
-    from ..wandb import sample_indices
-
-    display = dataset.display or (lambda image: image)
-    indices = sample_indices(len(dataset), cfg.wandb_images, 0)
-    if predictor is None:
-        paths = files.match(dataset.ids, Path(cfg.predictions))
-        loaded = [dataset.load(i) for i in indices]
-        return [
-            (display(image), truth, files.read(paths[i], num_classes), dataset.samples[i].name)
-            for i, (image, truth) in zip(indices, loaded)
-        ]
-    samples = []
-    for i in indices:
-        image, truth = dataset.load(i)
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]  # as the raw dataset gives them
-        samples.append((display(image), truth, predictor.predict(pixels).cpu().numpy(), dataset.samples[i].name))
-    return samples
 
 
 def report(head, counts, void, class_names, result: dict, heading: str, cfg) -> None:

@@ -12,7 +12,6 @@ logits form is traced with.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -87,11 +86,9 @@ def main(args: list[str]) -> None:
     p = parser(help_only=wants_help(args))
     cfg = p.parse_args(args)
     # imported once the options are read: --help answers without PyTorch
-    from ..export import EndToEnd, write_end_to_end_file, write_logits_file
-    from ..export.writers import check_new, write_new
-    from ..head import Head
+    from ..export.model_file import write_model_file
+    from ..export.writers import check_new
     from ..inference import load_inference_model
-    from ..io.exported_metadata import end_to_end_contract, logits_contract, metadata, write_metadata
 
     check_options(p, cfg)
     try:
@@ -100,80 +97,27 @@ def main(args: list[str]) -> None:
         sys.exit(f"segkit export: {e}")
     datamodule = config_datamodule(p, cfg)
     model = load_inference_model(cfg.ckpt_path, datamodule.num_classes, cfg.output_stride)
-    record = datamodule.inference_record()
-    pixel_max = record["pixel_max"]
-    k = datamodule.num_classes
-    if cfg.end_to_end:
-        module = EndToEnd(
-            model,
-            datamodule.mean,
-            datamodule.std,
-            scales=cfg.scales,
-            flip=cfg.flip,
-            pad_to=cfg.pad_to,
-            outputs=cfg.outputs,
-            batched=cfg.batch,
-            pixel_max=pixel_max,
-        )
-        contract = end_to_end_contract(
-            k,
-            module.outputs,
-            batched=cfg.batch,
-            labels_dtype=str(module.labels_dtype).removeprefix("torch."),
-            in_channels=model.in_channels,
-            pixel_dtype=str(module.pixel_dtype).removeprefix("torch."),
-            multilabel=model.multilabel,
-        )
-        settings = {"scales": module.scales, "flip": cfg.flip, "pad_to": cfg.pad_to}
-    else:
-        dynamic = cfg.format == "torchscript" or not cfg.static
-        contract = logits_contract(
-            k, dynamic=dynamic, in_channels=model.in_channels, pixel_max=pixel_max, head=Head.of(model).mode
-        )
-        settings = {"scales": [1.0], "flip": False, "pad_to": None}
-    settings["output_stride"] = model.output_stride
-    encoder = getattr(model.encoder, "arch", None) or getattr(model.encoder, "name", type(model.encoder).__name__)
-    meta = metadata(
-        "end_to_end" if cfg.end_to_end else "logits",
-        contract,
-        class_names=datamodule.class_names,
-        palette=datamodule.palette,
-        mean=datamodule.mean,
-        std=datamodule.std,
-        settings=settings,
+    meta = write_model_file(
+        model,
+        datamodule,
+        output,
         checkpoint=cfg.ckpt_path,
-        encoder=encoder,
-        image=record,
-        thresholds=getattr(model, "thresholds", None),
-        head=Head.of(model).mode,
+        end_to_end=cfg.end_to_end,
+        fmt=cfg.format,
+        outputs=cfg.outputs,
+        batched=cfg.batch,
+        scales=cfg.scales,
+        flip=cfg.flip,
+        pad_to=cfg.pad_to,
+        static=cfg.static,
+        height=cfg.height,
+        width=cfg.width,
+        quantize=cfg.quantize,
+        calibration_images=cfg.calibration_images,
+        keep_float=cfg.keep_float,
+        verify=cfg.verify,
+        split=cfg.split,
     )
-
-    def write_float(path: Path) -> None:
-        if cfg.end_to_end:
-            write_end_to_end_file(module, path, meta)
-        else:
-            write_logits_file(model, cfg.format, path, meta, height=cfg.height, width=cfg.width, dynamic=not cfg.static)
-
-    def write(path: Path) -> None:
-        if cfg.quantize:
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                float_file = Path(tmp) / "float.onnx"
-                write_float(float_file)
-                meta["quantization"] = quantize(float_file, path, datamodule, cfg)
-                write_metadata(path, meta)
-        else:
-            write_float(path)
-        if cfg.verify:
-            from ..export.verify import verify
-
-            dataset = datamodule.split_dataset(cfg.split)
-            transform = datamodule.eval_transform()
-            meta["verification"] = verify(
-                path, model, dataset, settings=settings_of(meta), transform=transform, split=cfg.split
-            )
-            write_metadata(path, meta)
-
-    write_new(output, write)
     print(f"segkit export: wrote {output} ({describe(meta)})", flush=True)
     if meta["verification"]:
         v = meta["verification"]
@@ -183,35 +127,6 @@ def main(args: list[str]) -> None:
             f"{100 * v['pixel_agreement']:.3f}% of pixels; stored in the file",
             flush=True,
         )
-
-
-def settings_of(meta: dict):
-    """The file's baked-in test-time settings, as the checkpoint's model runs them to compare."""
-    from ..inference import InferenceSettings
-
-    return InferenceSettings.of(meta["settings"])
-
-
-def quantize(float_file: Path, output: Path, datamodule, cfg) -> dict:
-    """INT8 of ``float_file``, calibrated on ``--calibration_images`` training images chosen with seed 0."""
-    import numpy as np
-
-    from ..export.quantize import calibration_indices, quantize_int8
-
-    dataset = datamodule.split_dataset(datamodule.train_splits()[0])
-    indices = calibration_indices(len(dataset), cfg.calibration_images)
-    transform = datamodule.eval_transform()
-
-    def inputs():
-        for i in indices:
-            try:
-                image = dataset.load(i)[0]
-            except (OSError, ValueError) as e:
-                raise ValueError(f"calibration image {i} of the {datamodule.train_splits()[0]} split: {e}") from None
-            yield image if cfg.end_to_end else transform(image=image)["image"][None].numpy().astype(np.float32)
-
-    report = quantize_int8(float_file, output, inputs(), cfg.keep_float)
-    return {**report, "calibration_images": len(indices), "calibration_split": datamodule.train_splits()[0], "seed": 0}
 
 
 def describe(meta: dict) -> str:

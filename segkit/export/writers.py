@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..io.disk import DiskFullError, free_bytes, is_disk_full
-from ..io.exported_metadata import set_onnx_metadata
+from ..io.exported_metadata import FORMATS, set_onnx_metadata
+from .end_to_end import EndToEnd
 
 
 def export_onnx(
@@ -103,3 +104,36 @@ def write_new(output: Path, write) -> None:
         partial.rename(output)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_logits_file(
+    model: nn.Module, fmt: str, path: Path, meta: dict, height: int = 513, width: int = 513, dynamic: bool = True
+) -> None:
+    """Writes the logits form of ``model`` (eval mode) as ``fmt`` at ``path``.
+
+    ONNX files have a dynamic batch size, height and width unless ``dynamic=False`` (batch 1, ``height`` x
+    ``width``); the example input of that size is what the model is traced with. TorchScript is traced: its
+    shape arithmetic is recorded, so it also takes other sizes.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    model = model.float().cpu().eval()
+    # two images in a dynamic example: a size of 1 would be taken for a constant
+    example = torch.randn(2 if dynamic and fmt == "onnx" else 1, model.in_channels, height, width)
+    with torch.no_grad():
+        if fmt == "onnx":
+            dims = {0: "batch", 2: "height", 3: "width"} if dynamic else None
+            export_onnx(model, example, path, meta, "image", ("logits",), dims)
+        else:
+            export_torchscript(model, example, path, meta)
+
+
+def write_end_to_end_file(module: EndToEnd, path: Path, meta: dict) -> None:
+    """Writes ``module`` as ONNX at ``path``, its height and width (and batch, when batched) dynamic."""
+    module = module.float().cpu().eval()
+    # two images of unequal sides: no size may be taken for a constant
+    shape = (2, 200, 264, module.in_channels) if module.batched else (200, 264, module.in_channels)
+    example = torch.randint(0, 256, shape, dtype=torch.int32).to(module.pixel_dtype)
+    dims = {0: "batch", 1: "height", 2: "width"} if module.batched else {0: "height", 1: "width"}
+    with torch.no_grad():
+        export_onnx(module, example, path, meta, "image", module.outputs, dims)

@@ -119,7 +119,7 @@ def test_a_video_gives_the_overlay_and_the_heads_masks_per_frame(head_run, tmp_p
         )
 
 
-def test_eval_scores_the_checkpoint_its_exported_file_and_band_by_band_alike(head_run, tmp_path, capsys):
+def test_eval_scores_the_checkpoint_its_exported_file_and_band_by_band_alike(head_run, head_export, tmp_path, capsys):
     """eval of the checkpoint, of the checkpoint band by band (every image of 64 to 80 px above the budget whole,
     below it in 32 px windows) and of its end-to-end export (--model_file, also through Segmenter): the same
     scores; a sigmoid head records its thresholds."""
@@ -137,9 +137,7 @@ def test_eval_scores_the_checkpoint_its_exported_file_and_band_by_band_alike(hea
     # windows see less context than the whole image: their labels may differ at a few pixels
     assert banded["mIoU"] == pytest.approx(scores["mIoU"], abs=0.05)
 
-    model_file = tmp_path / "model.onnx"
-    export = cli("export", *head_run.args, ckpt_path=head_run.model, end_to_end=True, output=model_file)
-    segkit_here(capsys, *export)
+    model_file = head_export(head_run, "end_to_end")
     segkit_here(capsys, *evaluate, *cli(model_file=model_file, json=tmp_path / "file.json"))
     exported = json.loads((tmp_path / "file.json").read_text())
     assert exported["mIoU"] == pytest.approx(scores["mIoU"], abs=1e-3) and exported["form"] == "end_to_end"

@@ -5,7 +5,7 @@ tuned thresholds (the session's tiny models, conftest.HeadRun), each compared wi
 import numpy as np
 import pytest
 import torch
-from helpers import cli, segkit_here
+from helpers import EXPORT_FORMS
 from PIL import Image
 
 from segkit import Segmenter
@@ -13,27 +13,14 @@ from segkit.head import Head
 from segkit.inference import predict_probs
 from segkit.inference.exported import ExportedModel
 
-# each export form: its options, and whether the file decides at the checkpoint's float precision
-EXPORT_FORMS = {
-    "end_to_end": (cli(end_to_end=True, outputs=["labels", "probs"]), True),
-    "logits_onnx": ([], True),
-    "logits_torchscript": (cli(format="torchscript"), True),
-    "int8_end_to_end": (
-        cli(end_to_end=True, outputs=["labels", "probs"], quantize="int8", calibration_images=4),
-        False,
-    ),
-}
-
 
 @pytest.mark.parametrize("form", EXPORT_FORMS)
-def test_every_export_form_decides_as_the_head(head_run, form, tmp_path, capsys):
+def test_every_export_form_decides_as_the_head(head_run, form, head_export):
     """Each export form of each head: the file records the head and its thresholds, its decisions are the head's
     decision on its own probabilities, and a float file's decisions are the checkpoint's (Segmenter) but for
     pixels where float rounding tips a close call; an INT8 file's probabilities stay near the checkpoint's."""
-    options, is_float = EXPORT_FORMS[form]
-    path = tmp_path / ("model.pt" if form == "logits_torchscript" else "model.onnx")
-    segkit_here(capsys, *cli("export", *head_run.args, ckpt_path=head_run.model, output=path), *options)
-    exported = ExportedModel(path)
+    is_float = EXPORT_FORMS[form][1]
+    exported = ExportedModel(head_export(head_run, form))
     checkpoint = Segmenter(head_run.model, batch_size=1)
     head = Head.of(checkpoint.model)
     assert exported.head == head
