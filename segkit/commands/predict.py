@@ -52,7 +52,8 @@ def parser(help_only: bool = False):
         "--output",
         type=str,
         required=True,
-        help="folder for <stem>.png and <stem>_overlay.jpg (a video: <stem>_overlay.mp4)",
+        help="folder for <stem>.png and <stem>_overlay.jpg (a video: <stem>_overlay.mp4; a georeferenced TIFF: "
+        "<stem>_labels.tif on its grid)",
     )
     add_inference_options(p)
     add_memory_options(p)
@@ -67,6 +68,12 @@ def parser(help_only: bool = False):
         "probability",
     )
     p.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace existing output files")
+    p.add_argument(
+        "--nodata",
+        type=int,
+        default=255,
+        help="georeferenced TIFFs: the labels' value where the input has no data in any band the model reads",
+    )
     p.add_argument(
         "--fps",
         type=float | None,
@@ -88,11 +95,15 @@ def main(args: list[str]) -> None:
     from ..inference.image_files import find_images, predict_folder
     from ..inference.memory import MAX_PIXELS
     from ..inference.outputs import output_paths
+    from ..inference.rasters import raster_paths
     from ..inference.video import is_video
+    from ..io.geotiff import has_geotags
 
     cfg.device = run_device(cfg)
     if cfg.batch_size < 1:
         p.error(f"--batch_size must be at least 1, got {cfg.batch_size}")
+    if not 0 <= cfg.nodata <= 255:
+        p.error(f"--nodata is a label value, 0-255, got {cfg.nodata}")
     budget = memory_budget(p, cfg)
     settings = inference_settings(p, cfg)
     datamodule = config_datamodule(p, cfg)
@@ -102,7 +113,13 @@ def main(args: list[str]) -> None:
     files = find_images(cfg.input)
     output = Path(cfg.output)
     names = list(datamodule.class_names) if datamodule.multilabel else None
-    existing = [p for f in files for p in output_paths(output, f, cfg.confidence, names) if p.exists()]
+
+    def outputs(image: Path) -> tuple[Path, ...]:
+        if has_geotags(image):  # segmented on its grid, as GeoTIFFs
+            return raster_paths(output, image, cfg.confidence)
+        return output_paths(output, image, cfg.confidence, names)
+
+    existing = [p for f in files for p in outputs(f) if p.exists()]
     if existing and not cfg.overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         sys.exit(
@@ -125,7 +142,10 @@ def main(args: list[str]) -> None:
         max_pixels=MAX_PIXELS if cfg.max_pixels is None else cfg.max_pixels,
         read=image_format.reader(),
         display=None if image_format.rgb else image_format.display,
-        class_names=names,
+        class_names=list(datamodule.class_names),
+        bands=(0, 1, 2) if image_format.rgb else image_format.bands,
+        pixel_max=image_format.pixel_max,
+        nodata=cfg.nodata,
     )
     print(f"segkit predict: wrote {len(files) - len(failed)} of {len(files)} image(s) to {output}", flush=True)
     if failed:

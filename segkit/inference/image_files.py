@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import glob
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,12 @@ from ..data.bands import TIFF_SUFFIXES, read_header
 from ..data.base import read_image
 from ..data.sampling import as_is
 from ..head import Head
+from ..io.disk import DiskFullError
+from ..io.geotiff import has_geotags
 from .memory import MAX_PIXELS, MemoryPlan, ModelFootprint, default_budget
 from .outputs import ImageOutputs
 from .predict import predict_probs
+from .rasters import NODATA
 from .settings import InferenceSettings
 from .tiled import tiled_probs
 
@@ -151,6 +154,47 @@ def _predict_tiled_file(
     return None
 
 
+def _predict_raster_file(
+    model, path: Path, output, transform, plan, palette, class_names, bands, pixel_max, nodata, device, say
+) -> str | None:
+    """Segments a georeferenced raster on its grid (:func:`~segkit.inference.rasters.predict_raster`); the reason
+    when it cannot be read or predicted within the budget."""
+    from ..io.geotiff import rasterio_module
+
+    try:
+        rasterio_module()
+    except ImportError as e:
+        return f"{path}: a georeferenced raster, predicted on its grid; {e}"
+    from .rasters import predict_raster
+
+    header = header_size(path)
+    reason = plan.refusal(path, *header, raster=True)
+    if reason:
+        return reason
+    names = class_names or [str(i) for i in range(Head.of(model).num_classes)]
+    try:
+        predict_raster(
+            model,
+            path,
+            output,
+            transform=transform,
+            plan=plan,
+            palette=palette,
+            class_names=names,
+            bands=bands,
+            pixel_max=pixel_max,
+            confidence=plan.confidence,
+            nodata=nodata,
+            device=device,
+            say=say,
+        )
+    except (OSError, ValueError) as e:
+        if isinstance(e, DiskFullError):
+            raise
+        return str(e) if str(path) in str(e) else f"{path}: {e}"
+    return None
+
+
 def predict_folder(
     model: torch.nn.Module,
     files: list[Path],
@@ -168,6 +212,9 @@ def predict_folder(
     read: Callable[[Path], np.ndarray] = read_image,
     display: Callable[[np.ndarray], np.ndarray] | None = None,
     class_names: list[str] | None = None,
+    bands: Sequence[int] | None = None,
+    pixel_max: int = 255,
+    nodata: int = NODATA,
 ) -> list[tuple[Path, str]]:
     """Writes the masks and overlays of ``files`` to ``output``; returns the (file, reason) of those not written.
 
@@ -176,14 +223,20 @@ def predict_folder(
     ``memory_budget``: bytes (default :func:`~segkit.inference.memory.default_budget`); an image that would
     need more whole is predicted band by band and said so. ``max_pixels``: a larger header is refused unread.
     ``read``: path -> image as the model's data set reads it (RGB by default); ``display``: such an image ->
-    the RGB uint8 picture of the overlay (None: the image is RGB). ``class_names``: for a multi-label model, its
-    classes: one mask per class, each at the model's threshold. The files: :mod:`segkit.inference.outputs`.
+    the RGB uint8 picture of the overlay (None: the image is RGB). ``class_names``: the model's classes (a
+    multi-label model writes one mask per class, each at its threshold). The files: :mod:`segkit.inference.outputs`.
+
+    A georeferenced TIFF is segmented on its own grid, read and written window by window
+    (:mod:`segkit.inference.rasters`, with rasterio): its ``bands`` (None: all) of ``pixel_max``, its labels
+    ``nodata`` where it has no data, the ``class_names`` (all of them) in its metadata.
     """
     model = model.to(device).eval()
     settings = settings or InferenceSettings()
     output.mkdir(parents=True, exist_ok=True)
     budget = memory_budget or default_budget(device)
     plan = MemoryPlan(ModelFootprint.measure(model), settings, budget, confidence=confidence, max_pixels=max_pixels)
+    rasters = [f for f in files if has_geotags(f)]
+    files = [f for f in files if f not in rasters]
     sizes = [header_size(f) for f in files]
     order, failed = plan.admit(files, sizes)
     tiled = frozenset(n for n, i in enumerate(order) if plan.tiled(*sizes[i]))
@@ -199,9 +252,17 @@ def predict_folder(
         _save_batch(output, paths, pictures, probs, palette, confidence, class_names, Head.of(model))
         pending.clear()
 
-    with tqdm(total=len(files), desc="predict", unit="img", dynamic_ncols=True) as bar:
+    with tqdm(total=len(files) + len(rasters), desc="predict", unit="img", dynamic_ncols=True) as bar:
         for _, reason in failed:
             bar.write(f"skipped: {reason}")
+            bar.update(1)
+        for path in rasters:
+            error = _predict_raster_file(
+                model, path, output, transform, plan, palette, class_names, bands, pixel_max, nodata, device, bar.write
+            )
+            if error:
+                failed.append((path, error))
+                bar.write(f"skipped: {error}")
             bar.update(1)
         for sample in loader:
             path = dataset.files[sample["index"]]

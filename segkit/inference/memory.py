@@ -160,17 +160,20 @@ class ModelFootprint:
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         confidence: bool = False,
+        full_size: bool = True,
     ) -> int:
         """Peak bytes of the tiled path (:func:`~segkit.inference.tiled.tiled_probs`) for one image.
 
-        Full size: the 8-bit image (3 bytes per pixel), the label map (1) and with ``confidence`` two 16-bit maps
-        (4), plus a copy of the largest of them while its file is encoded (3). Per band: the class-score sum and
+        Full size (without ``full_size``: none, a raster read and written window by window,
+        :mod:`~segkit.inference.rasters`): the 8-bit image (3 bytes per pixel), the label map (1) and with
+        ``confidence`` two 16-bit maps (4), plus a copy of the largest of them while its file is encoded (3). Per
+        band: the class-score sum and
         counts of one window's height across the image ((4K + 4) x window x width), and the final rows, handed
         on 64 MiB at a time (or the band's), with what is computed from them (4 x that). Per tile: one window
         through the model at the largest scale with its flip, and its probabilities.
         """
         k = self.num_classes
-        full = (3 + 1 + 4 * confidence + 3) * height * width
+        full = (3 + 1 + 4 * confidence + 3) * height * width if full_size else 0
         rows = (4 * k + 4) * window * max(width, window)
         band = rows + 4 * min(2**26, rows)
         s2 = max(scales) ** 2
@@ -202,16 +205,17 @@ class MemoryPlan:
         the overlap and the test-time augmentation of ``settings``."""
         return self.settings.tile_options(self.window)
 
-    def refusal(self, name, height: int, width: int) -> str | None:
-        """Why the image cannot be predicted within the limits (one line), or None."""
-        if height * width > self.max_pixels:
+    def refusal(self, name, height: int, width: int, raster: bool = False) -> str | None:
+        """Why the image cannot be predicted within the limits (one line), or None. A ``raster`` is read window by
+        window (:mod:`~segkit.inference.rasters`): it has no decoding limit, and no full-size arrays when tiled."""
+        if height * width > self.max_pixels and not raster:
             return (
                 f"{name}: its header says {human_pixels(height, width)}, above the limit of {self.max_pixels} "
                 "pixels (--max_pixels); raise it if the image is real"
             )
-        if self.tiled(height, width) and self._tiled_bytes(height, width) > self.budget:
+        if self.tiled(height, width) and self._tiled_bytes(height, width, raster) > self.budget:
             return (
-                f"{name}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width))} "
+                f"{name}: {human_pixels(height, width)} needs about {human(self._tiled_bytes(height, width, raster))} "
                 f"even tiled, above the memory budget of {human(self.budget)}; raise --memory_budget or "
                 "lower --window"
             )
@@ -233,22 +237,24 @@ class MemoryPlan:
         """Whether predicting the image whole would exceed the budget."""
         return self._whole_bytes(height, width) > self.budget
 
-    def describe(self, name: str, height: int, width: int) -> str:
+    def describe(self, name: str, height: int, width: int, raster: bool = False) -> str:
         """The one line that says an image is tiled, and what it takes."""
         return (
             f"{name}: {human_pixels(height, width)} would need about {human(self._whole_bytes(height, width))} "
             "whole, above the "
             f"{human(self.budget)} memory budget: predicted in {self.window} px windows, band by band "
-            f"(about {human(self._tiled_bytes(height, width))})"
+            f"(about {human(self._tiled_bytes(height, width, raster))})"
         )
 
     def _whole_bytes(self, height: int, width: int) -> int:
         s = self.settings
         return self.footprint.whole_image_bytes(height, width, s.scales, s.flip, s.window)
 
-    def _tiled_bytes(self, height: int, width: int) -> int:
+    def _tiled_bytes(self, height: int, width: int, raster: bool = False) -> int:
         s = self.settings
-        return self.footprint.tiled_bytes(height, width, self.window, s.scales, s.flip, self.confidence)
+        return self.footprint.tiled_bytes(
+            height, width, self.window, s.scales, s.flip, self.confidence, full_size=not raster
+        )
 
 
 def human_pixels(height: int, width: int) -> str:

@@ -52,10 +52,10 @@ def confidence_maps(probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     equally likely) in the second."""
     top = probs.amax(0)
     entropy = -(probs * probs.clamp(min=torch.finfo(probs.dtype).tiny).log()).sum(0) / math.log(probs.shape[0])
-    return tuple(_uint16(m) for m in (top, entropy))
+    return tuple(as_uint16(m) for m in (top, entropy))
 
 
-def _uint16(values: torch.Tensor) -> np.ndarray:
+def as_uint16(values: torch.Tensor) -> np.ndarray:
     """Values in [0, 1] as uint16 (value / 65535)."""
     return (values.clamp(0, 1) * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
 
@@ -104,7 +104,7 @@ class ImageOutputs:
         else:
             band[:] = overlay(band, decided, self.palette)
         if self.confidence:
-            maps = [_uint16(p) for p in probs] if self.multilabel else confidence_maps(probs)
+            maps = [as_uint16(p) for p in probs] if self.multilabel else confidence_maps(probs)
             for target, values in zip(self.maps, maps):
                 target[rows] = values
 
