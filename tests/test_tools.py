@@ -90,10 +90,20 @@ def test_analysis_benchmark_quick_times_both_loops(tmp_path):
 
 
 @pytest.mark.slow
-def test_large_image_benchmark_quick_measures_whole_and_tiled(tmp_path):
+@pytest.mark.parametrize("geotiff", [False, True])
+def test_large_image_benchmark_quick_measures_whole_and_tiled(geotiff, tmp_path):
     """tools/benchmark_large.py --quick: a 300 px image predicted whole and a 600 px one tiled under its 60 MB
-    budget, each with its peak memory and time."""
-    python(REPO / "tools" / "benchmark_large.py", "--quick", "--json", tmp_path / "l.json", cwd=tmp_path, check=True)
+    budget, each with its peak memory and time; as PNGs, and as GeoTIFFs read window by window."""
+    extra = ["--geotiff"] if geotiff else []
+    python(
+        REPO / "tools" / "benchmark_large.py",
+        "--quick",
+        *extra,
+        "--json",
+        tmp_path / "l.json",
+        cwd=tmp_path,
+        check=True,
+    )
     rows = json.loads((tmp_path / "l.json").read_text())["rows"]
     assert set(rows) == {"baseline", "300", "600"}
     assert rows["300"]["tiled"] is None and "band by band" in rows["600"]["tiled"]

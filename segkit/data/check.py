@@ -29,11 +29,12 @@ class _Inspect(Dataset):
         except Exception as e:  # reported, not swallowed: check() lists every one and exits non-zero
             return {"error": f"{type(e).__name__}: {e}"}
         warnings = self.dataset.mask_warnings(index) if hasattr(self.dataset, "mask_warnings") else []
+        missing = self.dataset.nodata_pixels(index, image) if hasattr(self.dataset, "nodata_pixels") else None
         return {
             "size": image.shape[:2],
             "hist": self.dataset.mask_histogram(mask),
             "warnings": warnings,
-            "bands": BandStatistics.of(image),
+            "bands": BandStatistics.of(image, missing),
         }
 
 
@@ -45,8 +46,13 @@ class BandStatistics:
         self.sums, self.squares, self.low, self.high, self.count, self.top = sums, squares, low, high, count, top
 
     @classmethod
-    def of(cls, image: np.ndarray) -> BandStatistics:
+    def of(cls, image: np.ndarray, missing: np.ndarray | None = None) -> BandStatistics | None:
+        """The statistics of ``image``'s pixels but its ``missing`` (nodata) ones; None when none is left."""
         pixels = image.reshape(-1, image.shape[-1] if image.ndim == 3 else 1)
+        if missing is not None:
+            pixels = pixels[~missing.reshape(-1)]
+        if not len(pixels):
+            return None
         values = pixels.astype(np.float64)
         return cls(
             values.sum(0),
@@ -108,7 +114,7 @@ def check_split(dataset, num_workers: int = 0) -> dict:
             hist += item["hist"]
             warnings += item["warnings"]
             try:
-                bands = item["bands"] + bands
+                bands = bands if item["bands"] is None else item["bands"] + bands
             except ValueError as e:  # read as the data set reads them (RGB), images cannot differ; reported
                 problems.append(f"{e}")
     return {

@@ -17,6 +17,7 @@ from .base import IGNORE_INDEX, Sample, SegmentationDataset
 from .datamodule import SegmentationDataModule
 from .masks import MASK_MODES, MaskDecoder
 from .multilabel import MultilabelMasks, pair_class_folders
+from .nodata import Nodata
 from .pairing import PairingError, pair_folders, read_pair_list
 from .palette import voc_palette
 
@@ -31,10 +32,25 @@ class FolderSegmentation(SegmentationDataset):
         decoder: MaskDecoder,
         transform: Callable[..., dict] | None = None,
         bands: Bands | None = None,
+        nodata: Nodata | None = None,
     ) -> None:
         super().__init__(samples, num_classes, transform)
         self.decoder = decoder
         self.bands = bands
+        self.nodata = nodata
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image and its mask, the image's nodata pixels unlabelled (255) in the mask."""
+        image, mask = super().load(index)
+        missing = self.nodata_pixels(index, image)
+        if missing is not None and missing.any():
+            mask = mask.copy()
+            mask[missing] = IGNORE_INDEX  # every class of a multi-label mask
+        return image, mask
+
+    def nodata_pixels(self, index: int, image: np.ndarray) -> np.ndarray | None:
+        """(H, W) booleans: image ``index``'s nodata pixels (:mod:`segkit.data.nodata`), or None."""
+        return None if self.nodata is None else self.nodata.pixels(image, self.samples[index].image)
 
     def read_image(self, path: Path) -> np.ndarray:
         return super().read_image(path) if self.bands is None else self.bands(path)
@@ -85,6 +101,10 @@ class FolderDataModule(SegmentationDataModule):
             the red, green and blue bands first so that RGB-pretrained weights see them (docs/data.md).
         display_bands: the three bands shown as red, green and blue in overlays and W&B images (default the
             first three; the first band as grey with fewer than three).
+        nodata: the pixel value of nodata pixels (a satellite scene's border), ``file`` for each image file's own
+            (a GeoTIFF's GDAL_NODATA tag; the default), or null: such pixels are unlabelled in training and
+            scoring, and left out of ``segkit data check``'s statistics (:mod:`segkit.data.nodata`).
+        nodata_bands: ``all`` (a pixel is nodata when every band read holds the value) or ``any``.
         mean: normalization mean per band, in units of the pixel type's maximum (values / 255 or / 65535);
             ``segkit data check`` prints them. Default 0.5 per band for 8-bit images; 16-bit images need them.
         std: normalization std per band, in the same units.
@@ -116,6 +136,8 @@ class FolderDataModule(SegmentationDataModule):
         display_bands: list[int] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        nodata: float | str | None = "file",
+        nodata_bands: str = "all",
         batch_size: int = 16,
         crop_size: int = 513,
         **kwargs,
@@ -138,6 +160,7 @@ class FolderDataModule(SegmentationDataModule):
         self._band_reader = Bands(n, self.bands) if n != 3 or bands is not None else None
         self.display_bands = _checked_display_bands(display_bands, n)
         self.class_names = _checked_classes(classes)
+        self.nodata = None if nodata is None else Nodata(nodata, nodata_bands)
         k = len(self.class_names)
         self.sources = {
             "train": _source("train", train_images, train_masks, train_list),
@@ -219,9 +242,12 @@ class FolderDataModule(SegmentationDataModule):
             samples = self.split_samples(split)
         except PairingError as e:  # segkit data check goes on with the pairs that were found
             decoder = self._decoder(split)
-            e.dataset = FolderSegmentation(e.samples, self.num_classes, decoder, transform, self._band_reader)
+            e.dataset = FolderSegmentation(
+                e.samples, self.num_classes, decoder, transform, self._band_reader, self.nodata
+            )
             raise
-        return FolderSegmentation(samples, self.num_classes, self._decoder(split), transform, self._band_reader)
+        decoder = self._decoder(split)
+        return FolderSegmentation(samples, self.num_classes, decoder, transform, self._band_reader, self.nodata)
 
     def _decoder(self, split: str):
         """The mask reader of ``split``: one for every split, or for multi-label masks its class folders."""
