@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bands import Bands, read_header
+from ..io.geotiff import check_same_grid
+from .bands import TIFF_SUFFIXES, Bands, read_header
 from .base import IGNORE_INDEX, Sample, SegmentationDataset
 from .datamodule import SegmentationDataModule
 from .masks import MASK_MODES, MaskDecoder
@@ -40,8 +41,12 @@ class FolderSegmentation(SegmentationDataset):
         self.nodata = nodata
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The image and its mask, the image's nodata pixels unlabelled (255) in the mask."""
+        """The image and its mask (checked to lie on the image's grid when both are GeoTIFFs), the image's nodata
+        pixels unlabelled (255) in the mask."""
         image, mask = super().load(index)
+        sample = self.samples[index]
+        if sample.image.suffix.lower() in TIFF_SUFFIXES and sample.mask.suffix.lower() in TIFF_SUFFIXES:
+            check_same_grid(sample.image, sample.mask)
         missing = self.nodata_pixels(index, image)
         if missing is not None and missing.any():
             mask = mask.copy()

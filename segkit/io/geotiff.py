@@ -50,6 +50,34 @@ def has_geotags(path: Path) -> bool:
         return False
 
 
+def grid_tags(path: Path) -> dict[int, tuple] | None:
+    """A TIFF's GeoTIFF tags (pixel scale, tiepoints, transformation, GeoKeys: where its pixels lie and in which
+    CRS), read by tifffile, or None for a file without them."""
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        found = {code: tags[code].value for code in GEO_TAGS if code in tags}
+    return {code: tuple(np.ravel(value).tolist()) for code, value in found.items()} or None
+
+
+def check_same_grid(image: Path, mask: Path) -> None:
+    """Raises, in one line, when a georeferenced image and its georeferenced mask lie on different grids (another
+    CRS, pixel size or origin: the mask's labels would be those of other places). Either without GeoTIFF tags:
+    nothing to compare."""
+    a, b = grid_tags(image), grid_tags(mask)
+    if a is None or b is None or a == b:
+        return
+    names = {33550: "pixel size", 33922: "origin (tiepoint)", 34264: "geotransform", 34735: "CRS (GeoKeys)"}
+    differ = [names[code] for code in GEO_TAGS if a.get(code) != b.get(code)]
+    raise ValueError(
+        f"image {image} and mask {mask} lie on different grids ({', '.join(differ)} differ): resample the mask "
+        "onto the image's grid (e.g. gdalwarp -te ... -tr ...)"
+    )
+
+
 class RasterReader:
     """An open raster, read window by window: ``bands`` (indices into its bands, in that order; None: all), of
     8 or 16 bits. ``height``, ``width``, ``dtype``, ``nodata`` (the file's nodata value, or None) and its
