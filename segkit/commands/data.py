@@ -71,17 +71,22 @@ def synthetic(args: list[str]) -> None:
             "4-band 16-bit TIFFs (red, green, blue, near-infrared) and their class masks (demo_multiband.yaml)",
         ),
         "multilabel": (200, "images and one 0/255 mask per class, overlapping (demo_multilabel.yaml)"),
+        "geo": (160, "4-band GeoTIFFs with nodata borders, their class masks, and scenes/ to predict (demo_geo.yaml)"),
     }
     parser = ArgumentParser(
         prog="segkit data synthetic",
         description="Write a demo set in a plain folder layout: folder: two classes, images/part_{a,b}/*.jpg and "
         "masks/part_{a,b}/*.png (0/255); multiband: three classes, images/*.tif (4 bands, 16 bits) and "
-        "masks/*.png (class indices); multilabel: images/*.jpg and masks/<class>/*.png (overlapping classes).",
+        "masks/*.png (class indices); multilabel: images/*.jpg and masks/<class>/*.png (overlapping classes); geo: "
+        "the multiband set as GeoTIFFs with nodata borders, and scenes/*.tif to predict.",
     )
     parser.add_argument("--kind", choices=list(kinds), default="folder")
     parser.add_argument("--root", default=None, help="the folder to write it in (default data/synthetic_<kind>)")
     parser.add_argument(
-        "--num_images", type=int, default=None, help="default 240 (folder), 160 (multiband), 200 (multilabel)"
+        "--num_images",
+        type=int,
+        default=None,
+        help="default 240 (folder), 160 (multiband, geo), 200 (multilabel)",
     )
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args(args)

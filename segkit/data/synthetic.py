@@ -324,6 +324,66 @@ def make_synthetic_multiband(
     return root
 
 
+def geotiff_tags(x0: float, y0: float, pixel: float, epsg: int = 32633, nodata: int | None = 0) -> list[tuple]:
+    """tifffile ``extratags`` that georeference an image: its top-left corner at (``x0``, ``y0``) metres of the
+    projected CRS ``epsg`` (UTM zone 33N by default), square pixels of ``pixel`` metres, and GDAL's nodata value."""
+    keys = (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, epsg)  # projected, pixel is area, the CRS
+    tags = [
+        (33550, "d", 3, (pixel, pixel, 0.0), True),  # ModelPixelScale
+        (33922, "d", 6, (0.0, 0.0, 0.0, x0, y0, 0.0), True),  # ModelTiepoint: pixel (0, 0) at (x0, y0)
+        (34735, "H", len(keys), keys, True),  # GeoKeyDirectory
+    ]
+    return tags + ([(42113, "s", 0, str(nodata), True)] if nodata is not None else [])  # GDAL_NODATA
+
+
+def make_synthetic_geo(
+    root: str | Path, num_images: int = 160, size_range: tuple[int, int] = (96, 128), seed: int = 0
+) -> Path:
+    """Writes (or reuses) the multi-band set of :func:`make_synthetic_multiband` as georeferenced scenes come:
+    ``images/tile_NNNN.tif`` GeoTIFFs (UTM zone 33N, 10 m pixels, tiles side by side along a row of the grid,
+    GDAL_NODATA 0) of which every third has a nodata border (0 in every band) of 8-24 columns on its left, the
+    masks ``masks/tile_NNNN.png`` (class indices 0-2: soil, water, vegetation; labelled under the border too, as
+    masks cut from a map are), and two scenes of 640 x 800 to predict, ``scenes/scene_N.tif``. Returns ``root``."""
+    import tifffile
+
+    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "geo", "version": 1}
+
+    def scene(rng: np.random.Generator, h: int, w: int, shapes: int) -> tuple[np.ndarray, np.ndarray]:
+        label = np.zeros((h, w), np.uint8)
+        for _ in range(shapes):
+            label[_shape_mask(h, w, rng)] = rng.integers(1, 3)
+        image = _BAND_SIGNATURES[label] * rng.uniform(0.8, 1.2) + rng.normal(0, 150, (h, w, 4))
+        return np.clip(image, 1, 4095).astype(np.uint16), label  # 0 is nodata: no measured pixel holds it
+
+    def write_geotiff(path: Path, image: np.ndarray, x0: float) -> None:
+        planar = image.transpose(2, 0, 1)  # (bands, H, W)
+        extratags = geotiff_tags(x0, 4_500_000.0, 10.0)
+        tifffile.imwrite(path, planar, photometric="minisblack", planarconfig="separate", extratags=extratags)
+
+    def write(tmp: Path, rng: np.random.Generator) -> dict:
+        for folder in ("images", "masks", "scenes"):
+            (tmp / folder).mkdir(parents=True)
+        x0 = 500_000.0
+        for i in range(num_images):
+            h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
+            image, label = scene(rng, h, w, int(rng.integers(2, 5)))
+            if i % 3 == 0:
+                image[:, : int(rng.integers(8, 25))] = 0
+            write_geotiff(tmp / "images" / f"tile_{i:04d}.tif", image, x0)
+            write_label_png(tmp / "masks" / f"tile_{i:04d}.png", label)
+            x0 += 10.0 * w
+        for n in range(2):
+            image, _ = scene(rng, 640, 800, 40)
+            image[:, :48] = 0
+            write_geotiff(tmp / "scenes" / f"scene_{n}.tif", image, x0)
+            x0 += 10.0 * 800
+        return {}
+
+    root = Path(root)
+    _write_set(root, params, ("images", "masks", "scenes"), write)
+    return root
+
+
 MULTILABEL_CLASSES = ("building", "road", "flooded")
 
 
