@@ -340,13 +340,14 @@ def make_synthetic_geo(
     root: str | Path, num_images: int = 160, size_range: tuple[int, int] = (96, 128), seed: int = 0
 ) -> Path:
     """Writes (or reuses) the multi-band set of :func:`make_synthetic_multiband` as georeferenced scenes come:
-    ``images/tile_NNNN.tif`` GeoTIFFs (UTM zone 33N, 10 m pixels, tiles side by side along a row of the grid,
-    GDAL_NODATA 0) of which every third has a nodata border (0 in every band) of 8-24 columns on its left, the
-    masks ``masks/tile_NNNN.png`` (class indices 0-2: soil, water, vegetation; labelled under the border too, as
-    masks cut from a map are), and two scenes of 640 x 800 to predict, ``scenes/scene_N.tif``. Returns ``root``."""
+        ``images/tile_NNNN.tif`` GeoTIFFs (UTM zone 33N, 10 m pixels, tiles side by side along a row of the grid,
+        GDAL_NODATA 0) of which every third has a nodata border (0 in every band) of 8-24 columns on its left, the
+        masks ``masks/tile_NNNN.png`` (class indices 0-2: soil, water, vegetation; labelled under the border too, as
+        masks cut from a map are), and two scenes of 640 x 768 to predict, ``scenes/scene_N.tif`` (a nodata border of 48
+    columns), with their masks ``scene_masks/scene_N.png``. Returns ``root``."""
     import tifffile
 
-    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "geo", "version": 1}
+    params = {"num_images": num_images, "size_range": list(size_range), "seed": seed, "layout": "geo", "version": 2}
 
     def scene(rng: np.random.Generator, h: int, w: int, shapes: int) -> tuple[np.ndarray, np.ndarray]:
         label = np.zeros((h, w), np.uint8)
@@ -361,7 +362,7 @@ def make_synthetic_geo(
         tifffile.imwrite(path, planar, photometric="minisblack", planarconfig="separate", extratags=extratags)
 
     def write(tmp: Path, rng: np.random.Generator) -> dict:
-        for folder in ("images", "masks", "scenes"):
+        for folder in ("images", "masks", "scenes", "scene_masks"):
             (tmp / folder).mkdir(parents=True)
         x0 = 500_000.0
         for i in range(num_images):
@@ -372,15 +373,18 @@ def make_synthetic_geo(
             write_geotiff(tmp / "images" / f"tile_{i:04d}.tif", image, x0)
             write_label_png(tmp / "masks" / f"tile_{i:04d}.png", label)
             x0 += 10.0 * w
-        for n in range(2):
-            image, _ = scene(rng, 640, 800, 40)
+        for n in range(2):  # 5 x 6 blocks of 128 px, each drawn as a tile is
+            blocks = [[scene(rng, 128, 128, int(rng.integers(2, 5))) for _ in range(6)] for _ in range(5)]
+            image = np.concatenate([np.concatenate([b[0] for b in row], 1) for row in blocks], 0)
+            label = np.concatenate([np.concatenate([b[1] for b in row], 1) for row in blocks], 0)
             image[:, :48] = 0
             write_geotiff(tmp / "scenes" / f"scene_{n}.tif", image, x0)
-            x0 += 10.0 * 800
+            write_label_png(tmp / "scene_masks" / f"scene_{n}.png", label)
+            x0 += 10.0 * 768
         return {}
 
     root = Path(root)
-    _write_set(root, params, ("images", "masks", "scenes"), write)
+    _write_set(root, params, ("images", "masks", "scenes", "scene_masks"), write)
     return root
 
 
