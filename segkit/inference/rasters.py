@@ -26,13 +26,14 @@ from torch import nn
 
 from ..data.bands import PIXEL_TYPES
 from ..head import Head
-from ..io.geotiff import GeoTiffWriter, RasterReader
+from ..io.geotiff import GeoTiffWriter, RasterReader, rasterio_module
 from .memory import MemoryPlan
 from .outputs import as_uint16, confidence_maps
 from .predict import predict_probs
 from .tiled import tiled_probs
 
 NODATA = 255
+GDAL_CACHE_MB = 256  # GDAL's block cache while a scene is read and written
 
 
 def raster_paths(folder: Path, image: Path, confidence: bool = False) -> tuple[Path, ...]:
@@ -61,6 +62,28 @@ def predict_raster(
     model's data set reads them) and returns them. ``transform`` normalizes a window as the data set's evaluation
     does; ``plan`` says whether the scene is predicted whole or band by band (said with ``say``), and at which
     test-time settings."""
+    # GDAL caches blocks up to 5% of the machine's memory by default; the windows need a few rows of blocks
+    with rasterio_module().Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _predict_raster(
+            model,
+            path,
+            output,
+            transform,
+            plan,
+            palette,
+            class_names,
+            bands,
+            pixel_max,
+            confidence,
+            nodata,
+            device,
+            say,
+        )
+
+
+def _predict_raster(
+    model, path, output, transform, plan, palette, class_names, bands, pixel_max, confidence, nodata, device, say
+) -> tuple[Path, ...]:
     head = Head.of(model)
     multilabel = head.mode == "multilabel"
     k = head.num_classes
