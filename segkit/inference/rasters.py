@@ -62,34 +62,13 @@ def predict_raster(
     model's data set reads them) and returns them. ``transform`` normalizes a window as the data set's evaluation
     does; ``plan`` says whether the scene is predicted whole or band by band (said with ``say``), and at which
     test-time settings."""
-    # GDAL caches blocks up to 5% of the machine's memory by default; the windows need a few rows of blocks
-    with rasterio_module().Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        return _predict_raster(
-            model,
-            path,
-            output,
-            transform,
-            plan,
-            palette,
-            class_names,
-            bands,
-            pixel_max,
-            confidence,
-            nodata,
-            device,
-            say,
-        )
-
-
-def _predict_raster(
-    model, path, output, transform, plan, palette, class_names, bands, pixel_max, confidence, nodata, device, say
-) -> tuple[Path, ...]:
     head = Head.of(model)
     multilabel = head.mode == "multilabel"
     k = head.num_classes
     if nodata < (2 if multilabel else k):
         raise ValueError(f"nodata {nodata} is a label the model predicts: choose one of {2 if multilabel else k}-255")
-    with RasterReader(path, bands) as raster:
+    # GDAL caches blocks up to 5% of the machine's memory by default; the windows need a few rows of blocks
+    with rasterio_module().Env(GDAL_CACHEMAX=GDAL_CACHE_MB), RasterReader(path, bands) as raster:
         if PIXEL_TYPES[raster.dtype] != pixel_max:
             raise ValueError(
                 f"{path} has {raster.dtype} bands; the model reads {'8' if pixel_max == 255 else '16'}-bit images"
