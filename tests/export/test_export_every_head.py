@@ -13,8 +13,12 @@ from segkit.head import Head
 from segkit.inference import predict_probs
 from segkit.inference.exported import ExportedModel
 
+# INT8 quantization costs seconds per head: those three runs go with the slow set (the softmax head's INT8 file is
+# also checked in the default set, tests/export/test_deploy.py)
+FORMS = [pytest.param(f, marks=pytest.mark.slow) if f.startswith("int8") else f for f in EXPORT_FORMS]
 
-@pytest.mark.parametrize("form", EXPORT_FORMS)
+
+@pytest.mark.parametrize("form", FORMS)
 def test_every_export_form_decides_as_the_head(head_run, form, head_export):
     """Each export form of each head: the file records the head and its thresholds, its decisions are the head's
     decision on its own probabilities, and a float file's decisions are the checkpoint's (Segmenter) but for
