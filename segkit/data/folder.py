@@ -39,14 +39,17 @@ class FolderSegmentation(SegmentationDataset):
         self.decoder = decoder
         self.bands = bands
         self.nodata = nodata
+        self._same_grid: set[int] = set()  # the samples whose image and mask were found on one grid
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The image and its mask (checked to lie on the image's grid when both are GeoTIFFs), the image's nodata
         pixels unlabelled (255) in the mask."""
         image, mask = super().load(index)
         sample = self.samples[index]
-        if sample.image.suffix.lower() in TIFF_SUFFIXES and sample.mask.suffix.lower() in TIFF_SUFFIXES:
+        tiffs = sample.image.suffix.lower() in TIFF_SUFFIXES and sample.mask.suffix.lower() in TIFF_SUFFIXES
+        if tiffs and index not in self._same_grid:  # a pair's grids do not change: read its tags once, not every epoch
             check_same_grid(sample.image, sample.mask)
+            self._same_grid.add(index)
         missing = self.nodata_pixels(index, image)
         if missing is not None and missing.any():
             mask = mask.copy()
