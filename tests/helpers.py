@@ -201,3 +201,13 @@ EXPORT_FORMS = {
         False,
     ),
 }
+
+
+def fit_best(capsys, *config) -> tuple[str, str]:
+    """``segkit fit CONFIG`` run here: its best checkpoint and the per-class IoU table printed at that step."""
+    import re
+
+    out = segkit_here(capsys, "fit", *config, "--trainer.enable_progress_bar", "false")
+    ckpt = re.search(r"Best checkpoint \(val/mIoU = [\d.]+\): (\S+)", out).group(1)
+    step = re.search(r"-step(\d+)-", ckpt).group(1)
+    return ckpt, out[out.index(f"per-class IoU after step {step}") :]

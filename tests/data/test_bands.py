@@ -187,7 +187,7 @@ def test_multiband_demo_trains_on_the_near_infrared_and_predicts_tiffs(tmp_path,
     eval, predict and Segmenter read the 4-band 16-bit TIFFs with the checkpoint."""
     import re
 
-    from helpers import segkit_here
+    from helpers import fit_best, segkit_here
 
     from segkit import Segmenter
     from segkit.data.base import read_label_png
@@ -198,11 +198,7 @@ def test_multiband_demo_trains_on_the_near_infrared_and_predicts_tiffs(tmp_path,
     out = segkit_here(capsys, "data", "check", *config)
     assert "mean: [0.0246, 0.0210, 0.0176, 0.0308]" in out and "std: [0.0081, 0.0057, 0.0034, 0.0146]" in out
 
-    out = segkit_here(capsys, "fit", *config, "--trainer.enable_progress_bar", "false")
-    best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
-    ckpt = best.group(2)
-    step = re.search(r"-step(\d+)-", ckpt).group(1)
-    table = out[out.index(f"per-class IoU after step {step}") :]
+    ckpt, table = fit_best(capsys, *config)
     vegetation = float(re.search(r"vegetation +([\d.]+)", table).group(1))
     assert vegetation >= 80.0, table[:600]
 

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import segkit_here
+from helpers import fit_best, segkit_here
 
 from segkit.data.base import read_label_png
 
@@ -23,11 +23,7 @@ def test_geo_demo_trains_without_nodata_and_labels_scenes_on_their_grid(tmp_path
     out = segkit_here(capsys, "data", "check", *config)
     assert "mean: [0.0243, 0.0208, 0.0176, 0.0303]" in out and "std: [0.0083, 0.0058, 0.0034, 0.0148]" in out
 
-    out = segkit_here(capsys, "fit", *config, "--trainer.enable_progress_bar", "false")
-    best = re.search(r"Best checkpoint \(val/mIoU = ([\d.]+)\): (\S+)", out)
-    ckpt = best.group(2)
-    step = re.search(r"-step(\d+)-", ckpt).group(1)
-    table = out[out.index(f"per-class IoU after step {step}") :]
+    ckpt, table = fit_best(capsys, *config)
     assert float(re.search(r"vegetation +([\d.]+)", table).group(1)) >= 80.0, table[:600]
 
     scenes = Path("data/synthetic_geo/scenes")
